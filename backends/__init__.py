@@ -1,0 +1,77 @@
+"""Per-framework extras the Array API standard does not cover.
+
+The core (:mod:`unitary_lowrank`) is written against the Array API only. What the
+standard lacks — random draws, an in-place rank-r update, telling a traced array
+from a concrete one — is asked of a *backend*, one small class per framework,
+found from the type of the input array. A framework is imported only when an
+array of it shows up: a NumPy-only user never pays for importing torch or JAX.
+
+Backends
+--------
+numpy
+    NumPy and SciPy on the CPU (also serves ``array_api_strict`` and any other
+    namespace without a backend of its own, by drawing on the host).
+torch
+    PyTorch tensors on any device; also holds the ``torch.optim`` adapter.
+jax
+    ``jax.numpy`` arrays, traced or not; also holds the optax adapter.
+cupy
+    CuPy arrays on the GPU.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._base import Backend, Seed
+
+__all__ = ["Backend", "Seed", "backend_for", "available_backends"]
+
+# (predicate name in array_api_compat, module in this package)
+_DETECTORS = (
+    ("is_torch_array", "torch"),
+    ("is_jax_array", "jax"),
+    ("is_cupy_array", "cupy"),
+    ("is_numpy_array", "numpy"),
+)
+
+_cache: dict[str, Backend] = {}
+
+
+def _load(module_name: str) -> Backend:
+    backend = _cache.get(module_name)
+    if backend is None:
+        module = importlib.import_module(f"{__name__}.{module_name}")
+        backend = module.BACKEND
+        _cache[module_name] = backend
+    return backend
+
+
+def backend_for(x: Any) -> Backend:
+    """Return the backend that serves arrays like ``x``.
+
+    ``array_api_compat``'s type checks look only at modules already imported,
+    so asking about a NumPy array never imports torch or JAX.
+    Arrays of any other Array API library (``array_api_strict``, ...) get the
+    portable backend, which draws random numbers on the host with NumPy.
+    """
+    import array_api_compat
+
+    for predicate, module_name in _DETECTORS:
+        if getattr(array_api_compat, predicate)(x):
+            return _load(module_name)
+    return _load("numpy").portable
+
+
+def available_backends() -> list[str]:
+    """Names of the backends whose framework is installed, NumPy first."""
+    names = ["numpy", "array_api_strict", "torch", "jax", "cupy"]
+    found = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+        found.append(name)
+    return found

@@ -1,0 +1,114 @@
+"""Shared fixtures and independent dense references (NumPy/SciPy, float64 or complex128)."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+DTYPES = ("float32", "float64", "complex64", "complex128")
+EPS = {"float32": np.finfo(np.float32).eps, "complex64": np.finfo(np.float32).eps,
+       "float64": np.finfo(np.float64).eps, "complex128": np.finfo(np.float64).eps}
+
+
+def is_single(dtype) -> bool:
+    return np.dtype(dtype) in (np.float32, np.complex64)
+
+
+def haar(n: int, dtype: str, rng: np.random.Generator, batch: tuple[int, ...] = ()) -> np.ndarray:
+    """Haar unitary drawn here (not through the library), rounded to ``dtype``."""
+    shape = batch + (n, n)
+    Z = rng.standard_normal(shape)
+    if np.dtype(dtype).kind == "c":
+        Z = Z + 1j * rng.standard_normal(shape)
+    Q, R = np.linalg.qr(Z)
+    d = np.diagonal(R, axis1=-2, axis2=-1)
+    return (Q * (d / np.abs(d))[..., None, :]).astype(dtype)
+
+
+def gaussian(shape: tuple[int, ...], dtype: str, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+    X = rng.standard_normal(shape)
+    if np.dtype(dtype).kind == "c":
+        X = (X + 1j * rng.standard_normal(shape)) / np.sqrt(2)
+    return (scale * X).astype(dtype)
+
+
+def _wide(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.complex128 if x.dtype.kind == "c" else np.float64)
+
+
+def _per_matrix(f, *arrays):
+    arrays = [_wide(a) for a in arrays]
+    batch = np.broadcast_shapes(*(a.shape[:-2] for a in arrays))
+    arrays = [np.broadcast_to(a, batch + a.shape[-2:]) for a in arrays]
+    first = f(*(a[(0,) * len(batch)] for a in arrays))
+    out = np.empty(batch + first.shape, dtype=np.result_type(first, *arrays))
+    for index in np.ndindex(*batch):
+        out[index] = f(*(a[index] for a in arrays))
+    return out
+
+
+def dense_project(U, A, B):
+    """scipy.linalg.polar of U + A Bᴴ, in double precision."""
+    return _per_matrix(lambda U, A, B: scipy.linalg.polar(U + A @ B.conj().T)[0], U, A, B)
+
+
+def dense_transport(U, A, B):
+    """U @ scipy.linalg.expm(skew(Uᴴ A Bᴴ)), in double precision.
+
+    ``expm`` runs on the complex-typed skew matrix even for real input: SciPy's
+    real-arithmetic path loses accuracy for large ‖S‖ (3e-12 relative at
+    ‖S‖ = 1e3, measured against 40-digit mpmath), the complex path does not
+    (3e-14). The real part is taken afterwards.
+    """
+
+    def one(U, A, B):
+        X = U.conj().T @ A @ B.conj().T
+        result = U @ scipy.linalg.expm(((X - X.conj().T) / 2).astype(np.complex128))
+        return result if U.dtype.kind == "c" else result.real
+
+    return _per_matrix(one, U, A, B)
+
+
+def dense_cayley(U, A, B):
+    """U (I − S/2)⁻¹ (I + S/2) with S = skew(Uᴴ A Bᴴ), in double precision."""
+
+    def one(U, A, B):
+        X = U.conj().T @ A @ B.conj().T
+        S = (X - X.conj().T) / 2
+        identity = np.eye(len(U))
+        return U @ np.linalg.solve(identity - S / 2, identity + S / 2)
+
+    return _per_matrix(one, U, A, B)
+
+
+def relative_error(X, reference) -> float:
+    X = np.asarray(X)
+    return float(np.linalg.norm((_wide(X) - reference).ravel()) / np.linalg.norm(reference.ravel()))
+
+
+def unitarity(X) -> float:
+    X = _wide(np.asarray(X))
+    identity = np.eye(X.shape[-1])
+    return float(np.max(np.abs(np.swapaxes(X, -1, -2).conj() @ X - identity)))
+
+
+def tolerance(dtype, update_norm: float = 1.0) -> float:
+    """Error allowed against a dense reference.
+
+    Double precision: 1e-12, for every ‖A Bᴴ‖ up to 1e3. Single precision:
+    1e-5 while ‖A Bᴴ‖ ≤ 7; beyond, no algorithm can do better than
+    ε (1 + ‖A Bᴴ‖) — rounding ``A`` or ``B`` by ε moves the answer that much —
+    so the bound is 10 ε (1 + ‖A Bᴴ‖).
+    """
+    if not is_single(dtype):
+        return 1e-12
+    return max(1e-5, 10 * EPS[str(np.dtype(dtype))] * (1 + update_norm))
+
+
+@pytest.fixture
+def rng(request) -> np.random.Generator:
+    """A generator seeded from the test's name: reproducible, distinct per test."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))

@@ -1,0 +1,40 @@
+"""Orthogonal and unitary weights trained at O(k N²) per step: the projUNN method.
+
+The core is written against the Array API: the same functions run on NumPy,
+``array_api_strict``, CuPy, torch and JAX arrays, real (orthogonal) or complex
+(unitary), with leading batch axes.
+
+    project(U, A, B)      projUNN-D: closest unitary to U + A Bᴴ
+    transport(U, A, B)    projUNN-T: U · exp(skew(Uᴴ A Bᴴ))
+    sketch(G, rank)       (A, B) with G ≈ A Bᴴ
+    polar(M)              dense closest unitary by SVD (O(N³) reference)
+    unitarity_error(U)    max |Uᴴ U − I|
+    random_unitary(n)     Haar-distributed unitary / orthogonal matrices
+    reorthonormalize(U)   pull a drifted U back onto the manifold
+
+Framework adapters: :mod:`unitary_lowrank.backends.torch` (``torch.optim``
+wrapper) and :mod:`unitary_lowrank.backends.jax` (optax transformation).
+"""
+
+from .errors import NotUnitaryError, SingularUpdateWarning
+from .haar import random_unitary
+from .polar import polar
+from .project import project
+from .sketch import sketch
+from .transport import transport
+from .unitarity import reorthonormalize, unitarity_error
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "project",
+    "transport",
+    "sketch",
+    "polar",
+    "unitarity_error",
+    "random_unitary",
+    "reorthonormalize",
+    "SingularUpdateWarning",
+    "NotUnitaryError",
+    "__version__",
+]

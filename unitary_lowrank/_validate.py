@@ -1,0 +1,109 @@
+"""Checks at the public boundary: shapes, dtypes, finiteness.
+
+Each failure names the function, the argument, what was expected and what came.
+Value checks (finiteness, unitarity) are skipped on lazy arrays such as JAX
+tracers inside ``jax.jit``, where values are not known at trace time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+
+from ._linalg import batch_shape
+
+SUPPORTED_DTYPES = ("float32", "float64", "complex64", "complex128")
+
+
+def namespace(func: str, **arrays: Any) -> Any:
+    """``array_namespace`` of the arguments, with an error that names them."""
+    for name, x in arrays.items():
+        if not array_api_compat.is_array_api_obj(x):
+            raise TypeError(f"{func}: {name} must be an array; got {type(x).__name__}")
+    try:
+        return array_api_compat.array_namespace(*arrays.values())
+    except TypeError as err:
+        kinds = ", ".join(f"{n}: {type(x).__module__}.{type(x).__name__}" for n, x in arrays.items())
+        raise TypeError(f"{func}: arrays come from different libraries ({kinds})") from err
+
+
+def dtype_name(xp: Any, dtype: Any) -> str | None:
+    for name in SUPPORTED_DTYPES:
+        if dtype == getattr(xp, name):
+            return name
+    return None
+
+
+def check_dtype(xp: Any, func: str, name: str, x: Any) -> None:
+    if dtype_name(xp, x.dtype) is None:
+        raise TypeError(f"{func}: {name} must have dtype float32, float64, complex64 or complex128; got {x.dtype}")
+
+
+def check_same_dtype(xp: Any, func: str, **arrays: Any) -> None:
+    items = list(arrays.items())
+    for name, x in items:
+        check_dtype(xp, func, name, x)
+    first_name, first = items[0]
+    for name, x in items[1:]:
+        if x.dtype != first.dtype:
+            raise TypeError(
+                f"{func}: dtype mismatch: {first_name} is {first.dtype} but {name} is {x.dtype}; "
+                "cast them to one dtype (real input stays real, complex stays complex)"
+            )
+
+
+def check_matrix(func: str, name: str, x: Any, *, square: bool = False) -> None:
+    if x.ndim < 2:
+        raise ValueError(f"{func}: {name} must have shape (..., m, n); got shape {tuple(x.shape)}")
+    if square and x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"{func}: {name} must be square, shape (..., N, N); got shape {tuple(x.shape)}")
+
+
+def check_factors(xp: Any, func: str, U: Any, A: Any, B: Any) -> None:
+    """``U`` (..., N, N) unitary candidate, ``A`` and ``B`` (..., N, k)."""
+    check_matrix(func, "U", U, square=True)
+    check_matrix(func, "A", A)
+    check_matrix(func, "B", B)
+    check_same_dtype(xp, func, U=U, A=A, B=B)
+    n = U.shape[-1]
+    for name, x in (("A", A), ("B", B)):
+        if x.shape[-2] != n:
+            raise ValueError(
+                f"{func}: {name} must have shape (..., N, k) with N = {n} rows to match U; "
+                f"got shape {tuple(x.shape)}"
+            )
+    if A.shape[-1] != B.shape[-1]:
+        raise ValueError(
+            f"{func}: A and B must have the same number of columns k; got A {tuple(A.shape)} and B {tuple(B.shape)}"
+        )
+    if A.shape[-1] < 1:
+        raise ValueError(f"{func}: A and B need at least one column (k ≥ 1); got k = {A.shape[-1]}")
+    try:
+        batch_shape(U, A, B)
+    except ValueError as err:
+        raise ValueError(
+            f"{func}: leading (batch) axes of U {tuple(U.shape)}, A {tuple(A.shape)} and B {tuple(B.shape)} "
+            "do not broadcast"
+        ) from err
+
+
+def is_concrete(x: Any) -> bool:
+    """False for arrays whose values are unknown now (JAX tracers, lazy arrays)."""
+    return not array_api_compat.is_lazy_array(x)
+
+
+def check_finite(xp: Any, func: str, **arrays: Any) -> None:
+    """Raise ``ValueError`` if an array holds NaN or ±Inf.
+
+    A sum propagates any NaN/Inf, so one reduction without a temporary the size
+    of the array decides the common case; only a non-finite sum (a real
+    non-finite entry, or an overflow) pays for the exact elementwise check.
+    """
+    for name, x in arrays.items():
+        if not is_concrete(x):
+            continue
+        if bool(xp.isfinite(xp.sum(x))):
+            continue
+        if not bool(xp.all(xp.isfinite(x))):
+            raise ValueError(f"{func}: {name} contains NaN or Inf; pass finite values")
