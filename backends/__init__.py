@@ -26,7 +26,7 @@ from typing import Any
 
 from ._base import Backend, Seed
 
-__all__ = ["Backend", "Seed", "backend_for", "available_backends"]
+__all__ = ["Backend", "Seed", "available_backends", "backend_for"]
 
 # (predicate name in array_api_compat, module in this package)
 _DETECTORS = (

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 #: A seed: an ``int``, a sequence of ``int`` (mixed into one stream, e.g.
 #: ``(group_seed, step, parameter_index)``), ``None`` for fresh entropy, or a
 #: framework's own generator (``numpy.random.Generator``, ``torch.Generator``,
 #: a ``jax.random`` key).
-Seed = Union[int, Sequence[int], None, Any]
+Seed = int | Sequence[int] | None | Any
 
 
 class Backend:

@@ -8,7 +8,7 @@ import numpy as np
 
 from ._base import Backend, Seed, _numpy_generator
 
-__all__ = ["NumpyBackend", "BACKEND"]
+__all__ = ["BACKEND", "NumpyBackend"]
 
 # Below this size a batched matmul into a temporary beats one BLAS call per
 # matrix (Python overhead per call ~ a few µs; a 64×64 update is ~1 µs of work).

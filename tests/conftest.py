@@ -9,8 +9,12 @@ import pytest
 import scipy.linalg
 
 DTYPES = ("float32", "float64", "complex64", "complex128")
-EPS = {"float32": np.finfo(np.float32).eps, "complex64": np.finfo(np.float32).eps,
-       "float64": np.finfo(np.float64).eps, "complex128": np.finfo(np.float64).eps}
+EPS = {
+    "float32": np.finfo(np.float32).eps,
+    "complex64": np.finfo(np.float32).eps,
+    "float64": np.finfo(np.float64).eps,
+    "complex128": np.finfo(np.float64).eps,
+}
 
 
 def is_single(dtype) -> bool:

@@ -20,8 +20,10 @@ def reconstruct(A, B):
 
 
 def decaying(n, spectrum, dtype, rng):
-    return ((haar(n, "complex128" if dtype.startswith("c") else "float64", rng) * spectrum)
-            @ haar(n, "complex128" if dtype.startswith("c") else "float64", rng)).astype(dtype)
+    return (
+        (haar(n, "complex128" if dtype.startswith("c") else "float64", rng) * spectrum)
+        @ haar(n, "complex128" if dtype.startswith("c") else "float64", rng)
+    ).astype(dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -67,7 +69,7 @@ def test_same_seed_same_sketch_different_seed_different(method, rng):
     G = gaussian((30, 30), "float64", rng)
     A1, B1 = ul.sketch(G, 3, method=method, seed=7)
     A2, B2 = ul.sketch(G, 3, method=method, seed=7)
-    A3, B3 = ul.sketch(G, 3, method=method, seed=8)
+    A3, _ = ul.sketch(G, 3, method=method, seed=8)
     np.testing.assert_array_equal(A1, A2)
     np.testing.assert_array_equal(B1, B2)
     assert not np.array_equal(A1, A3)

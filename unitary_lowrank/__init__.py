@@ -27,14 +27,14 @@ from .unitarity import reorthonormalize, unitarity_error
 __version__ = "0.1.0"
 
 __all__ = [
-    "project",
-    "transport",
-    "sketch",
+    "NotUnitaryError",
+    "SingularUpdateWarning",
+    "__version__",
     "polar",
-    "unitarity_error",
+    "project",
     "random_unitary",
     "reorthonormalize",
-    "SingularUpdateWarning",
-    "NotUnitaryError",
-    "__version__",
+    "sketch",
+    "transport",
+    "unitarity_error",
 ]

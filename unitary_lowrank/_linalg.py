@@ -63,7 +63,7 @@ def _broadcast(s: tuple[int, ...], t: tuple[int, ...]) -> tuple[int, ...]:
     s = (1,) * (n - len(s)) + s
     t = (1,) * (n - len(t)) + t
     out = []
-    for a, b in zip(s, t):
+    for a, b in zip(s, t, strict=True):
         if a != b and 1 not in (a, b):
             raise ValueError(f"batch shapes {s} and {t} do not broadcast")
         out.append(b if a == 1 else a)

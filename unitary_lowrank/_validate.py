@@ -70,8 +70,7 @@ def check_factors(xp: Any, func: str, U: Any, A: Any, B: Any) -> None:
     for name, x in (("A", A), ("B", B)):
         if x.shape[-2] != n:
             raise ValueError(
-                f"{func}: {name} must have shape (..., N, k) with N = {n} rows to match U; "
-                f"got shape {tuple(x.shape)}"
+                f"{func}: {name} must have shape (..., N, k) with N = {n} rows to match U; got shape {tuple(x.shape)}"
             )
     if A.shape[-1] != B.shape[-1]:
         raise ValueError(

@@ -25,14 +25,36 @@ def build_parser() -> argparse.ArgumentParser:
         "scipy.linalg.polar and scipy.linalg.expm, print a table; exit status 1 if any error "
         "exceeds its tolerance (1e-12 double, 1e-5 single precision).",
     )
-    verify.add_argument("--backend", default="numpy", choices=["numpy", "array_api_strict", "torch", "jax", "cupy"],
-                        help="array library to run the low-rank steps on (default: numpy)")
-    verify.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES), metavar="N",
-                        help=f"matrix sizes (default: {' '.join(map(str, DEFAULT_SIZES))})")
-    verify.add_argument("--ranks", type=int, nargs="+", default=list(DEFAULT_RANKS), metavar="K",
-                        help=f"update ranks (default: {' '.join(map(str, DEFAULT_RANKS))})")
-    verify.add_argument("--dtypes", nargs="+", default=list(DEFAULT_DTYPES), choices=list(DEFAULT_DTYPES),
-                        metavar="DTYPE", help="dtypes (default: all four)")
+    verify.add_argument(
+        "--backend",
+        default="numpy",
+        choices=["numpy", "array_api_strict", "torch", "jax", "cupy"],
+        help="array library to run the low-rank steps on (default: numpy)",
+    )
+    verify.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_SIZES),
+        metavar="N",
+        help=f"matrix sizes (default: {' '.join(map(str, DEFAULT_SIZES))})",
+    )
+    verify.add_argument(
+        "--ranks",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_RANKS),
+        metavar="K",
+        help=f"update ranks (default: {' '.join(map(str, DEFAULT_RANKS))})",
+    )
+    verify.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=list(DEFAULT_DTYPES),
+        choices=list(DEFAULT_DTYPES),
+        metavar="DTYPE",
+        help="dtypes (default: all four)",
+    )
     verify.add_argument("--repeats", type=int, default=3, help="timed repeats of each low-rank step (median)")
     verify.add_argument("--seed", type=int, default=0, help="seed of the random test matrices")
     verify.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
@@ -46,8 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .verify import main as verify_main
 
         if args.backend not in available_backends():
-            print(f"unitary-lowrank verify: backend {args.backend!r} is not installed "
-                  f"(installed: {', '.join(available_backends())})", file=sys.stderr)
+            print(
+                f"unitary-lowrank verify: backend {args.backend!r} is not installed "
+                f"(installed: {', '.join(available_backends())})",
+                file=sys.stderr,
+            )
             return 2
         return verify_main(args)
     return 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["SingularUpdateWarning", "NotUnitaryError"]
+__all__ = ["NotUnitaryError", "SingularUpdateWarning"]
 
 
 class SingularUpdateWarning(UserWarning):

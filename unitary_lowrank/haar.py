@@ -104,7 +104,5 @@ def _resolve_dtype(xp: Any, dtype: Any) -> Any:
         name = str(dtype)
     name = str(name).removeprefix("torch.")
     if name not in SUPPORTED_DTYPES:
-        raise TypeError(
-            f"random_unitary: dtype must be float32, float64, complex64 or complex128; got {dtype!r}"
-        )
+        raise TypeError(f"random_unitary: dtype must be float32, float64, complex64 or complex128; got {dtype!r}")
     return getattr(xp, name)

@@ -9,7 +9,7 @@ from ._linalg import adjoint, eps, eye
 from ._validate import check_dtype, check_finite, check_matrix, is_concrete, namespace
 from .errors import NotUnitaryError
 
-__all__ = ["unitarity_error", "reorthonormalize"]
+__all__ = ["reorthonormalize", "unitarity_error"]
 
 _METHODS = ("newton-schulz", "polar")
 _MAX_NEWTON_SCHULZ_STEPS = 50

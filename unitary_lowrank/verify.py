@@ -148,7 +148,9 @@ def run(
                 A, B = _update(n, k, dtype, rng)
                 Ux, Ax, Bx = converter.to(U), converter.to(A), converter.to(B)
                 for step, function in (("project", project), ("transport", transport)):
-                    lowrank_ms, result = _median_ms(lambda f=function: f(Ux, Ax, Bx), converter.sync, repeats)
+                    lowrank_ms, result = _median_ms(
+                        lambda f=function, U=Ux, A=Ax, B=Bx: f(U, A, B), converter.sync, repeats
+                    )
                     result = converter.back(result)
                     start = time.perf_counter()
                     _dense(step, U, A, B)  # timed in the input's own precision, as a user would run it
@@ -168,15 +170,31 @@ def render(rows: list[Row], backend: str) -> Any:
 
     table = Table(title=f"unitary_lowrank verify — backend {backend}, errors relative to dense SciPy (float64)")
     for column, justify in (
-        ("step", "left"), ("N", "right"), ("k", "right"), ("dtype", "left"), ("error", "right"),
-        ("unitarity", "right"), ("low-rank ms", "right"), ("dense ms", "right"), ("speed-up", "right"),
-        ("tolerance", "right"), ("", "left"),
+        ("step", "left"),
+        ("N", "right"),
+        ("k", "right"),
+        ("dtype", "left"),
+        ("error", "right"),
+        ("unitarity", "right"),
+        ("low-rank ms", "right"),
+        ("dense ms", "right"),
+        ("speed-up", "right"),
+        ("tolerance", "right"),
+        ("", "left"),
     ):
         table.add_column(column, justify=justify)
     for r in rows:
         table.add_row(
-            r.step, str(r.n), str(r.k), r.dtype, f"{r.error:.1e}", f"{r.unitarity:.1e}", f"{r.lowrank_ms:.3f}",
-            f"{r.dense_ms:.1f}", f"{r.speedup:.0f}×", f"{r.tolerance:.0e}",
+            r.step,
+            str(r.n),
+            str(r.k),
+            r.dtype,
+            f"{r.error:.1e}",
+            f"{r.unitarity:.1e}",
+            f"{r.lowrank_ms:.3f}",
+            f"{r.dense_ms:.1f}",
+            f"{r.speedup:.0f}×",
+            f"{r.tolerance:.0e}",
             "[green]ok[/green]" if r.ok else "[bold red]FAIL[/bold red]",
         )
     return table
@@ -192,8 +210,13 @@ def main(args: Any) -> int:
     sizes, ranks, dtypes = tuple(args.sizes), tuple(args.ranks), tuple(args.dtypes)
     total = 2 * len(dtypes) * sum(1 for n in sizes for k in ranks if k <= n)
     with Progress(
-        TextColumn("[bold]verify"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-        TimeElapsedColumn(), console=console, transient=True,
+        TextColumn("[bold]verify"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
     ) as bar:
         task = bar.add_task("", total=total)
 

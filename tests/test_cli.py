@@ -1,0 +1,53 @@
+"""The verify command: table, exit status, JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from unitary_lowrank import verify
+from unitary_lowrank.cli import main
+
+SMALL = ["verify", "--sizes", "8", "40", "--ranks", "1", "4", "--repeats", "1"]
+
+
+def test_verify_passes_and_prints_table(capsys, tmp_path):
+    path = tmp_path / "rows.json"
+    assert main(SMALL + ["--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "all 32 cases within tolerance" in out
+    assert "transport" in out and "complex128" in out and "speed-up" in out
+    rows = json.loads(path.read_text())
+    assert len(rows) == 32 and all(r["ok"] for r in rows)
+    assert max(r["error"] for r in rows if r["dtype"] == "float64") <= 1e-12
+
+
+def test_verify_fails_loudly(monkeypatch, capsys):
+    monkeypatch.setattr(verify, "TOLERANCE", {d: 0.0 for d in verify.TOLERANCE})
+    assert main(SMALL) == 1
+    assert "exceed their tolerance" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("backend", ["array_api_strict", "torch", "jax"])
+def test_verify_on_other_backends(backend, capsys):
+    pytest.importorskip(backend)
+    assert main(["verify", "--backend", backend, "--sizes", "12", "--ranks", "2", "--repeats", "1"]) == 0
+    assert "all 8 cases within tolerance" in capsys.readouterr().out
+
+
+def test_python_dash_m():
+    result = subprocess.run(
+        [sys.executable, "-m", "unitary_lowrank", "verify", "--sizes", "6", "--ranks", "1", "--dtypes", "float64"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "all 2 cases within tolerance" in result.stdout
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(SystemExit):
+        main(["verify", "--backend", "tensorflow"])
