@@ -43,6 +43,13 @@ class Backend:
         values[values == 0] = tiny
         return xp.asarray(values, dtype=dtype, device=device)
 
+    # -- traced arrays ------------------------------------------------------
+    def is_traced(self, x: Any) -> bool:
+        """True if ``x``'s values cannot be read now (a tracer, a lazy graph)."""
+        import array_api_compat
+
+        return array_api_compat.is_lazy_array(x)
+
     # -- in-place updates ---------------------------------------------------
     supports_inplace = False
 

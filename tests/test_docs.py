@@ -29,3 +29,32 @@ def test_docs_build_strict(tmp_path):
     assert "WARNING" not in result.stderr
     assert (tmp_path / "site" / "api" / "index.html").exists()
     shutil.rmtree(tmp_path / "site")
+
+
+def python_blocks(path: pathlib.Path) -> list[str]:
+    blocks, current, inside = [], [], False
+    for line in path.read_text().splitlines():
+        if line.strip() == "```python":
+            inside, current = True, []
+        elif line.strip() == "```" and inside:
+            inside = False
+            blocks.append("\n".join(current))
+        elif inside:
+            current.append(line)
+    return blocks
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/index.md", "docs/torch.md", "docs/jax.md"])
+def test_code_examples_run(page, capsys):
+    """Every ```python block of a page runs, in order, in one namespace."""
+    path = ROOT / page
+    if not path.exists():
+        pytest.skip("not a source checkout")
+    if "torch" in page:
+        pytest.importorskip("torch")
+    if "jax" in page:
+        pytest.importorskip("jax")
+        pytest.importorskip("optax")
+    namespace: dict = {}
+    for block in python_blocks(path):
+        exec(compile(block, f"{page}:python-block", "exec"), namespace)

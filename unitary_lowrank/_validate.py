@@ -89,7 +89,9 @@ def check_factors(xp: Any, func: str, U: Any, A: Any, B: Any) -> None:
 
 def is_concrete(x: Any) -> bool:
     """False for arrays whose values are unknown now (JAX tracers, lazy arrays)."""
-    return not array_api_compat.is_lazy_array(x)
+    from .backends import backend_for
+
+    return not backend_for(x).is_traced(x)
 
 
 def check_finite(xp: Any, func: str, **arrays: Any) -> None:

@@ -1,0 +1,23 @@
+"""PyTorch: the backend the core uses on torch tensors, the ``ProjUNN`` optimizer wrapper and initializers.
+
+Importing :mod:`unitary_lowrank` never imports torch; a torch tensor reaching a
+core function (or importing this module) does.
+
+    ProjUNN(optimizer, rank=1, method="transport")   wrap any torch.optim optimizer
+    haar_, henaff_, cayley_                          unitary initializers (in place)
+"""
+
+from ._backend import BACKEND, TorchBackend, generator
+from .init import cayley_, haar_, henaff_
+from .optim import DEFAULT_REORTHONORMALIZE_EVERY, ProjUNN
+
+__all__ = [
+    "BACKEND",
+    "TorchBackend",
+    "generator",
+    "ProjUNN",
+    "DEFAULT_REORTHONORMALIZE_EVERY",
+    "haar_",
+    "henaff_",
+    "cayley_",
+]

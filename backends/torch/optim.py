@@ -1,0 +1,292 @@
+"""``ProjUNN``: turn any ``torch.optim`` optimizer into a projUNN optimizer.
+
+The base optimizer computes its update Δ as usual (momentum, Adam moments and
+RMSprop averages all see the raw gradients). For parameters in groups marked
+``unitary=True`` the wrapper sketches Δ ≈ A Bᴴ to rank k and replaces
+``W + Δ`` by ``transport(W, A, B)`` (projUNN-T) or ``project(W, A, B)``
+(projUNN-D). Other groups are left to the base optimizer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+import unitary_lowrank as ul
+
+__all__ = ["ProjUNN", "DEFAULT_REORTHONORMALIZE_EVERY"]
+
+_METHODS = ("transport", "project", "cayley")
+_SKETCHES = ("randomized", "column", "svd")
+_SUPPORTED = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+_GROUP_OPTIONS = ("rank", "method", "sketch", "reorthonormalize_every", "seed")
+
+#: One Newton–Schulz step every this many steps. Chosen from the drift measured
+#: in ``benchmarks/drift.py`` (see docs/torch.md): after 10,000 steps of
+#: ``ProjUNN(Adam)``, rank 1, the unitarity error stays below 1e-5 in float32
+#: and 1e-12 in float64, at an amortized cost of O(N³/100) per step.
+DEFAULT_REORTHONORMALIZE_EVERY = 100
+
+
+class ProjUNN(torch.optim.Optimizer):
+    """Wrap an already-built optimizer so that its ``unitary=True`` groups stay unitary.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+        The base optimizer (SGD, Adam, AdamW, RMSprop, Adagrad, ...). Mark the
+        unitary parameters by putting them in a param group with
+        ``"unitary": True``; such a group may also set its own ``rank``,
+        ``method``, ``sketch``, ``reorthonormalize_every`` and ``seed``.
+    rank : int, default 1
+        k, the rank of the sketch of each update.
+    method : {"transport", "project", "cayley"}, default "transport"
+        projUNN-T (``W exp(skew(Wᴴ A Bᴴ))``), projUNN-D (closest unitary to
+        ``W + A Bᴴ``) or projUNN-T with the Cayley retraction.
+    sketch : {"randomized", "column", "svd"}, default "randomized"
+        How the update is reduced to rank k (see :func:`unitary_lowrank.sketch`).
+    reorthonormalize_every : int or None, default 100
+        Take one Newton–Schulz step (O(N³)) every this many steps against
+        rounding drift; ``None`` or 0 never does.
+    seed : int, default 0
+        Sketch seeds are derived from ``(seed, step, parameter index)``, never
+        from the global RNG: data-parallel replicas draw the same sketch.
+    check_unitary : bool, default True
+        At construction, raise if a marked weight is not unitary.
+
+    Notes
+    -----
+    The update is taken from the base optimizer by letting it step a zero
+    tensor in the weight's place, so Δ is exactly what it would have added,
+    with no cancellation. This is valid for optimizers whose update depends on
+    the gradient and their own state only — all the standard ones with
+    ``weight_decay=0``; weight decay on a unitary group is refused (it pulls
+    ``W`` off the manifold), and so is ``LBFGS``. A ``closure`` is evaluated
+    once, before the step.
+
+    Complex parameters follow PyTorch's convention: ``.grad`` holds the
+    conjugate Wirtinger derivative and the base optimizer's Δ is a descent
+    direction; the tangent projection keeps it one.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from unitary_lowrank.backends.torch import ProjUNN, haar_
+    >>> W = torch.nn.Parameter(haar_(torch.empty(8, 8, dtype=torch.float64)))
+    >>> base = torch.optim.Adam([{"params": [W], "unitary": True}], lr=1e-2)
+    >>> opt = ProjUNN(base, rank=1)
+    >>> loss = (W - torch.eye(8, dtype=torch.float64)).pow(2).sum()
+    >>> loss.backward(); opt.step()
+    >>> bool(torch.dist(W.T @ W, torch.eye(8, dtype=torch.float64)) < 1e-13)
+    True
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        *,
+        rank: int = 1,
+        method: str = "transport",
+        sketch: str = "randomized",
+        reorthonormalize_every: int | None = DEFAULT_REORTHONORMALIZE_EVERY,
+        seed: int = 0,
+        check_unitary: bool = True,
+    ) -> None:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"ProjUNN wraps a torch.optim.Optimizer; got {type(optimizer).__name__}")
+        if isinstance(optimizer, torch.optim.LBFGS):
+            raise TypeError("ProjUNN cannot wrap LBFGS: its line search re-evaluates the loss off the manifold")
+        self.optimizer = optimizer
+        self.projunn_defaults = {
+            "rank": rank,
+            "method": method,
+            "sketch": sketch,
+            "reorthonormalize_every": reorthonormalize_every,
+            "seed": seed,
+        }
+        self.check_unitary = check_unitary
+        self._validate_options("ProjUNN", self.projunn_defaults)
+        # Share, not copy, the base optimizer's groups and state, so that LR
+        # schedulers attached to either object see the same learning rates.
+        self.defaults = optimizer.defaults
+        self.param_groups = optimizer.param_groups
+        self.state = optimizer.state
+        self._optimizer_step_pre_hooks = OrderedDict()
+        self._optimizer_step_post_hooks = OrderedDict()
+        self._optimizer_state_dict_pre_hooks = OrderedDict()
+        self._optimizer_state_dict_post_hooks = OrderedDict()
+        self._optimizer_load_state_dict_pre_hooks = OrderedDict()
+        self._optimizer_load_state_dict_post_hooks = OrderedDict()
+        self._warned_capturable_if_run_uncaptured = True
+        self._patch_step_function()
+        self.projunn_state: dict[str, Any] = {"steps": {}}
+        self._buffers: dict[int, torch.Tensor] = {}
+        for index, group in enumerate(self.param_groups):
+            self._validate_group(index, group)
+
+    # -- validation ---------------------------------------------------------
+    def _options(self, group: dict[str, Any]) -> dict[str, Any]:
+        return {key: group.get(key, default) for key, default in self.projunn_defaults.items()}
+
+    @staticmethod
+    def _validate_options(where: str, options: dict[str, Any]) -> None:
+        rank = options["rank"]
+        if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
+            raise ValueError(f"{where}: rank must be an int ≥ 1; got {rank!r}")
+        if options["method"] not in _METHODS:
+            raise ValueError(f"{where}: method must be one of {_METHODS}; got {options['method']!r}")
+        if options["sketch"] not in _SKETCHES:
+            raise ValueError(f"{where}: sketch must be one of {_SKETCHES}; got {options['sketch']!r}")
+        every = options["reorthonormalize_every"]
+        if every is not None and (not isinstance(every, int) or every < 0):
+            raise ValueError(f"{where}: reorthonormalize_every must be an int ≥ 0 or None; got {every!r}")
+
+    def _name(self, group_index: int, param_index: int) -> str:
+        group = self.param_groups[group_index]
+        where = f"param_groups[{group_index}]['params'][{param_index}]"
+        names = group.get("param_names")
+        if names is not None and param_index < len(names):
+            return f"'{names[param_index]}' ({where})"
+        return where
+
+    def _validate_group(self, index: int, group: dict[str, Any]) -> None:
+        if not group.get("unitary", False):
+            return
+        where = f"ProjUNN: param_groups[{index}]"
+        options = self._options(group)
+        self._validate_options(where, options)
+        decay = group.get("weight_decay", 0)
+        if decay:
+            raise ValueError(
+                f"{where} is marked unitary but has weight_decay={decay}: decay pulls W toward 0, off the "
+                "manifold. Set weight_decay=0 for this group (AdamW defaults to 0.01: pass it explicitly)."
+            )
+        for j, p in enumerate(group["params"]):
+            name = self._name(index, j)
+            if p.ndim < 2 or p.shape[-1] != p.shape[-2]:
+                raise ValueError(
+                    f"ProjUNN: parameter {name} has shape {tuple(p.shape)}; unitary parameters must be square, "
+                    "shape (..., n, n). Move it to a group without unitary=True."
+                )
+            if p.dtype not in _SUPPORTED:
+                raise TypeError(
+                    f"ProjUNN: parameter {name} is {p.dtype}; unitary parameters must be float32, float64, "
+                    "complex64 or complex128 (half precision cannot hold a unitary matrix to useful accuracy). "
+                    "Keep the weight in float32 and autocast only the activations."
+                )
+            if options["rank"] > p.shape[-1]:
+                raise ValueError(f"ProjUNN: rank {options['rank']} exceeds the size {p.shape[-1]} of parameter {name}")
+            if self.check_unitary:
+                with torch.no_grad():
+                    error = float(ul.unitarity_error(p.detach()).max())
+                tolerance = 10 * math.sqrt(torch.finfo(p.dtype).eps)
+                if not error <= tolerance:
+                    raise ValueError(
+                        f"ProjUNN: parameter {name} is not unitary (max|WᴴW − I| = {error:.3g} > {tolerance:.2g}). "
+                        "Initialize it with unitary_lowrank.backends.torch.haar_ (or henaff_, cayley_), or pull it "
+                        "back with `with torch.no_grad(): p.copy_(unitary_lowrank.reorthonormalize(p))`."
+                    )
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group to the base optimizer (validated like the others)."""
+        self.optimizer.add_param_group(param_group)
+        self._validate_group(len(self.param_groups) - 1, self.param_groups[-1])
+
+    # -- the step -----------------------------------------------------------
+    def _unitary_params(self):
+        """(global index, group, options, parameter) for marked parameters with a gradient."""
+        index = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                if group.get("unitary", False) and p.grad is not None:
+                    yield index, group, self._options(group), p
+                index += 1
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One step of the base optimizer, with unitary groups moved along the manifold.
+
+        Parameters
+        ----------
+        closure : callable, optional
+            Re-evaluates the model and returns the loss; called once, with
+            gradients enabled, before the step.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        marked = list(self._unitary_params())
+        weights = {}
+        for index, _, _, p in marked:
+            if p.grad.is_sparse:
+                raise TypeError(f"ProjUNN: sparse gradients are not supported on unitary parameter #{index}")
+            # Let the base optimizer step a zero tensor in W's place: what it
+            # leaves there is exactly its update Δ, with no cancellation.
+            weights[index] = p.data
+            buffer = self._buffers.get(index)
+            if buffer is None or buffer.shape != p.shape or buffer.dtype != p.dtype or buffer.device != p.device:
+                buffer = self._buffers[index] = torch.empty_like(p.data)
+            p.data = buffer.zero_()
+        try:
+            self.optimizer.step()
+        finally:
+            deltas = {}
+            for index, _, _, p in marked:
+                deltas[index] = p.data
+                p.data = weights[index]
+        steps = self.projunn_state["steps"]
+        for index, _, options, p in marked:
+            count = steps.get(index, 0) + 1
+            steps[index] = count
+            self._move(p.data, deltas[index], options, seed=(options["seed"], count, index))
+            every = options["reorthonormalize_every"]
+            if every and count % every == 0:
+                p.data.copy_(ul.reorthonormalize(p.data, steps=1))
+        return loss
+
+    @staticmethod
+    def _move(W: torch.Tensor, delta: torch.Tensor, options: dict[str, Any], seed: tuple[int, int, int]) -> None:
+        A, B = ul.sketch(delta, options["rank"], method=options["sketch"], seed=seed)
+        if options["method"] == "project":
+            ul.project(W, A, B, check_finite=False, out=W)
+        else:
+            retraction = "exp" if options["method"] == "transport" else "cayley"
+            ul.transport(W, A, B, retraction=retraction, check_finite=False, out=W)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the gradients (delegated to the base optimizer)."""
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    # -- checkpoints --------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The base optimizer's state dict, plus the wrapper's step counts and options."""
+        return {
+            "base": self.optimizer.state_dict(),
+            "projunn": {
+                "steps": dict(self.projunn_state["steps"]),
+                "defaults": dict(self.projunn_defaults),
+            },
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved (base state, step counts, options)."""
+        if "base" not in state_dict or "projunn" not in state_dict:
+            raise ValueError(
+                "ProjUNN.load_state_dict expects the dict returned by ProjUNN.state_dict() "
+                "(keys 'base' and 'projunn'); to load a plain optimizer state, use .optimizer.load_state_dict"
+            )
+        self.optimizer.load_state_dict(state_dict["base"])
+        self.param_groups = self.optimizer.param_groups
+        self.state = self.optimizer.state
+        saved = state_dict["projunn"]
+        self.projunn_state = {"steps": {int(k): int(v) for k, v in saved["steps"].items()}}
+        self.projunn_defaults = dict(saved["defaults"])
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in self.projunn_defaults.items())
+        return f"ProjUNN({options},\n{self.optimizer!r})"

@@ -1,0 +1,232 @@
+"""JAX: the core under jit and vmap, and the optax transformation projunn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import gaussian, haar
+
+jax = pytest.importorskip("jax")
+optax = pytest.importorskip("optax")
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+
+import unitary_lowrank as ul  # noqa: E402
+from unitary_lowrank.backends.jax import ProjUNNState, projunn  # noqa: E402
+
+STEPS = {
+    "project": ul.project,
+    "transport": ul.transport,
+    "cayley": lambda U, A, B: ul.transport(U, A, B, retraction="cayley"),
+}
+
+
+def operands(rng, dtype="float64", n=16, k=2, batch=()):
+    return (
+        jnp.asarray(haar(n, dtype, rng, batch=batch)),
+        jnp.asarray(gaussian((*batch, n, k), dtype, rng, 0.3)),
+        jnp.asarray(gaussian((*batch, n, k), dtype, rng, 0.3)),
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float64", "complex128", "float32"])
+@pytest.mark.parametrize("step", STEPS)
+def test_jit_equals_eager_equals_numpy(step, dtype, rng):
+    U, A, B = operands(rng, dtype)
+    eager = STEPS[step](U, A, B)
+    jitted = jax.jit(STEPS[step])(U, A, B)
+    on_numpy = STEPS[step](*(np.asarray(x) for x in (U, A, B)))
+    tol = 1e-12 if dtype != "float32" else 1e-5
+    assert eager.dtype == U.dtype and jitted.dtype == U.dtype
+    np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), atol=tol, rtol=0)
+    np.testing.assert_allclose(np.asarray(eager), on_numpy, atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_vmap_equals_loop(step, rng):
+    U, A, B = operands(rng, "complex128", batch=(3,))
+    mapped = jax.jit(jax.vmap(STEPS[step]))(U, A, B)
+    for i in range(3):
+        np.testing.assert_allclose(np.asarray(mapped[i]), np.asarray(STEPS[step](U[i], A[i], B[i])), atol=1e-13)
+
+
+def test_sketch_under_jit_with_traced_key(rng):
+    G = jnp.asarray(gaussian((20, 2), "float64", rng) @ gaussian((2, 20), "float64", rng))
+    sketch = jax.jit(lambda G, key: ul.sketch(G, 2, seed=key))
+    A, B = sketch(G, jax.random.key(3))
+    A2, _ = sketch(G, jax.random.key(3))
+    assert np.array_equal(np.asarray(A), np.asarray(A2))
+    assert float(jnp.linalg.norm(A @ B.T - G)) <= 1e-12 * float(jnp.linalg.norm(G))
+    for method in ("column", "svd"):
+        A, B = jax.jit(lambda G, key, m=method: ul.sketch(G, 2, method=m, seed=key))(G, jax.random.key(0))
+        assert float(jnp.linalg.norm(A @ B.T - G)) <= 1e-12 * float(jnp.linalg.norm(G))
+
+
+def test_value_checks_run_eagerly_and_are_skipped_under_jit(rng):
+    U, A, B = operands(rng)
+    bad = A.at[0, 0].set(jnp.nan)
+    with pytest.raises(ValueError, match="A contains NaN"):
+        ul.transport(U, bad, B)
+    assert bool(jnp.isnan(jax.jit(ul.transport)(U, bad, B)).any())  # traced: no check, NaN propagates
+    with pytest.raises(ValueError, match="must be square"):
+        jax.jit(ul.transport)(U[:, :3], A, B)  # shape checks still run at trace time
+
+
+def test_reorthonormalize_under_jit(rng):
+    U, _, _ = operands(rng)
+    drifted = U + 1e-4 * jnp.asarray(gaussian((16, 16), "float64", rng))
+    fixed = jax.jit(ul.reorthonormalize)(drifted)  # traced: three Newton–Schulz steps
+    assert float(ul.unitarity_error(fixed)) <= 1e-14
+
+
+# -- projunn ------------------------------------------------------------------------------
+
+
+def test_update_equals_core_primitives(rng):
+    """sgd then projunn: the update lands W exactly on transport(W, A, B) of the sketched −lr·g."""
+    W = jnp.asarray(haar(12, "float64", rng))
+    g = jnp.asarray(gaussian((12, 12), "float64", rng))
+    tx = optax.chain(optax.sgd(0.1), projunn(rank=2, seed=5))
+    state = tx.init(W)
+    updates, state = tx.update(g, state, W)
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(5), 1), 0)
+    A, B = ul.sketch(-0.1 * g, 2, seed=key)
+    expected = ul.transport(W, A, B)
+    np.testing.assert_allclose(np.asarray(optax.apply_updates(W, updates)), np.asarray(expected), atol=1e-14)
+    assert int(state[1].count) == 1 and isinstance(state[1], ProjUNNState)
+
+
+def learn_haar_target(dtype, make, steps, rank=4, method="transport"):
+    n = 64
+    keys = jax.random.split(jax.random.key(0), 3)
+    W_star = ul.random_unitary(n, dtype=dtype, like=jnp, seed=1)
+    X = jax.random.normal(keys[0], (n, 256), dtype=dtype)
+    Y = W_star @ X
+    W = ul.random_unitary(n, dtype=dtype, like=jnp, seed=2)
+    if not jnp.iscomplexobj(W) and jnp.linalg.det(W) * jnp.linalg.det(W_star) < 0:
+        W = W.at[:, 0].multiply(-1)  # same connected component of O(n)
+    tx = optax.chain(make(), projunn(rank=rank, method=method))
+    state = tx.init(W)
+
+    def loss_fn(W):
+        return jnp.sum(jnp.abs(W @ X - Y) ** 2) / jnp.sum(jnp.abs(Y) ** 2)
+
+    @jax.jit
+    def train(W, state):
+        def body(carry, _):
+            W, state = carry
+            updates, state = tx.update(jax.grad(loss_fn)(W), state, W)
+            return (optax.apply_updates(W, updates), state), None
+
+        return jax.lax.scan(body, (W, state), None, length=steps)[0]
+
+    W, state = train(W, state)
+    return float(loss_fn(W)), W
+
+
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+def test_learns_haar_target(dtype):
+    loss, W = learn_haar_target(dtype, lambda: optax.adam(optax.cosine_decay_schedule(0.05, 1500)), 1500)
+    assert loss <= 1e-6
+    assert float(ul.unitarity_error(W)) <= 1e-13
+
+
+def test_learns_haar_target_rank_one_sgd():
+    loss, _ = learn_haar_target("float64", lambda: optax.sgd(30.0), 2000, rank=1)
+    assert loss <= 1e-6
+
+
+def test_drift_after_ten_thousand_jitted_float32_steps():
+    loss, W = learn_haar_target("float32", lambda: optax.rmsprop(1e-3), 10_000, rank=1)
+    assert float(ul.unitarity_error(W)) <= 1e-5
+    assert loss < 2.0  # it trained (starts near 2 for independent Haar matrices)
+
+
+@pytest.mark.parametrize("make", [optax.sgd, optax.rmsprop, optax.adam], ids=["sgd", "rmsprop", "adam"])
+@pytest.mark.parametrize("method", ["transport", "project"])
+def test_complex_leaf_descends(make, method):
+    """A real loss of a complex unitary weight decreases: JAX's conjugated gradients are handled."""
+    W = ul.random_unitary(10, dtype="complex128", like=jnp, seed=0)
+    T = ul.random_unitary(10, dtype="complex128", like=jnp, seed=1)
+
+    def loss_fn(W):
+        return jnp.sum(jnp.abs(W - T) ** 2)
+
+    tx = optax.chain(make(0.02), projunn(rank=2, method=method))
+    state = tx.init(W)
+    first = float(loss_fn(W))
+    step = jax.jit(lambda W, s: tx.update(jax.grad(loss_fn)(W), s, W))
+    for _ in range(100):
+        updates, state = step(W, state)
+        W = optax.apply_updates(W, updates)
+    assert float(loss_fn(W)) < 0.5 * first
+    assert float(ul.unitarity_error(W)) <= 1e-13
+
+
+def test_without_conjugation_complex_descent_fails():
+    """The same run with conjugate_complex=False does not descend: the flag matters."""
+    W = ul.random_unitary(10, dtype="complex128", like=jnp, seed=0)
+    T = ul.random_unitary(10, dtype="complex128", like=jnp, seed=1)
+
+    def loss_fn(W):
+        return jnp.sum(jnp.abs(W - T) ** 2)
+
+    tx = optax.chain(optax.sgd(0.02), projunn(rank=2, conjugate_complex=False))
+    state = tx.init(W)
+    first = float(loss_fn(W))
+    step = jax.jit(lambda W, s: tx.update(jax.grad(loss_fn)(W), s, W))
+    for _ in range(100):
+        updates, state = step(W, state)
+        W = optax.apply_updates(W, updates)
+    assert float(loss_fn(W)) > 0.5 * first
+
+
+def test_multi_transform_and_batched_leaf(rng):
+    params = {"u": jnp.asarray(haar(6, "float64", rng, batch=(4,))), "bias": jnp.zeros(6)}
+    labels = {"u": "u", "bias": "rest"}
+    tx = optax.multi_transform({"u": optax.chain(optax.rmsprop(1e-2), projunn()), "rest": optax.adam(1e-2)}, labels)
+    state = tx.init(params)
+
+    def loss_fn(p):
+        return jnp.sum((p["u"] - jnp.eye(6)) ** 2) + jnp.sum((p["bias"] - 1) ** 2)
+
+    first = float(loss_fn(params))
+    step = jax.jit(lambda p, s: tx.update(jax.grad(loss_fn)(p), s, p))
+    for _ in range(50):
+        updates, state = step(params, state)
+        params = optax.apply_updates(params, updates)
+    assert float(loss_fn(params)) < first
+    assert float(ul.unitarity_error(params["u"]).max()) <= 1e-13
+    assert float(params["bias"][0]) > 0
+
+
+def test_replicas_under_vmap_stay_identical(rng):
+    """Two 'devices' (a vmapped axis) with the same key and gradients produce identical parameters."""
+    W = jnp.asarray(haar(8, "float64", rng))
+    g = jnp.asarray(gaussian((8, 8), "float64", rng))
+    tx = optax.chain(optax.adam(1e-2), projunn(rank=2))
+
+    def replica(W, g):
+        state = tx.init(W)
+        updates, _ = tx.update(g, state, W)
+        return optax.apply_updates(W, updates)
+
+    out = jax.jit(jax.vmap(replica))(jnp.stack([W, W]), jnp.stack([g, g]))
+    assert np.array_equal(np.asarray(out[0]), np.asarray(out[1]))
+
+
+def test_bad_leaves_and_arguments():
+    tx = projunn()
+    with pytest.raises(ValueError, match=r"leaf \['b'\] has shape \(3,\).*multi_transform"):
+        tx.init({"a": jnp.eye(3), "b": jnp.zeros(3)})
+    with pytest.raises(TypeError, match="int32"):
+        tx.init(jnp.eye(3, dtype=jnp.int32))
+    with pytest.raises(ValueError, match="update needs params"):
+        tx.update(jnp.eye(3), tx.init(jnp.eye(3)))
+    with pytest.raises(ValueError, match="rank must be an int ≥ 1"):
+        projunn(rank=0)
+    with pytest.raises(ValueError, match="method must be one of"):
+        projunn(method="qr")
+    with pytest.raises(ValueError, match="rank 4 exceeds the size 3"):
+        projunn(rank=4).init(jnp.eye(3))

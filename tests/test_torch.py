@@ -1,0 +1,442 @@
+"""PyTorch: the core on tensors, the ProjUNN wrapper and the initializers (CPU)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from conftest import DTYPES, dense_project, dense_transport, gaussian, haar, relative_error, tolerance
+
+torch = pytest.importorskip("torch")
+
+import unitary_lowrank as ul  # noqa: E402
+from unitary_lowrank.backends.torch import ProjUNN, cayley_, haar_, henaff_  # noqa: E402
+
+TORCH_DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "complex64": torch.complex64,
+    "complex128": torch.complex128,
+}
+
+
+def eye_like(W):
+    return torch.eye(W.shape[-1], dtype=W.dtype)
+
+
+def unitarity(W) -> float:
+    return float(ul.unitarity_error(W.detach()).max())
+
+
+# -- the core on torch tensors -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("step", "reference"), [(ul.project, dense_project), (ul.transport, dense_transport)])
+def test_core_on_tensors_matches_dense(step, reference, dtype, rng):
+    U, A, B = (
+        haar(20, dtype, rng, batch=(2,)),
+        gaussian((2, 20, 3), dtype, rng, 0.3),
+        gaussian((2, 20, 3), dtype, rng, 0.3),
+    )
+    result = step(torch.from_numpy(U), torch.from_numpy(A), torch.from_numpy(B), check=True)
+    assert isinstance(result, torch.Tensor) and result.dtype == TORCH_DTYPES[dtype]
+    assert relative_error(result.numpy(), reference(U, A, B)) <= tolerance(dtype, 2.0)
+
+
+@pytest.mark.parametrize("batch", [(), (3,)])
+def test_in_place_on_tensors(batch, rng):
+    U = torch.from_numpy(haar(150, "complex128", rng, batch=batch))
+    A, B = (torch.from_numpy(gaussian((*batch, 150, 2), "complex128", rng)) for _ in range(2))
+    expected = ul.transport(U, A, B)
+    pointer = U.data_ptr()
+    assert ul.transport(U, A, B, out=U) is U and U.data_ptr() == pointer
+    torch.testing.assert_close(U, expected, atol=1e-14, rtol=0)
+
+
+def test_sketch_on_tensors_is_seeded_and_exact(rng):
+    G = torch.from_numpy(gaussian((30, 2), "float64", rng) @ gaussian((2, 30), "float64", rng))
+    A1, B1 = ul.sketch(G, 2, seed=(5, 1, 0))
+    A2, B2 = ul.sketch(G, 2, seed=(5, 1, 0))
+    assert torch.equal(A1, A2) and torch.equal(B1, B2)
+    assert not torch.equal(A1, ul.sketch(G, 2, seed=(5, 2, 0))[0])
+    assert torch.dist(A1 @ B1.T, G) <= 1e-12 * torch.linalg.norm(G)
+
+
+def test_random_unitary_like_torch():
+    U = ul.random_unitary(6, dtype=torch.complex64, like=torch.zeros(1), seed=0)
+    assert isinstance(U, torch.Tensor) and U.dtype == torch.complex64
+    assert unitarity(U) < 1e-6
+    assert ul.random_unitary(3, dtype="float64", like=torch).dtype == torch.float64
+
+
+# -- initializers -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("init", [haar_, henaff_, cayley_])
+@pytest.mark.parametrize("dtype", list(TORCH_DTYPES.values()))
+@pytest.mark.parametrize("shape", [(7, 7), (3, 6, 6)])
+def test_initializers_are_unitary_in_place(init, dtype, shape):
+    tensor = torch.empty(shape, dtype=dtype)
+    out = init(tensor, generator=torch.Generator().manual_seed(0))
+    assert out is tensor
+    assert unitarity(tensor) <= 50 * torch.finfo(dtype).eps
+
+
+def test_henaff_is_rotation_blocks_with_uniform_angles():
+    n = 2000
+    W = henaff_(torch.empty(n, n, dtype=torch.float64), generator=torch.Generator().manual_seed(1))
+    cos_upper, cos_lower = W[0::2, 0::2].diagonal(), W[1::2, 1::2].diagonal()
+    sin_lower, minus_sin_upper = W[1::2, 0::2].diagonal(), W[0::2, 1::2].diagonal()
+    assert torch.equal(cos_upper, cos_lower) and torch.equal(sin_lower, -minus_sin_upper)
+    assert W.count_nonzero() == 2 * n  # nothing outside the 2×2 blocks
+    angles = torch.atan2(sin_lower, cos_upper)
+    assert ks_distance_from_uniform(angles / math.pi) < 0.05  # KS critical value at n/2 = 1000 samples: 0.043 (1%)
+
+
+def ks_distance_from_uniform(x):
+    """Kolmogorov–Smirnov distance of x (in (−1, 1)) from the uniform distribution."""
+    x = torch.sort((x + 1) / 2).values
+    grid = torch.arange(1, len(x) + 1, dtype=x.dtype) / len(x)
+    return float((x - grid).abs().max())
+
+
+def test_cayley_spectrum_is_in_right_half_plane():
+    W = cayley_(torch.empty(40, 40, dtype=torch.float64), generator=torch.Generator().manual_seed(0))
+    phases = torch.angle(torch.linalg.eigvals(W))
+    assert float(phases.abs().max()) <= math.pi / 2 + 1e-12
+
+
+def test_initializer_errors():
+    with pytest.raises(ValueError, match=r"shape \(\.\.\., n, n\)"):
+        haar_(torch.empty(3, 4))
+    with pytest.raises(TypeError, match="float16"):
+        henaff_(torch.empty(4, 4, dtype=torch.float16))
+
+
+# -- the wrapper --------------------------------------------------------------------------
+
+
+def unitary_param(n, dtype=torch.float64, seed=0, batch=()):
+    return torch.nn.Parameter(
+        haar_(torch.empty(*batch, n, n, dtype=dtype), generator=torch.Generator().manual_seed(seed))
+    )
+
+
+def quadratic_loss(W, target):
+    return (W - target).abs().pow(2).sum()
+
+
+@pytest.mark.parametrize("method", ["transport", "project", "cayley"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+@pytest.mark.parametrize("batch", [(), (2,)])
+def test_wrapper_step_equals_core_primitives(method, dtype, batch):
+    """SGD with momentum: the update is Δ = −lr·g on the first step; compare with the core."""
+    W = unitary_param(12, dtype, batch=batch)
+    target = torch.randn(*batch, 12, 12, dtype=dtype, generator=torch.Generator().manual_seed(3))
+    before = W.detach().clone()
+    opt = ProjUNN(torch.optim.SGD([{"params": [W], "unitary": True}], lr=0.1, momentum=0.9), rank=2, method=method)
+    quadratic_loss(W, target).backward()
+    delta = -0.1 * W.grad.clone()
+    opt.step()
+    A, B = ul.sketch(delta, 2, seed=(0, 1, 0))
+    if method == "project":
+        expected = ul.project(before, A, B)
+    else:
+        expected = ul.transport(before, A, B, retraction="exp" if method == "transport" else "cayley")
+    assert float((W.detach() - expected).abs().max()) <= 1e-12
+
+
+def test_wrapper_step_equals_core_with_adam_update():
+    """Adam's first update is −lr·g/(|g| + eps) elementwise: the wrapper sketches exactly that."""
+    W = unitary_param(10)
+    target = torch.randn(10, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    before = W.detach().clone()
+    opt = ProjUNN(torch.optim.Adam([{"params": [W], "unitary": True}], lr=0.01, eps=1e-8), rank=3)
+    quadratic_loss(W, target).backward()
+    g = W.grad.clone()
+    opt.step()
+    A, B = ul.sketch(-0.01 * g / (g.abs() + 1e-8), 3, seed=(0, 1, 0))
+    assert float((W.detach() - ul.transport(before, A, B)).abs().max()) <= 1e-12
+
+
+def learn_haar_target(dtype, rank, make_optimizer, max_steps, method="transport"):
+    """Learn W ≈ W* from samples Y = W* X; returns the final relative loss and W."""
+    g = torch.Generator().manual_seed(0)
+    n = 64
+    W_star = haar_(torch.empty(n, n, dtype=dtype), generator=g)
+    X = torch.randn(n, 256, dtype=dtype, generator=g)
+    Y = W_star @ X
+    W0 = haar_(torch.empty(n, n, dtype=dtype), generator=g)
+    if not dtype.is_complex and torch.linalg.det(W0) * torch.linalg.det(W_star) < 0:
+        # O(n) has two components and a rotation cannot cross between them
+        W0[:, 0] = -W0[:, 0]
+    W = torch.nn.Parameter(W0)
+    opt = ProjUNN(make_optimizer([{"params": [W], "unitary": True}]), rank=rank, method=method)
+    for _ in range(max_steps):
+        opt.zero_grad()
+        loss = (W @ X - Y).abs().pow(2).sum() / Y.abs().pow(2).sum()
+        if loss.item() <= 1e-6:
+            break
+        loss.backward()
+        opt.step()
+    return loss.item(), W
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128, torch.float32])
+def test_learns_haar_target_with_adam(dtype):
+    loss, W = learn_haar_target(dtype, 4, lambda groups: torch.optim.Adam(groups, lr=0.05), 1500)
+    assert loss <= 1e-6
+    assert unitarity(W) <= 50 * torch.finfo(dtype).eps
+
+
+def test_learns_haar_target_rank_one_sgd():
+    loss, W = learn_haar_target(torch.float64, 1, lambda groups: torch.optim.SGD(groups, lr=30.0), 2000)
+    assert loss <= 1e-6 and unitarity(W) <= 1e-13
+
+
+def test_learns_haar_target_project_rmsprop():
+    loss, _ = learn_haar_target(
+        torch.complex128, 4, lambda groups: torch.optim.RMSprop(groups, lr=0.02), 2000, method="project"
+    )
+    assert loss <= 1e-6
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda g: torch.optim.SGD(g, lr=0.05),
+        lambda g: torch.optim.SGD(g, lr=0.05, momentum=0.9, nesterov=True),
+        lambda g: torch.optim.Adam(g, lr=0.02),
+        lambda g: torch.optim.Adam(g, lr=0.02, amsgrad=True),
+        lambda g: torch.optim.AdamW(g, lr=0.02, weight_decay=0.0),
+        lambda g: torch.optim.RMSprop(g, lr=0.01, centered=True),
+        lambda g: torch.optim.RMSprop(g, lr=0.01, momentum=0.5),
+        lambda g: torch.optim.Adagrad(g, lr=0.1),
+        lambda g: torch.optim.NAdam(g, lr=0.02),
+        lambda g: torch.optim.Adamax(g, lr=0.02),
+    ],
+    ids=[
+        "sgd",
+        "nesterov",
+        "adam",
+        "amsgrad",
+        "adamw",
+        "rmsprop-centered",
+        "rmsprop-momentum",
+        "adagrad",
+        "nadam",
+        "adamax",
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
+def test_descends_and_stays_unitary_with_common_optimizers(make, dtype):
+    """A real loss of a (complex) unitary weight decreases; other groups are left to the base optimizer."""
+    W = unitary_param(16, dtype)
+    bias = torch.nn.Parameter(torch.zeros(16, dtype=dtype))
+    target = unitary_param(16, dtype, seed=9).detach()
+    if not dtype.is_complex and torch.linalg.det(W.detach()) * torch.linalg.det(target) < 0:
+        target[:, 0] = -target[:, 0]
+    opt = ProjUNN(make([{"params": [bias]}, {"params": [W], "unitary": True}]), rank=2)
+    losses = []
+    for _ in range(60):
+        opt.zero_grad()
+        loss = quadratic_loss(W, target) + (bias - 1).abs().pow(2).sum()
+        losses.append(loss.item())
+        loss.backward()
+        opt.step()
+    assert losses[-1] < 0.7 * losses[0]
+    assert unitarity(W) <= 50 * torch.finfo(dtype).eps
+    assert float(bias.detach().abs().max()) > 0  # the plain group moved too
+
+
+def test_lr_scheduler_closure_zero_grad_and_missing_grads():
+    W = unitary_param(8)
+    unused = unitary_param(8, seed=1)  # marked, but never receives a gradient
+    before_unused = unused.detach().clone()
+    base = torch.optim.SGD([{"params": [W, unused], "unitary": True}], lr=0.1)
+    opt = ProjUNN(base, rank=2)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)  # attached to the wrapper
+    target = torch.randn(8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+
+    def closure():
+        opt.zero_grad()
+        loss = quadratic_loss(W, target)
+        loss.backward()
+        return loss
+
+    first = opt.step(closure)
+    scheduler.step()
+    assert base.param_groups[0]["lr"] == pytest.approx(0.05)
+    second = opt.step(closure)
+    assert second.item() < first.item()
+    assert torch.equal(unused.detach(), before_unused)
+    opt.zero_grad()
+    assert W.grad is None
+    base_scheduler = torch.optim.lr_scheduler.ExponentialLR(base, gamma=0.1)  # attached to the base
+    opt.step(closure)
+    base_scheduler.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.005)
+
+
+def test_complex_follows_wirtinger_convention():
+    """Minimize ‖W − T‖² for a unitary T: W must approach T (a sign or conjugation slip would not)."""
+    W = unitary_param(6, torch.complex128)
+    T = unitary_param(6, torch.complex128, seed=5).detach()
+    opt = ProjUNN(torch.optim.SGD([{"params": [W], "unitary": True}], lr=0.05), rank=6)
+    for _ in range(300):
+        opt.zero_grad()
+        quadratic_loss(W, T).backward()
+        opt.step()
+    assert float((W.detach() - T).abs().max()) <= 1e-8
+
+
+def make_model_and_optimizer(seed=0):
+    torch.manual_seed(seed)
+    cell = torch.nn.RNNCell(4, 16, nonlinearity="tanh", dtype=torch.float64)
+    haar_(cell.weight_hh.data, generator=torch.Generator().manual_seed(seed))
+    head = torch.nn.Linear(16, 2, dtype=torch.float64)
+    rest = [p for name, p in cell.named_parameters() if name != "weight_hh"] + list(head.parameters())
+    base = torch.optim.RMSprop([{"params": rest}, {"params": [cell.weight_hh], "unitary": True, "lr": 1e-3}], lr=1e-2)
+    return cell, head, ProjUNN(base, rank=1, reorthonormalize_every=7)
+
+
+def train(cell, head, opt, steps, start):
+    for step in range(start, start + steps):
+        g = torch.Generator().manual_seed(step)
+        x = torch.randn(10, 8, 4, dtype=torch.float64, generator=g)
+        y = torch.randn(8, 2, dtype=torch.float64, generator=g)
+        h = torch.zeros(8, 16, dtype=torch.float64)
+        for t in range(10):
+            h = cell(x[t], h)
+        loss = (head(h) - y).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def test_checkpoint_resume_is_bit_identical(tmp_path):
+    cell, head, opt = make_model_and_optimizer()
+    train(cell, head, opt, 100, 0)
+
+    cell1, head1, opt1 = make_model_and_optimizer()
+    train(cell1, head1, opt1, 50, 0)
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"cell": cell1.state_dict(), "head": head1.state_dict(), "opt": opt1.state_dict()}, path)
+
+    cell2, head2, opt2 = make_model_and_optimizer(seed=1)  # different initial weights, overwritten by the load
+    checkpoint = torch.load(path)
+    cell2.load_state_dict(checkpoint["cell"])
+    head2.load_state_dict(checkpoint["head"])
+    opt2.load_state_dict(checkpoint["opt"])
+    train(cell2, head2, opt2, 50, 50)
+    for a, b in zip(
+        list(cell.parameters()) + list(head.parameters()),
+        list(cell2.parameters()) + list(head2.parameters()),
+        strict=True,
+    ):
+        assert torch.equal(a, b)
+    assert opt2.state_dict()["projunn"]["steps"] == opt.state_dict()["projunn"]["steps"]
+
+
+def test_load_state_dict_rejects_plain_optimizer_state():
+    _, _, opt = make_model_and_optimizer()
+    with pytest.raises(ValueError, match="expects the dict returned by ProjUNN.state_dict"):
+        opt.load_state_dict(opt.optimizer.state_dict())
+
+
+def test_batched_unitary_parameter():
+    W = unitary_param(5, torch.float64, batch=(4,))
+    target = torch.eye(5, dtype=torch.float64).expand(4, 5, 5)
+    opt = ProjUNN(torch.optim.Adam([{"params": [W], "unitary": True}], lr=0.05), rank=1)
+    first = None
+    for _ in range(50):
+        opt.zero_grad()
+        loss = quadratic_loss(W, target)
+        first = first if first is not None else loss.item()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first
+    assert unitarity(W) <= 1e-13
+
+
+def test_group_options_override_defaults():
+    W1, W2 = unitary_param(6), unitary_param(6, seed=1)
+    base = torch.optim.SGD(
+        [
+            {"params": [W1], "unitary": True},
+            {"params": [W2], "unitary": True, "rank": 3, "method": "project", "seed": 9},
+        ],
+        lr=0.1,
+    )
+    opt = ProjUNN(base, rank=1)
+    assert opt._options(base.param_groups[1]) == {
+        "rank": 3,
+        "method": "project",
+        "sketch": "randomized",
+        "reorthonormalize_every": 100,
+        "seed": 9,
+    }
+    with pytest.raises(ValueError, match=r"param_groups\[2\]: method must be one of"):
+        opt.add_param_group({"params": [unitary_param(6, seed=2)], "unitary": True, "method": "qr"})
+
+
+# -- bad input ----------------------------------------------------------------------------
+
+
+def test_non_square_parameter_is_named():
+    model = torch.nn.Linear(4, 3, dtype=torch.float64)
+    base = torch.optim.SGD([{"params": [model.weight], "param_names": ["encoder.weight"], "unitary": True}], lr=0.1)
+    with pytest.raises(ValueError, match=r"'encoder.weight' .*has shape \(3, 4\).*must be square"):
+        ProjUNN(base)
+
+
+def test_half_precision_parameter():
+    W = torch.nn.Parameter(torch.eye(4, dtype=torch.float16))
+    with pytest.raises(TypeError, match=r"param_groups\[0\]\['params'\]\[0\] is torch.float16"):
+        ProjUNN(torch.optim.SGD([{"params": [W], "unitary": True}], lr=0.1))
+
+
+def test_weight_decay_on_unitary_group():
+    W = unitary_param(4)
+    with pytest.raises(ValueError, match="weight_decay=0.01.*Set weight_decay=0"):
+        ProjUNN(torch.optim.AdamW([{"params": [W], "unitary": True}], lr=0.1))
+
+
+def test_non_unitary_parameter_offers_the_fix():
+    W = torch.nn.Parameter(torch.randn(5, 5, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"is not unitary.*reorthonormalize"):
+        ProjUNN(torch.optim.SGD([{"params": [W], "unitary": True}], lr=0.1))
+    with torch.no_grad():
+        W.copy_(ul.reorthonormalize(W))
+    ProjUNN(torch.optim.SGD([{"params": [W], "unitary": True}], lr=0.1))  # the offered fix works
+
+
+def test_lbfgs_and_non_optimizers_are_refused():
+    W = unitary_param(4)
+    with pytest.raises(TypeError, match="LBFGS"):
+        ProjUNN(torch.optim.LBFGS([W]))
+    with pytest.raises(TypeError, match="wraps a torch.optim.Optimizer"):
+        ProjUNN([W])
+
+
+def test_rank_larger_than_parameter():
+    with pytest.raises(ValueError, match="rank 5 exceeds the size 4"):
+        ProjUNN(torch.optim.SGD([{"params": [unitary_param(4)], "unitary": True}], lr=0.1), rank=5)
+
+
+@pytest.mark.parametrize(("dtype", "bound"), [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+def test_drift_after_ten_thousand_steps_with_default_reorthonormalization(dtype, bound):
+    g = torch.Generator().manual_seed(0)
+    n = 32
+    X, Y = torch.randn(n, 4 * n, dtype=dtype, generator=g), torch.randn(n, 4 * n, dtype=dtype, generator=g)
+    W = unitary_param(n, dtype)
+    opt = ProjUNN(torch.optim.Adam([{"params": [W], "unitary": True}], lr=1e-2), rank=1)
+    worst = 0.0
+    for step in range(1, 10_001):
+        opt.zero_grad()
+        ((W @ X - Y).pow(2).sum() / Y.pow(2).sum()).backward()
+        opt.step()
+        if step % 1000 == 0:
+            worst = max(worst, unitarity(W))
+    assert worst <= bound
