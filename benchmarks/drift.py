@@ -14,9 +14,9 @@ import json
 
 import torch
 from tqdm import trange
+from unitary_lowrank.backends.torch import ProjUNN, haar_
 
 import unitary_lowrank as ul
-from unitary_lowrank.backends.torch import ProjUNN, haar_
 
 
 def measure(dtype: torch.dtype, every: int | None, steps: int, n: int, method: str) -> list[tuple[int, float]]:
@@ -54,7 +54,7 @@ def main() -> None:
             trace = measure(dtype, every or None, args.steps, args.n, args.method)
             results[f"{str(dtype).removeprefix('torch.')} every={every}"] = trace
             worst = max(e for _, e in trace)
-            print(f"{str(dtype):16s} reorthonormalize_every={every:<5d} final {trace[-1][1]:.2e}  worst {worst:.2e}")
+            print(f"{dtype!s:16s} reorthonormalize_every={every:<5d} final {trace[-1][1]:.2e}  worst {worst:.2e}")
     with open(args.out, "w") as handle:
         json.dump(results, handle)
 

@@ -8,7 +8,6 @@ import sys
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-
 from unitary_lowrank.backends.torch import ProjUNN, haar_
 
 

@@ -11,9 +11,9 @@ optax = pytest.importorskip("optax")
 jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
+from unitary_lowrank.backends.jax import ProjUNNState, projunn  # noqa: E402
 
 import unitary_lowrank as ul  # noqa: E402
-from unitary_lowrank.backends.jax import ProjUNNState, projunn  # noqa: E402
 
 STEPS = {
     "project": ul.project,

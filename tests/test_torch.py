@@ -9,8 +9,9 @@ from conftest import DTYPES, dense_project, dense_transport, gaussian, haar, rel
 
 torch = pytest.importorskip("torch")
 
-import unitary_lowrank as ul  # noqa: E402
 from unitary_lowrank.backends.torch import ProjUNN, cayley_, haar_, henaff_  # noqa: E402
+
+import unitary_lowrank as ul  # noqa: E402
 
 TORCH_DTYPES = {
     "float32": torch.float32,
@@ -341,7 +342,7 @@ def test_checkpoint_resume_is_bit_identical(tmp_path):
 
 def test_load_state_dict_rejects_plain_optimizer_state():
     _, _, opt = make_model_and_optimizer()
-    with pytest.raises(ValueError, match="expects the dict returned by ProjUNN.state_dict"):
+    with pytest.raises(ValueError, match=r"expects the dict returned by ProjUNN\.state_dict"):
         opt.load_state_dict(opt.optimizer.state_dict())
 
 
@@ -399,7 +400,7 @@ def test_half_precision_parameter():
 
 def test_weight_decay_on_unitary_group():
     W = unitary_param(4)
-    with pytest.raises(ValueError, match="weight_decay=0.01.*Set weight_decay=0"):
+    with pytest.raises(ValueError, match=r"weight_decay=0\.01.*Set weight_decay=0"):
         ProjUNN(torch.optim.AdamW([{"params": [W], "unitary": True}], lr=0.1))
 
 
@@ -416,7 +417,7 @@ def test_lbfgs_and_non_optimizers_are_refused():
     W = unitary_param(4)
     with pytest.raises(TypeError, match="LBFGS"):
         ProjUNN(torch.optim.LBFGS([W]))
-    with pytest.raises(TypeError, match="wraps a torch.optim.Optimizer"):
+    with pytest.raises(TypeError, match=r"wraps a torch\.optim\.Optimizer"):
         ProjUNN([W])
 
 

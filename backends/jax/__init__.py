@@ -10,14 +10,14 @@ tracers, where values are unknown; shape and dtype checks still run.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from .._base import Backend, Seed
 
-__all__ = ["BACKEND", "JaxBackend", "ProjUNNState", "projunn", "as_key", "DEFAULT_REORTHONORMALIZE_EVERY"]
+__all__ = ["BACKEND", "DEFAULT_REORTHONORMALIZE_EVERY", "JaxBackend", "ProjUNNState", "as_key", "projunn"]
 
 #: Same default as the torch adapter (one Newton–Schulz step every 100 steps);
 #: measured for JAX in tests/test_jax.py (10,000 jitted float32 steps ≤ 1e-5).

@@ -13,11 +13,11 @@ from .optim import DEFAULT_REORTHONORMALIZE_EVERY, ProjUNN
 
 __all__ = [
     "BACKEND",
-    "TorchBackend",
-    "generator",
-    "ProjUNN",
     "DEFAULT_REORTHONORMALIZE_EVERY",
+    "ProjUNN",
+    "TorchBackend",
+    "cayley_",
+    "generator",
     "haar_",
     "henaff_",
-    "cayley_",
 ]

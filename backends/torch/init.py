@@ -10,7 +10,7 @@ import math
 
 import torch
 
-__all__ = ["haar_", "henaff_", "cayley_"]
+__all__ = ["cayley_", "haar_", "henaff_"]
 
 
 def _check(name: str, tensor: torch.Tensor) -> None:

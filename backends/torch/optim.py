@@ -18,7 +18,7 @@ import torch
 
 import unitary_lowrank as ul
 
-__all__ = ["ProjUNN", "DEFAULT_REORTHONORMALIZE_EVERY"]
+__all__ = ["DEFAULT_REORTHONORMALIZE_EVERY", "ProjUNN"]
 
 _METHODS = ("transport", "project", "cayley")
 _SKETCHES = ("randomized", "column", "svd")
