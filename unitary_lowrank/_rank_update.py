@@ -13,9 +13,10 @@ one write; everything else is O(N k²) or O(k³).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from ._linalg import adjoint, batch_shape, orthonormal_basis
+from ._linalg import adjoint, batch_shape
 from ._validate import check_factors, check_finite, namespace
 
 
@@ -43,35 +44,49 @@ def _check_out(xp: Any, func: str, U: Any, A: Any, B: Any, out: Any) -> None:
         )
 
 
-def reduce_to_subspace(xp: Any, U: Any, A: Any, B: Any) -> tuple[Any, Any]:
-    """Return ``Q`` (..., N, r) and ``C`` (..., r, r) with ``Uᴴ A Bᴴ = Q C Qᴴ``."""
-    # Uᴴ A as (Aᴴ U)ᴴ: reads U once in its own memory order, no conj(U) copy.
-    A_hat = adjoint(xp, xp.matmul(adjoint(xp, A), U))
+def rank_update(xp: Any, U: Any, A: Any, B: Any, small_map: Callable[[Any], Any], out: Any) -> Any:
+    """``U + (U Q)(F − I) Qᴴ`` with ``F − I = small_map(C)``; into ``out`` when given.
+
+    Temporaries are dropped as soon as they are used, so that the in-place
+    path holds at most ``U Q`` and ``(F − I) Qᴴ`` (2 N r elements) plus a row
+    buffer of the backend while ``U`` is updated.
+    """
+    from .backends import backend_for
+
+    backend = backend_for(U)
+    Q, C = _reduce_to_subspace(xp, backend, U, A, B)
+    F_minus_I = small_map(C)
+    del C
+    Z = xp.matmul(F_minus_I, adjoint(xp, Q))  # (F − I) Qᴴ, r×N; before U Q, so a conj(Q) copy is gone by then
+    UQ = backend.matmul(xp, U, Q)
+    del Q
+    if out is None:
+        return U + xp.matmul(UQ, Z)
+    target = backend_for(out)
+    if not target.supports_inplace:
+        target.add_product_(out, UQ, Z)  # raises with the reason
+    target.copy_(out, U)
+    return target.add_product_(out, UQ, Z)
+
+
+def _reduce_to_subspace(xp: Any, backend: Any, U: Any, A: Any, B: Any) -> tuple[Any, Any]:
+    """Return ``Q`` (..., N, r) and ``C`` (..., r, r) with ``Uᴴ A Bᴴ = Q C Qᴴ``.
+
+    From the QR ``[Â, B] = Q R``: ``Qᴴ Â = R[:, :k]`` and ``Qᴴ B = R[:, k:]``, so
+    ``C = R[:, :k] R[:, k:]ᴴ`` needs no further pass over N×k arrays.
+    """
     batch = batch_shape(U, A, B)
     n, k = A.shape[-2], A.shape[-1]
-    A_hat = xp.broadcast_to(A_hat, batch + (n, k))
-    B = xp.broadcast_to(B, batch + (n, k))
-    Q = orthonormal_basis(xp, xp.concat([A_hat, B], axis=-1))
-    Qh = adjoint(xp, Q)
-    C = xp.matmul(xp.matmul(Qh, A_hat), adjoint(xp, xp.matmul(Qh, B)))
+    # Uᴴ A as (Aᴴ U)ᴴ: reads U once in its own memory order, no conj(U) copy.
+    A_hat = xp.broadcast_to(adjoint(xp, backend.matmul(xp, adjoint(xp, A), U)), batch + (n, k))
+    stacked = xp.concat([A_hat, xp.broadcast_to(B, batch + (n, k))], axis=-1)
+    del A_hat
+    Q, R = backend.qr(xp, stacked)
+    del stacked
+    C = xp.matmul(R[..., :, :k], adjoint(xp, R[..., :, k:]))
     return Q, C
 
 
 def is_zero(xp: Any, C: Any) -> Any:
     """Boolean mask over the batch: ``C`` is exactly zero (``A = 0`` or ``B = 0``)."""
     return xp.all(C == 0, axis=(-2, -1))
-
-
-def apply_update(xp: Any, U: Any, Q: Any, F_minus_I: Any, out: Any) -> Any:
-    """``U + (U Q)(F − I) Qᴴ``, into ``out`` when given (which may be ``U`` itself)."""
-    X = xp.matmul(xp.matmul(U, Q), F_minus_I)
-    Qh = adjoint(xp, Q)
-    if out is None:
-        return U + xp.matmul(X, Qh)
-    from .backends import backend_for
-
-    backend = backend_for(out)
-    if not backend.supports_inplace:
-        backend.add_product_(out, X, Qh)  # raises with the reason
-    backend.copy_(out, U)
-    return backend.add_product_(out, X, Qh)

@@ -6,7 +6,7 @@ import warnings
 from typing import Any
 
 from ._linalg import eps, eye
-from ._rank_update import apply_update, is_zero, prepare, reduce_to_subspace
+from ._rank_update import is_zero, prepare, rank_update
 from ._validate import is_concrete
 from .errors import SingularUpdateWarning
 
@@ -80,15 +80,17 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
     True
     """
     xp = prepare("project", U, A, B, check=check, check_finite_=check_finite, out=out)
-    Q, C = reduce_to_subspace(xp, U, A, B)
-    identity = eye(xp, C.shape[-1], C)
-    W, sigma, Vh = xp.linalg.svd(identity + C, full_matrices=False)
-    F_minus_I = xp.matmul(W, Vh) - identity
-    # Exactly U when the update vanishes (the SVD of I need not return I bit for bit).
-    F_minus_I = xp.where(is_zero(xp, C)[..., None, None], xp.zeros_like(F_minus_I), F_minus_I)
-    if is_concrete(sigma):
-        _warn_if_singular(xp, sigma)
-    return apply_update(xp, U, Q, F_minus_I, out)
+
+    def polar_minus_identity(C: Any) -> Any:
+        identity = eye(xp, C.shape[-1], C)
+        W, sigma, Vh = xp.linalg.svd(identity + C, full_matrices=False)
+        if is_concrete(sigma):
+            _warn_if_singular(xp, sigma)
+        F_minus_I = xp.matmul(W, Vh) - identity
+        # Exactly U when the update vanishes (the SVD of I need not return I bit for bit).
+        return xp.where(is_zero(xp, C)[..., None, None], xp.zeros_like(F_minus_I), F_minus_I)
+
+    return rank_update(xp, U, A, B, polar_minus_identity, out)
 
 
 def _warn_if_singular(xp: Any, sigma: Any) -> None:
@@ -99,5 +101,5 @@ def _warn_if_singular(xp: Any, sigma: Any) -> None:
             "project: U + A Bᴴ is numerically singular, so its closest unitary is not unique; "
             "returning one valid polar factor",
             SingularUpdateWarning,
-            stacklevel=3,
+            stacklevel=5,
         )

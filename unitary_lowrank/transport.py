@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._linalg import adjoint, complex_dtype, eye, is_complex, real_part
-from ._rank_update import apply_update, prepare, reduce_to_subspace
+from ._rank_update import prepare, rank_update
 
 __all__ = ["transport"]
 
@@ -88,14 +88,15 @@ def transport(
     if retraction not in _RETRACTIONS:
         raise ValueError(f"transport: retraction must be one of {_RETRACTIONS}; got {retraction!r}")
     xp = prepare("transport", U, A, B, check=check, check_finite_=check_finite, out=out)
-    Q, C = reduce_to_subspace(xp, U, A, B)
-    S = (C - adjoint(xp, C)) / 2
-    if retraction == "exp":
-        F_minus_I = expm1_skew(xp, S)
-    else:
+
+    def retraction_minus_identity(C: Any) -> Any:
+        S = (C - adjoint(xp, C)) / 2
+        if retraction == "exp":
+            return expm1_skew(xp, S)
         identity = eye(xp, S.shape[-1], S)
-        F_minus_I = xp.linalg.solve(identity - S / 2, S)
-    return apply_update(xp, U, Q, F_minus_I, out)
+        return xp.linalg.solve(identity - S / 2, S)
+
+    return rank_update(xp, U, A, B, retraction_minus_identity, out)
 
 
 def expm1_skew(xp: Any, S: Any) -> Any:
