@@ -13,6 +13,8 @@ __all__ = ["BACKEND", "NumpyBackend"]
 # Below this size a batched matmul beats one BLAS call per matrix (Python
 # overhead per call ~ a few µs; a 64×64 update is ~1 µs of work).
 _PER_MATRIX_BLAS_MIN_N = 128
+# Buffer for batches of small matrices: ~256 KiB in float64, well inside L2.
+_SMALL_BUFFER_ELEMENTS = 1 << 15
 
 
 class NumpyBackend(Backend):
@@ -70,12 +72,11 @@ class NumpyBackend(Backend):
         2 cores).
         """
         n, r = out.shape[-1], X.shape[-1]
-        if n < _PER_MATRIX_BLAS_MIN_N:
-            out += np.matmul(X, Y)
-            return out
         batch = out.shape[:-2]
         X = np.broadcast_to(X, batch + X.shape[-2:])
         Y = np.broadcast_to(Y, batch + Y.shape[-2:])
+        if n < _PER_MATRIX_BLAS_MIN_N:
+            return _add_product_small(out, X, Y)
         rows = max(4, 2 * r)
         buffer = np.empty((rows, out.shape[-1]), dtype=out.dtype)
         for index in np.ndindex(*batch):
@@ -86,6 +87,27 @@ class NumpyBackend(Backend):
                 np.matmul(x[start:stop], y, out=block)
                 target[start:stop] += block
         return out
+
+
+def _add_product_small(out: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Batches of small matrices: batched products through a cache-sized buffer of whole matrices."""
+    n = out.shape[-1]
+    if out.ndim == 2:
+        out += X @ Y
+        return out
+    flat_out = out.reshape(-1, n, n)  # a view for a contiguous out
+    if not np.shares_memory(flat_out, out):
+        out += np.matmul(X, Y)
+        return out
+    flat_X, flat_Y = X.reshape(-1, *X.shape[-2:]), Y.reshape(-1, *Y.shape[-2:])
+    chunk = max(1, _SMALL_BUFFER_ELEMENTS // (n * n))
+    buffer = np.empty((min(chunk, len(flat_out)), n, n), dtype=out.dtype)
+    for start in range(0, len(flat_out), chunk):
+        stop = min(start + chunk, len(flat_out))
+        block = buffer[: stop - start]
+        np.matmul(flat_X[start:stop], flat_Y[start:stop], out=block)
+        flat_out[start:stop] += block
+    return out
 
 
 BACKEND = NumpyBackend()

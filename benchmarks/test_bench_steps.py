@@ -1,0 +1,74 @@
+"""pytest-benchmark suite: steps, sketch, the memory floor and the dense baselines, grouped for ratios.
+
+Each benchmark group holds one configuration (backend, dtype, N, k): the step,
+its floor (one ``U @ X``, X of shape N×2k) and — for k = 4 — the dense SciPy/torch
+baselines, so pytest-benchmark's table shows each as a multiple of the fastest
+in the same run. Run with::
+
+    python -m pytest benchmarks/ --benchmark-only
+    python -m pytest benchmarks/ --benchmark-only --bench-sizes 1024 -k "numpy and float64"
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from unitary_lowrank.bench import Case, build
+
+BACKENDS = ["numpy"] + (["torch"] if importlib.util.find_spec("torch") else [])
+DTYPES = ["float32", "float64", "complex64"]
+
+
+def run(benchmark, case: Case, group: str, rounds: int | None = None) -> None:
+    function, sync = build(case)
+
+    def once():
+        function()
+        sync()
+
+    benchmark.group = group
+    benchmark.extra_info.update(
+        op=case.op, backend=case.backend, n=case.n, k=case.k, dtype=case.dtype, batch=case.batch
+    )
+    if rounds is None:
+        benchmark(once)
+    else:
+        benchmark.pedantic(once, rounds=rounds, warmup_rounds=1)
+
+
+def group_of(backend, dtype, n, k, batch=0):
+    shape = f"({batch},{n},{n})" if batch else f"N={n}"
+    return f"{backend} {dtype} {shape} k={k}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", ["floor", "project", "transport"])
+def test_step(benchmark, op, backend, dtype, n, k):
+    run(benchmark, Case(op, backend, n, k, dtype), group_of(backend, dtype, n, k))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", ["sketch-floor", "sketch"])
+def test_sketch(benchmark, op, backend, dtype, n, k):
+    run(benchmark, Case(op, backend, n, k, dtype), group_of(backend, dtype, n, k) + " sketch")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", ["polar", "expm"])
+def test_dense_baseline(benchmark, op, backend, dtype, n, request):
+    dense_max = request.config.getoption("--bench-dense-max")
+    if n > dense_max and not (dtype == "float64" and n >= 4096):
+        pytest.skip(f"dense O(N³) baseline skipped above N = {dense_max} (see --bench-dense-max)")
+    run(benchmark, Case(op, backend, n, 4, dtype), group_of(backend, dtype, n, 4), rounds=1 if n >= 2048 else 3)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", ["floor", "project", "transport"])
+def test_batched(benchmark, op, backend, dtype):
+    run(benchmark, Case(op, backend, 64, 1, dtype, batch=512), group_of(backend, dtype, 64, 1, batch=512))

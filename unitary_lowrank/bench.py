@@ -1,0 +1,427 @@
+"""``unitary-lowrank bench``: step times against the memory floor and the dense O(N³) baselines.
+
+Every case is timed in the same run as its baselines, and reported as ratios:
+
+* ``floor``: one product ``U @ X`` with ``X`` of shape N×2k (same dtype and
+  backend) — the least a step can cost, since it must read ``U``;
+* ``sketch-floor``: one ``G @ X`` with ``X`` of shape N×(k + p), the unit of
+  the sketch's passes;
+* ``polar`` and ``expm``: the dense references a low-rank step replaces.
+
+The pytest-benchmark suite in ``benchmarks/`` builds its cases from here too.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .haar import random_unitary
+from .project import project
+from .sketch import sketch
+from .transport import transport
+
+STEPS = ("project", "transport")
+OVERSAMPLE = 10
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement: an operation on a backend at one size, rank and dtype."""
+
+    op: str  # project | transport | sketch | floor | sketch-floor | polar | expm
+    backend: str  # numpy | torch | cupy
+    n: int
+    k: int
+    dtype: str
+    batch: int = 0  # > 0: a batch of that many n×n matrices
+
+    @property
+    def label(self) -> str:
+        shape = f"({self.batch}, {self.n}, {self.n})" if self.batch else f"N={self.n}"
+        return f"{self.op} {self.backend} {self.dtype} {shape} k={self.k}"
+
+
+@dataclass
+class Result:
+    case: Case
+    median_s: float
+    rounds: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Library:
+    """Array creation and synchronization for one backend."""
+
+    def __init__(self, name: str):
+        self.name = name
+        if name == "numpy":
+            self.asarray, self.sync = (lambda x: x), (lambda: None)
+        elif name == "torch":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            self.asarray = lambda x: torch.from_numpy(np.ascontiguousarray(x)).to(device)
+            self.sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        elif name == "cupy":
+            import cupy
+
+            self.asarray = cupy.asarray
+            self.sync = lambda: cupy.cuda.get_current_stream().synchronize()
+        else:
+            raise ValueError(f"unknown backend {name!r}")
+
+
+def _operands(case: Case) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(case.n * 1000 + case.k)
+    complex_ = case.dtype.startswith("complex")
+    batch = (case.batch,) if case.batch else ()
+    U = random_unitary(case.n, dtype="complex128" if complex_ else "float64", batch_shape=batch, seed=case.n)
+
+    def gaussian(*shape: int) -> np.ndarray:
+        x = rng.standard_normal(batch + shape)
+        if complex_:
+            x = x + 1j * rng.standard_normal(batch + shape)
+        return x / np.sqrt(case.n)
+
+    operands = {
+        "U": U,
+        "A": gaussian(case.n, case.k),
+        "B": gaussian(case.n, case.k),
+        "X": gaussian(case.n, 2 * case.k),
+        "G": gaussian(case.n, case.n),
+        "Omega": gaussian(case.n, case.k + OVERSAMPLE),
+    }
+    return {name: value.astype(case.dtype) for name, value in operands.items()}
+
+
+def build(case: Case) -> tuple[Callable[[], Any], Callable[[], None]]:
+    """The function that performs ``case`` once, and the synchronization to call after it."""
+    library = _Library(case.backend)
+    arrays = {name: library.asarray(value) for name, value in _operands(case).items()}
+    U, A, B, X, G, Omega = (arrays[n] for n in ("U", "A", "B", "X", "G", "Omega"))
+    if case.op == "project":
+        return (lambda: project(U, A, B, out=U, check_finite=False)), library.sync
+    if case.op == "transport":
+        return (lambda: transport(U, A, B, out=U, check_finite=False)), library.sync
+    if case.op == "sketch":
+        return (lambda: sketch(G, case.k, seed=0)), library.sync
+    if case.op == "floor":
+        return (lambda: U @ X), library.sync
+    if case.op == "sketch-floor":
+        return (lambda: G @ Omega), library.sync
+    if case.op in ("polar", "expm"):
+        return _dense(case, U, A, B), library.sync
+    raise ValueError(f"unknown op {case.op!r}")
+
+
+def _dense(case: Case, U: Any, A: Any, B: Any) -> Callable[[], Any]:
+    if case.backend == "torch":
+        import torch
+
+        def torch_polar():
+            W, _, Vh = torch.linalg.svd(U + A @ B.mH)
+            return W @ Vh
+
+        def torch_expm():
+            X = U.mH @ A @ B.mH
+            return U @ torch.linalg.matrix_exp((X - X.mH) / 2)
+
+        return torch_polar if case.op == "polar" else torch_expm
+    import scipy.linalg
+
+    if case.backend != "numpy":
+        raise ValueError("dense baselines run on numpy and torch")
+    if case.op == "polar":
+        return lambda: scipy.linalg.polar(U + A @ B.conj().T)[0]
+
+    def scipy_expm():
+        X = U.conj().T @ A @ B.conj().T
+        return U @ scipy.linalg.expm((X - X.conj().T) / 2)
+
+    return scipy_expm
+
+
+def time_case(case: Case, *, min_time: float = 0.3, max_rounds: int = 30, min_rounds: int = 3) -> Result:
+    """Median wall time of ``case`` after one warm-up call."""
+    function, sync = build(case)
+    function()
+    sync()
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < max_rounds and (len(times) < min_rounds or time.perf_counter() - started < min_time):
+        start = time.perf_counter()
+        function()
+        sync()
+        times.append(time.perf_counter() - start)
+        if case.op in ("polar", "expm") and times[-1] > 2.0:
+            break  # one slow dense run is enough to know it is slow
+    return Result(case, statistics.median(times), len(times))
+
+
+def extra_memory_elements(case: Case) -> float:
+    """Peak extra memory (array elements) of one in-place NumPy step, measured with tracemalloc."""
+    if case.backend != "numpy" or case.op not in STEPS:
+        raise ValueError("memory is measured for NumPy steps")
+    function, _ = build(case)
+    function()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    function()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / np.dtype(case.dtype).itemsize
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    info = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    info["processor"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    return info
+
+
+def grid(
+    sizes: Sequence[int], ranks: Sequence[int], dtypes: Sequence[str], backends: Sequence[str], dense_max: int
+) -> list[Case]:
+    """All cases of a run: steps, sketch, floors, dense baselines, and the batched case.
+
+    Dense baselines (O(N³), slow) run for N ≤ ``dense_max``, and in float64 at the largest N.
+    """
+    cases = []
+    for backend in backends:
+        for dtype in dtypes:
+            for n in sizes:
+                for k in ranks:
+                    cases += [Case(op, backend, n, k, dtype) for op in ("floor", *STEPS, "sketch-floor", "sketch")]
+                if n <= dense_max or (dtype == "float64" and n == max(sizes)):  # the largest N: float64 only
+                    k = 4 if 4 in ranks else ranks[0]
+                    cases += [Case("polar", backend, n, k, dtype), Case("expm", backend, n, k, dtype)]
+            cases += [Case(op, backend, 64, 1, dtype, batch=512) for op in ("floor", *STEPS)]
+    return cases
+
+
+def ratios(results: list[Result]) -> list[dict[str, Any]]:
+    """One row per step: its median, its floor, and the ratios step/floor and dense/step."""
+    by_case = {r.case: r for r in results}
+    rows = []
+    for r in results:
+        c = r.case
+        if c.op not in (*STEPS, "sketch"):
+            continue
+        floor_op = "sketch-floor" if c.op == "sketch" else "floor"
+        floor = by_case.get(Case(floor_op, c.backend, c.n, c.k, c.dtype, c.batch))
+        row = {
+            "op": c.op,
+            "backend": c.backend,
+            "n": c.n,
+            "k": c.k,
+            "dtype": c.dtype,
+            "batch": c.batch,
+            "median_ms": r.median_s * 1e3,
+            "floor_ms": floor.median_s * 1e3 if floor else None,
+            "ratio_to_floor": r.median_s / floor.median_s if floor else None,
+        }
+        for dense in ("polar", "expm"):
+            d = next(
+                (
+                    x
+                    for x in results
+                    if x.case.op == dense
+                    and x.case.backend == c.backend
+                    and x.case.n == c.n
+                    and x.case.dtype == c.dtype
+                    and not c.batch
+                ),
+                None,
+            )
+            row[f"{dense}_ms"] = d.median_s * 1e3 if d else None
+            row[f"{dense}_over_step"] = d.median_s / r.median_s if d and c.op in STEPS else None
+        rows.append(row)
+    return rows
+
+
+def plot(results: list[Result], path: str, backend: str = "numpy", dtype: str = "float64", k: int = 4) -> None:
+    """Log-log time against N: steps, floor, dense polar and expm, with N² and N³ guides."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    styles = {"project": "o-", "transport": "s-", "floor": "k--", "polar": "^-", "expm": "v-"}
+    for op, style in styles.items():
+        points = sorted(
+            (r.case.n, r.median_s)
+            for r in results
+            if r.case.op == op
+            and r.case.backend == backend
+            and r.case.dtype == dtype
+            and not r.case.batch
+            and (op in ("polar", "expm") or r.case.k == k)
+        )
+        if points:
+            n, t = zip(*points, strict=True)
+            ax.loglog(n, np.array(t) * 1e3, style, label=op if op not in STEPS else f"{op} (k={k}, in place)")
+    sizes = sorted({r.case.n for r in results if not r.case.batch})
+    if sizes:
+        n = np.array(sizes, dtype=float)
+        anchor = next(
+            (
+                r.median_s * 1e3
+                for r in results
+                if r.case.op == "floor"
+                and r.case.n == sizes[0]
+                and r.case.dtype == dtype
+                and r.case.backend == backend
+                and r.case.k == k
+            ),
+            1.0,
+        )
+        ax.loglog(n, anchor * (n / n[0]) ** 2, ":", color="grey", label="∝ N²")
+        ax.loglog(n, anchor * (n / n[0]) ** 3, "-.", color="grey", label="∝ N³")
+    ax.set_xlabel("N")
+    ax.set_ylabel("median time (ms)")
+    ax.set_title(f"unitary_lowrank — {backend}, {dtype}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def render(rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="unitary_lowrank bench — medians; ratios from the same run")
+    for name in (
+        "op",
+        "backend",
+        "dtype",
+        "shape",
+        "k",
+        "median ms",
+        "floor ms",
+        "step/floor",
+        "polar/step",
+        "expm/step",
+    ):
+        table.add_column(name, justify="left" if name in ("op", "backend", "dtype", "shape") else "right")
+
+    def fmt(x: float | None, spec: str) -> str:
+        return "—" if x is None else format(x, spec)
+
+    for r in rows:
+        shape = f"({r['batch']}, {r['n']}, {r['n']})" if r["batch"] else str(r["n"])
+        table.add_row(
+            r["op"],
+            r["backend"],
+            r["dtype"],
+            shape,
+            str(r["k"]),
+            fmt(r["median_ms"], ".2f"),
+            fmt(r["floor_ms"], ".2f"),
+            fmt(r["ratio_to_floor"], ".2f"),
+            fmt(r["polar_over_step"], ".0f"),
+            fmt(r["expm_over_step"], ".0f"),
+        )
+    return table
+
+
+def main(args: Any) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=132)
+    cases = grid(args.sizes, args.ranks, args.dtypes, args.backends, args.dense_max)
+    results = []
+    with Progress(
+        TextColumn("[bold]bench"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("", total=len(cases))
+        for case in cases:
+            bar.update(task, description=case.label)
+            results.append(time_case(case, min_time=args.min_time))
+            bar.advance(task)
+    rows = ratios(results)
+    memory = []
+    if "numpy" in args.backends:
+        for dtype in args.dtypes:
+            for k in args.ranks:
+                n = max(args.sizes)
+                for op in STEPS:
+                    elements = extra_memory_elements(Case(op, "numpy", n, k, dtype))
+                    memory.append(
+                        {
+                            "op": op,
+                            "n": n,
+                            "k": k,
+                            "dtype": dtype,
+                            "extra_elements": elements,
+                            "extra_over_Nk": elements / (n * k),
+                        }
+                    )
+    console.print(render(rows))
+    if memory:
+        console.print(
+            "extra memory of the in-place NumPy step (tracemalloc peak), in units of N·k elements: "
+            + ", ".join(f"{m['op']} {m['dtype']} k={m['k']}: {m['extra_over_Nk']:.2f}" for m in memory)
+        )
+    info = machine()
+    console.print("machine: " + ", ".join(f"{key} {value}" for key, value in info.items()))
+    with open(args.json, "w") as handle:
+        json.dump(
+            {
+                "machine": info,
+                "rows": rows,
+                "memory": memory,
+                "raw": [asdict(r.case) | {"median_s": r.median_s, "rounds": r.rounds} for r in results],
+            },
+            handle,
+            indent=1,
+        )
+    plot(
+        results,
+        args.plot,
+        backend=args.backends[0],
+        dtype="float64" if "float64" in args.dtypes else args.dtypes[0],
+        k=4 if 4 in args.ranks else args.ranks[0],
+    )
+    console.print(f"wrote {args.json} and {args.plot}")
+    return 0
