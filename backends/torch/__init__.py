@@ -5,10 +5,12 @@ core function (or importing this module) does.
 
     ProjUNN(optimizer, rank=1, method="transport")   wrap any torch.optim optimizer
     haar_, henaff_, cayley_                          unitary initializers (in place)
+    OrthogonalRNN, UnitaryRNN, LSTMBaseline          recurrent layers for the paper's tasks
 """
 
 from ._backend import BACKEND, TorchBackend, generator
 from .init import cayley_, haar_, henaff_
+from .layers import LSTMBaseline, ModReLU, OrthogonalRNN, UnitaryRNN
 from .optim import DEFAULT_REORTHONORMALIZE_EVERY, ProjUNN
 
 __all__ = [

