@@ -16,8 +16,12 @@ from .optim import DEFAULT_REORTHONORMALIZE_EVERY, ProjUNN
 __all__ = [
     "BACKEND",
     "DEFAULT_REORTHONORMALIZE_EVERY",
+    "LSTMBaseline",
+    "ModReLU",
+    "OrthogonalRNN",
     "ProjUNN",
     "TorchBackend",
+    "UnitaryRNN",
     "cayley_",
     "generator",
     "haar_",
