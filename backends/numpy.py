@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from typing import Any
 
 import numpy as np
@@ -46,13 +48,21 @@ class NumpyBackend(Backend):
         return values
 
     def qr(self, xp: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Householder QR with NumPy's LAPACK.
+        """Householder QR of the N×2k block.
 
-        Not ``scipy.linalg.qr``: SciPy links its own OpenBLAS, whose threads
-        then contend with NumPy's for the cores in the products around it
-        (measured 2× slower steps at N = 4096, k ≥ 4, on 2 cores).
+        Double precision: NumPy's LAPACK. Single precision: ``numpy.linalg.qr``
+        would compute in double (twice the memory), so SciPy's ``?geqrf`` runs
+        in the input's precision — single-threaded, because SciPy links its
+        own OpenBLAS whose threads would otherwise contend with NumPy's for the
+        cores in the products around it (2× slower steps at N = 4096 on 2 cores).
         """
-        Q, R = np.linalg.qr(X, mode="reduced")
+        if X.ndim != 2 or X.dtype.char not in "fF":
+            Q, R = np.linalg.qr(X, mode="reduced")
+            return Q, R
+        import scipy.linalg
+
+        with _single_threaded_blas():
+            Q, R = scipy.linalg.qr(X, mode="economic", overwrite_a=True, check_finite=False)
         return Q, R
 
     def copy_(self, out: np.ndarray, U: np.ndarray) -> np.ndarray:
@@ -87,6 +97,25 @@ class NumpyBackend(Backend):
                 np.matmul(x[start:stop], y, out=block)
                 target[start:stop] += block
         return out
+
+
+@functools.cache
+def _blas_controller():
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # optional: without it SciPy's BLAS keeps its threads
+        return None
+    return ThreadpoolController()
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    controller = _blas_controller()
+    if controller is None:
+        yield
+        return
+    with controller.limit(limits=1, user_api="blas"):
+        yield
 
 
 def _add_product_small(out: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ The pytest-benchmark suite in ``benchmarks/`` builds its cases from here too.
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import statistics
@@ -81,32 +82,45 @@ class _Library:
 
 
 def _operands(case: Case) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(case.n * 1000 + case.k)
-    complex_ = case.dtype.startswith("complex")
-    batch = (case.batch,) if case.batch else ()
-    U = random_unitary(case.n, dtype="complex128" if complex_ else "float64", batch_shape=batch, seed=case.n)
+    return _cached_operands(case.n, case.k, case.dtype, case.batch)
+
+
+@functools.lru_cache(maxsize=4)
+def _haar(n: int, complex_: bool, batch: int) -> np.ndarray:
+    return random_unitary(
+        n, dtype="complex128" if complex_ else "float64", batch_shape=(batch,) if batch else (), seed=n
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_operands(n: int, k: int, dtype: str, batch_size: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(n * 1000 + k)
+    complex_ = dtype.startswith("complex")
+    batch = (batch_size,) if batch_size else ()
+    U = _haar(n, complex_, batch_size)
 
     def gaussian(*shape: int) -> np.ndarray:
         x = rng.standard_normal(batch + shape)
         if complex_:
             x = x + 1j * rng.standard_normal(batch + shape)
-        return x / np.sqrt(case.n)
+        return x / np.sqrt(n)
 
     operands = {
         "U": U,
-        "A": gaussian(case.n, case.k),
-        "B": gaussian(case.n, case.k),
-        "X": gaussian(case.n, 2 * case.k),
-        "G": gaussian(case.n, case.n),
-        "Omega": gaussian(case.n, case.k + OVERSAMPLE),
+        "A": gaussian(n, k),
+        "B": gaussian(n, k),
+        "X": gaussian(n, 2 * k),
+        "G": gaussian(n, n),
+        "Omega": gaussian(n, k + OVERSAMPLE),
     }
-    return {name: value.astype(case.dtype) for name, value in operands.items()}
+    return {name: value.astype(dtype) for name, value in operands.items()}
 
 
 def build(case: Case) -> tuple[Callable[[], Any], Callable[[], None]]:
     """The function that performs ``case`` once, and the synchronization to call after it."""
     library = _Library(case.backend)
-    arrays = {name: library.asarray(value) for name, value in _operands(case).items()}
+    # fresh copies: in-place steps must not change the cached operands
+    arrays = {name: library.asarray(np.array(value)) for name, value in _operands(case).items()}
     U, A, B, X, G, Omega = (arrays[n] for n in ("U", "A", "B", "X", "G", "Omega"))
     if case.op == "project":
         return (lambda: project(U, A, B, out=U, check_finite=False)), library.sync
