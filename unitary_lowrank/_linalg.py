@@ -41,10 +41,10 @@ def eps(xp: Any, dtype: Any) -> float:
 
 
 def eye(xp: Any, n: int, like: Any) -> Any:
-    return xp.eye(n, dtype=like.dtype, device=_device(like))
+    return xp.eye(n, dtype=like.dtype, device=device_of(like))
 
 
-def _device(x: Any) -> Any:
+def device_of(x: Any) -> Any:
     import array_api_compat
 
     return array_api_compat.device(x)

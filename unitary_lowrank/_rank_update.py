@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._linalg import adjoint, batch_shape
+from ._linalg import device_of, adjoint, batch_shape
 from ._validate import check_factors, check_finite, namespace
 
 
@@ -61,7 +61,10 @@ def rank_update(xp: Any, U: Any, A: Any, B: Any, small_map: Callable[[Any], Any]
     UQ = backend.matmul(xp, U, Q)
     del Q
     if out is None:
-        return U + xp.matmul(UQ, Z)
+        if not backend.supports_inplace:  # immutable arrays (JAX, array_api_strict)
+            return U + xp.matmul(UQ, Z)
+        # a fresh output, then the same accumulating update: one N×N array, not three
+        out = xp.empty(tuple(UQ.shape[:-2]) + tuple(U.shape[-2:]), dtype=U.dtype, device=device_of(U))
     target = backend_for(out)
     if not target.supports_inplace:
         target.add_product_(out, UQ, Z)  # raises with the reason
