@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._linalg import device_of, adjoint, batch_shape
+from ._linalg import adjoint, batch_shape, device_of
 from ._validate import check_factors, check_finite, namespace
 
 
