@@ -51,6 +51,37 @@ def runs_table(paths: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def curves(output: str, paths: list[str]) -> None:
+    """One plot of test loss against iteration for several runs (their JSON summaries)."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    baseline = None
+    for path in paths:
+        summary = json.load(open(path))
+        rows = list(csv.DictReader(open(summary["log"])))
+        ax.plot([int(r["step"]) for r in rows], [float(r["test_loss"]) for r in rows], label=summary["name"])
+        baseline = summary["baseline"]
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", linestyle="--", label=f"memoryless baseline {baseline:.3g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("test loss")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+
+
 if __name__ == "__main__":
     kind, *paths = sys.argv[1:]
-    print(bench_table(paths[0]) if kind == "bench" else runs_table(paths))
+    if kind == "curves":
+        curves(paths[0], paths[1:])
+    else:
+        print(bench_table(paths[0]) if kind == "bench" else runs_table(paths))
