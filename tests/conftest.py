@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 import scipy.linalg
 
+# A script the DDP test runs in subprocesses, not a test module (and it needs torch).
+collect_ignore = ["ddp_worker.py"]
+
 DTYPES = ("float32", "float64", "complex64", "complex128")
 EPS = {
     "float32": np.finfo(np.float32).eps,
