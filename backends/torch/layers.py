@@ -45,6 +45,25 @@ class ModReLU(nn.Module):
         return z * scale
 
 
+def _recur(drive: torch.Tensor, weight: torch.Tensor, activation: nn.Module, readout: str) -> torch.Tensor:
+    """``h_t = σ(W h_{t−1} + drive_t)`` from ``h_0 = 0``; the last state, or all of them stacked.
+
+    ``drive`` (T, batch, n) holds every step's input, computed in one product
+    before the loop. It is unbound (not indexed as ``drive[t]``) so that the
+    backward pass concatenates per-step gradients instead of scattering each
+    into a zero tensor the size of the whole sequence.
+    """
+    steps = drive.unbind(0)
+    h = steps[0].new_zeros(steps[0].shape)
+    W_t = weight.T
+    states = []
+    for step_input in steps:
+        h = activation(torch.addmm(step_input, h, W_t))
+        if readout == "all":
+            states.append(h)
+    return torch.stack(states) if readout == "all" else h
+
+
 class _RecurrentBase(nn.Module):
     weight_hh: nn.Parameter
 
@@ -97,18 +116,8 @@ class OrthogonalRNN(_RecurrentBase):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: (T, batch, input_size) → (batch, output) or (T, batch, output)."""
-        # Every time step's input in one product; unbind (not drive[t]) so that the
-        # backward pass concatenates per-step gradients instead of scattering each
-        # into a zero tensor of the whole sequence's size.
-        drive = self.input(x).unbind(0)
-        h = x.new_zeros(x.shape[1], self.hidden_size)
-        W_t = self.weight_hh.T
-        states = []
-        for step_input in drive:
-            h = self.activation(torch.addmm(step_input, h, W_t))
-            if self.readout == "all":
-                states.append(h)
-        return self.output(torch.stack(states) if self.readout == "all" else h)
+        hs = _recur(self.input(x), self.weight_hh, self.activation, self.readout)
+        return self.output(hs)
 
 
 class UnitaryRNN(_RecurrentBase):
@@ -139,15 +148,7 @@ class UnitaryRNN(_RecurrentBase):
         self.output = nn.Linear(2 * hidden_size, output_size, dtype=real)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        drive = self.input(x.to(self.weight_hh.dtype)).unbind(0)
-        h = drive[0].new_zeros(x.shape[1], self.hidden_size)
-        W_t = self.weight_hh.T
-        states = []
-        for step_input in drive:
-            h = self.activation(torch.addmm(step_input, h, W_t))
-            if self.readout == "all":
-                states.append(h)
-        hs = torch.stack(states) if self.readout == "all" else h
+        hs = _recur(self.input(x.to(self.weight_hh.dtype)), self.weight_hh, self.activation, self.readout)
         return self.output(torch.cat([hs.real, hs.imag], dim=-1))
 
 
