@@ -180,3 +180,20 @@ def test_reorthonormalize_arguments(rng):
         ul.reorthonormalize(haar(3, "float64", rng), steps=-1)
     with pytest.raises(ValueError, match="U contains NaN"):
         ul.reorthonormalize(np.full((3, 3), np.nan))
+
+
+def test_check_finite_false_skips_value_checks(operands):
+    """The adapters' fast path: no value read back (a GPU sync) for NaN checks or the singular warning."""
+    U, A, B = operands
+    bad = A.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(np.linalg.LinAlgError):  # NaN reaches LAPACK: no ValueError of ours first
+        ul.transport(U, bad, B, check_finite=False)
+    with pytest.raises(np.linalg.LinAlgError):
+        ul.sketch(np.full((4, 4), np.nan), 1, method="svd", check_finite=False)
+    x = B[:, :1] / np.linalg.norm(B[:, :1])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ul.project(U, -U @ x, x, check_finite=False)  # singular, but not inspected: no warning

@@ -28,7 +28,9 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
         :class:`~unitary_lowrank.NotUnitaryError` if it is far from it.
     check_finite : bool, default True
         Raise ``ValueError`` if an input holds NaN or Inf (one extra read of
-        ``U``). Skipped on traced arrays.
+        ``U``), and warn if ``U + A Bᴴ`` is singular. Both read values back to
+        the host (a GPU synchronization); ``False`` skips them, as the
+        optimizer adapters do. Skipped on traced arrays.
     out : array, optional
         Write the result here; ``out=U`` updates ``U`` in place, adding the
         rank-r correction with one accumulating GEMM and O(N k) extra memory.
@@ -84,7 +86,7 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
     def polar_minus_identity(C: Any) -> Any:
         identity = eye(xp, C.shape[-1], C)
         W, sigma, Vh = xp.linalg.svd(identity + C, full_matrices=False)
-        if is_concrete(sigma):
+        if check_finite and is_concrete(sigma):
             _warn_if_singular(xp, sigma)
         F_minus_I = xp.matmul(W, Vh) - identity
         # Exactly U when the update vanishes (the SVD of I need not return I bit for bit).

@@ -100,7 +100,7 @@ def projunn(
     def step(W: jax.Array, delta: jax.Array, key: jax.Array, count: jax.Array) -> jax.Array:
         if conjugate_complex and jnp.iscomplexobj(delta):
             delta = jnp.conj(delta)
-        A, B = ul.sketch(delta, rank, method=sketch, seed=key)
+        A, B = ul.sketch(delta, rank, method=sketch, seed=key, check_finite=False)
         if method == "project":
             W_new = ul.project(W, A, B, check_finite=False)
         else:

@@ -257,7 +257,8 @@ class ProjUNN(torch.optim.Optimizer):
             X = W.mH @ delta
             W.copy_(W @ torch.linalg.matrix_exp((X - X.mH) / 2))
             return
-        A, B = ul.sketch(delta, options["rank"], method=options["sketch"], seed=seed)
+        # check_finite=False throughout: no value read back to the host, so no GPU synchronization
+        A, B = ul.sketch(delta, options["rank"], method=options["sketch"], seed=seed, check_finite=False)
         if options["method"] == "project":
             ul.project(W, A, B, check_finite=False, out=W)
         else:
