@@ -50,11 +50,7 @@ class Backend:
 
         return array_api_compat.is_lazy_array(x)
 
-    # -- products over N×N matrices ------------------------------------------
-    def matmul(self, xp: Any, a: Any, b: Any) -> Any:
-        """``a @ b`` where one factor is a large N×N matrix (``Uᴴ A``, ``U Q``, ``G Ω``)."""
-        return xp.matmul(a, b)
-
+    # -- factorizations -----------------------------------------------------
     def qr(self, xp: Any, X: Any) -> tuple[Any, Any]:
         """Reduced Householder QR ``X = Q R`` of a tall N×m matrix (m ≤ 2k).
 

@@ -1,4 +1,4 @@
-"""NumPy/SciPy backend: seeded draws and a rank-r update that accumulates in place."""
+"""NumPy/SciPy backend: seeded draws, single-precision QR, and a rank-r update that accumulates in place."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from ._base import Backend, Seed, _numpy_generator
 
 __all__ = ["BACKEND", "NumpyBackend"]
 
-# Below this size a batched matmul beats one BLAS call per matrix (Python
-# overhead per call ~ a few µs; a 64×64 update is ~1 µs of work).
+# Below this size, updates go through batched products of whole matrices
+# (Python overhead per block ~ a few µs; a 64×64 update is ~1 µs of work).
 _PER_MATRIX_BLAS_MIN_N = 128
 # Buffer for batches of small matrices: ~256 KiB in float64, well inside L2.
 _SMALL_BUFFER_ELEMENTS = 1 << 15

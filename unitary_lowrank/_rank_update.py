@@ -58,7 +58,7 @@ def rank_update(xp: Any, U: Any, A: Any, B: Any, small_map: Callable[[Any], Any]
     F_minus_I = small_map(C)
     del C
     Z = xp.matmul(F_minus_I, adjoint(xp, Q))  # (F − I) Qᴴ, r×N; before U Q, so a conj(Q) copy is gone by then
-    UQ = backend.matmul(xp, U, Q)
+    UQ = xp.matmul(U, Q)
     del Q
     if out is None:
         if not backend.supports_inplace:  # immutable arrays (JAX, array_api_strict)
@@ -81,7 +81,7 @@ def _reduce_to_subspace(xp: Any, backend: Any, U: Any, A: Any, B: Any) -> tuple[
     batch = batch_shape(U, A, B)
     n, k = A.shape[-2], A.shape[-1]
     # Uᴴ A as (Aᴴ U)ᴴ: reads U once in its own memory order, no conj(U) copy.
-    A_hat = xp.broadcast_to(adjoint(xp, backend.matmul(xp, adjoint(xp, A), U)), batch + (n, k))
+    A_hat = xp.broadcast_to(adjoint(xp, xp.matmul(adjoint(xp, A), U)), batch + (n, k))
     stacked = xp.concat([A_hat, xp.broadcast_to(B, batch + (n, k))], axis=-1)
     del A_hat
     Q, R = backend.qr(xp, stacked)

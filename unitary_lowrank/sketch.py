@@ -143,17 +143,14 @@ def _range_finder(xp: Any, G: Any, rank: int, oversample: int, power_iters: int,
         omega = _gaussian(xp, G, batch + (n, width), seed)
     else:
         omega = init
-    from .backends import backend_for
-
-    matmul = backend_for(G).matmul
-    Y = matmul(xp, G, omega)
+    Y = xp.matmul(G, omega)
     if power_iters == 0:
         return _lift(xp, orthonormal_basis(xp, Y), G, rank)
     for _ in range(power_iters):
         P = orthonormal_basis(xp, Y)
         # Gᴴ P as (Pᴴ G)ᴴ: streams G in its own memory order, no conj(G) copy.
-        Z = orthonormal_basis(xp, adjoint(xp, matmul(xp, adjoint(xp, P), G)))
-        Y = matmul(xp, G, Z)
+        Z = orthonormal_basis(xp, adjoint(xp, xp.matmul(adjoint(xp, P), G)))
+        Y = xp.matmul(G, Z)
     W, sigma, Vh = xp.linalg.svd(Y, full_matrices=False)
     A = W[..., :rank] * xp.astype(sigma[..., None, :rank], G.dtype)
     B = xp.matmul(Z, adjoint(xp, Vh[..., :rank, :]))
@@ -162,9 +159,7 @@ def _range_finder(xp: Any, G: Any, rank: int, oversample: int, power_iters: int,
 
 def _lift(xp: Any, P: Any, G: Any, rank: int) -> tuple[Any, Any]:
     """Best rank-k factors of ``P Pᴴ G`` for orthonormal ``P``: one more pass over ``G``."""
-    from .backends import backend_for
-
-    W, sigma, Vh = xp.linalg.svd(backend_for(G).matmul(xp, adjoint(xp, P), G), full_matrices=False)
+    W, sigma, Vh = xp.linalg.svd(xp.matmul(adjoint(xp, P), G), full_matrices=False)
     A = xp.matmul(P, W[..., :rank] * xp.astype(sigma[..., None, :rank], G.dtype))
     return A, adjoint(xp, Vh[..., :rank, :])
 
