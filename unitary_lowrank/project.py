@@ -33,7 +33,7 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
         optimizer adapters do. Skipped on traced arrays.
     out : array, optional
         Write the result here; ``out=U`` updates ``U`` in place, adding the
-        rank-r correction with one accumulating GEMM and O(N k) extra memory.
+        rank-r correction in place with O(N k) extra memory.
         NumPy, torch and CuPy only.
 
     Returns
