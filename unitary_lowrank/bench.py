@@ -371,23 +371,13 @@ def render(rows: list[dict[str, Any]]) -> Any:
 
 
 def main(args: Any) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from ._console import console as make_console
+    from ._console import progress_bar
 
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=132)
+    console = make_console()
     cases = grid(args.sizes, args.ranks, args.dtypes, args.backends, args.dense_max)
     results = []
-    with Progress(
-        TextColumn("[bold]bench"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+    with progress_bar("bench", console) as bar:
         task = bar.add_task("", total=len(cases))
         for case in cases:
             bar.update(task, description=case.label)

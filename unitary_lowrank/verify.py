@@ -201,23 +201,13 @@ def render(rows: list[Row], backend: str) -> Any:
 
 
 def main(args: Any) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from ._console import console as make_console
+    from ._console import progress_bar
 
-    console = Console()
-    if not console.is_terminal:  # piped or logged: keep the whole table readable
-        console = Console(width=132)
+    console = make_console()
     sizes, ranks, dtypes = tuple(args.sizes), tuple(args.ranks), tuple(args.dtypes)
     total = 2 * len(dtypes) * sum(1 for n in sizes for k in ranks if k <= n)
-    with Progress(
-        TextColumn("[bold]verify"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+    with progress_bar("verify", console) as bar:
         task = bar.add_task("", total=total)
 
         def advance(description: str) -> None:
