@@ -75,7 +75,7 @@ class NumpyBackend(Backend):
 
         ``out`` is (..., N, N); ``X`` is (..., N, r) and ``Y`` is (..., r, N),
         broadcastable to ``out``'s batch shape. Rows of ``out`` are updated in
-        blocks of r rows through a small buffer, with NumPy's own
+        blocks of 2r rows (at least 4) through a small buffer, with NumPy's own
         BLAS: no N×N temporary, and no second BLAS library whose thread pool
         would fight NumPy's for the cores (SciPy's ``?gemm`` with β = 1, the
         obvious alternative, ran 2× slower interleaved with NumPy products on
