@@ -76,3 +76,10 @@ def test_zero_update_is_exact_on_strict(rng):
     zeros = xs.zeros((5, 2), dtype=xs.float64)
     for step in (ul.project, ul.transport):
         assert bool(xs.all(step(U, zeros, zeros) == U))
+
+
+def test_out_on_immutable_arrays_is_refused(rng):
+    U = to_strict(haar(5, "float64", rng))
+    A = xs.ones((5, 1), dtype=xs.float64)
+    with pytest.raises(TypeError, match="cannot be updated in place"):
+        ul.transport(U, A, A, out=U)

@@ -71,9 +71,7 @@ def _broadcast(s: tuple[int, ...], t: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def orthonormal_basis(xp: Any, X: Any) -> Any:
-    """Orthonormal columns spanning ``X`` (Householder QR, reduced).
+    """Orthonormal columns spanning ``X``: the ``Q`` of the backend's reduced Householder QR."""
+    from .backends import backend_for
 
-    Householder QR keeps ``Q`` orthonormal to machine precision even when ``X``
-    is rank deficient (Gram–Schmidt does not).
-    """
-    return xp.linalg.qr(X, mode="reduced")[0]
+    return backend_for(X).qr(xp, X)[0]

@@ -36,11 +36,18 @@ def prepare(func: str, U: Any, A: Any, B: Any, *, check: bool, check_finite_: bo
 
 
 def _check_out(xp: Any, func: str, U: Any, A: Any, B: Any, out: Any) -> None:
+    from .backends import backend_for
+
     expected = batch_shape(U, A, B) + tuple(U.shape[-2:])
     if namespace(func, out=out, U=U) is not xp or tuple(out.shape) != expected or out.dtype != U.dtype:
         raise ValueError(
             f"{func}: out must be an array of the same library as U, shape {expected} and dtype {U.dtype}; "
             f"got shape {tuple(out.shape)} and dtype {out.dtype}"
+        )
+    if not backend_for(out).supports_inplace:
+        raise TypeError(
+            f"{func}: arrays of {type(out).__module__}.{type(out).__name__} cannot be updated in place; "
+            "call without out= and use the returned array"
         )
 
 
@@ -66,8 +73,6 @@ def rank_update(xp: Any, U: Any, A: Any, B: Any, small_map: Callable[[Any], Any]
         # a fresh output, then the same accumulating update: one N×N array, not three
         out = xp.empty(tuple(UQ.shape[:-2]) + tuple(U.shape[-2:]), dtype=U.dtype, device=device_of(U))
     target = backend_for(out)
-    if not target.supports_inplace:
-        target.add_product_(out, UQ, Z)  # raises with the reason
     target.copy_(out, U)
     return target.add_product_(out, UQ, Z)
 
