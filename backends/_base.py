@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,6 +61,10 @@ class Backend:
         Q, R = xp.linalg.qr(X, mode="reduced")
         return Q, R
 
+    def row_major(self, X: Any) -> Any:
+        """``X`` in row-major (C) order, as users' own arrays usually are (no-op where layout is hidden)."""
+        return X
+
     # -- in-place updates ---------------------------------------------------
     supports_inplace = False
 
@@ -70,6 +75,15 @@ class Backend:
             "call without out= and use the returned array"
         )
 
+    def out_problem(self, out: Any, sources: dict[str, Any]) -> str | None:
+        """Why ``out`` cannot receive a step computed from ``sources``, or ``None`` if it can.
+
+        Checked before any work: read-only, broadcast or stride-0 outputs,
+        outputs that overlap an operand without being that same array, and
+        (torch) outputs that autograd records.
+        """
+        return None
+
     def copy_(self, out: Any, U: Any) -> Any:
         """Copy ``U`` into ``out`` (same shape and dtype); returns ``out``."""
         raise TypeError(
@@ -78,18 +92,34 @@ class Backend:
         )
 
 
+def seed_entropy(seed: Any) -> int | tuple[int, ...] | None:
+    """``None``, a non-negative int, or a tuple of them, from what users pass as a seed.
+
+    Accepts Python and NumPy integers and sequences of them; refuses the rest
+    (floats, strings, negative ints, bools) with an error that names ``seed``.
+    Frameworks' own generators are handled by each backend before this.
+    """
+    if seed is None:
+        return None
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+        return int(seed)
+    if isinstance(seed, Sequence) and not isinstance(seed, str | bytes) and len(seed) > 0:
+        return tuple(seed_entropy(s) for s in seed)  # type: ignore[misc]
+    raise TypeError(
+        "seed must be None, a non-negative int, a sequence of them, or a generator of the array's library "
+        f"(numpy.random.Generator, torch.Generator, a jax.random key); got {type(seed).__name__} {seed!r}"
+    )
+
+
 def _numpy_generator(seed: Seed):
     import numpy as np
 
     if isinstance(seed, np.random.Generator):
         return seed
-    if seed is None or isinstance(seed, int | np.integer):
-        return np.random.default_rng(seed)
-    if isinstance(seed, Sequence) and all(isinstance(s, int | np.integer) for s in seed):
-        return np.random.default_rng([int(s) for s in seed])
-    raise TypeError(
-        f"seed must be an int, a sequence of ints, None or a numpy.random.Generator; got {type(seed).__name__}"
-    )
+    entropy = seed_entropy(seed)
+    return np.random.default_rng(list(entropy) if isinstance(entropy, tuple) else entropy)
 
 
 def _is_complex(xp: Any, dtype: Any) -> bool:

@@ -12,18 +12,19 @@ from typing import Any
 
 import cupy
 
-from ._base import Backend, Seed
+from ._base import Backend, Seed, seed_entropy
 
 
 def _generator(seed: Seed):
     if isinstance(seed, cupy.random.Generator):
         return seed
-    if seed is None or isinstance(seed, int):
-        return cupy.random.default_rng(seed)
     import numpy as np
 
+    entropy = seed_entropy(seed)
+    if entropy is None or isinstance(entropy, int):
+        return cupy.random.default_rng(entropy)
     # a sequence of ints: mix it into one 64-bit seed, the same on every process
-    return cupy.random.default_rng(int(np.random.SeedSequence([int(s) for s in seed]).generate_state(1, np.uint64)[0]))
+    return cupy.random.default_rng(int(np.random.SeedSequence(list(entropy)).generate_state(1, np.uint64)[0]))
 
 
 class CupyBackend(Backend):
@@ -44,6 +45,18 @@ class CupyBackend(Backend):
     def uniform(self, xp: Any, shape: tuple[int, ...], dtype: Any, *, seed: Seed, device: Any) -> Any:
         values = _generator(seed).random(shape, dtype=dtype)
         return cupy.maximum(values, cupy.finfo(dtype).tiny)
+
+    def row_major(self, X: Any) -> Any:
+        return cupy.ascontiguousarray(X)
+
+    def out_problem(self, out: Any, sources: dict[str, Any]) -> str | None:
+        if any(stride == 0 and size > 1 for stride, size in zip(out.strides, out.shape, strict=True)):
+            return "repeats memory (a broadcast or stride-0 view); pass an array that owns its elements"
+        for name, x in sources.items():
+            same = x.data.ptr == out.data.ptr and x.shape == out.shape and x.strides == out.strides
+            if not same and cupy.shares_memory(out, x):
+                return f"overlaps {name} without being the same view of it; pass out={name} itself or a separate array"
+        return None
 
     def copy_(self, out: Any, U: Any) -> Any:
         if out is not U:

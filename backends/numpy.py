@@ -65,6 +65,22 @@ class NumpyBackend(Backend):
             Q, R = scipy.linalg.qr(X, mode="economic", overwrite_a=True, check_finite=False)
         return Q, R
 
+    def out_problem(self, out: np.ndarray, sources: dict[str, Any]) -> str | None:
+        if not out.flags.writeable:
+            return "is read-only (or a broadcast view); pass a writable array, e.g. out=U.copy()"
+        if any(stride == 0 and size > 1 for stride, size in zip(out.strides, out.shape, strict=True)):
+            return "repeats memory (a broadcast or stride-0 view); pass an array that owns its elements"
+        for name, x in sources.items():
+            if isinstance(x, np.ndarray) and not _same_view(out, x) and np.may_share_memory(out, x):
+                return (
+                    f"overlaps {name} without being the same view of it; pass out={name} itself "
+                    "(in place) or a separate array"
+                )
+        return None
+
+    def row_major(self, X: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(X)
+
     def copy_(self, out: np.ndarray, U: np.ndarray) -> np.ndarray:
         if out is not U:
             np.copyto(out, U)
@@ -73,7 +89,7 @@ class NumpyBackend(Backend):
     def add_product_(self, out: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
         """``out += X @ Y`` in place, streaming ``out`` once, with O(N k) extra memory.
 
-        ``out`` is (..., N, N); ``X`` is (..., N, r) and ``Y`` is (..., r, N),
+        ``out`` is (..., n, p); ``X`` is (..., n, r) and ``Y`` is (..., r, p),
         broadcastable to ``out``'s batch shape. Rows of ``out`` are updated in
         blocks of 2r rows (at least 4) through a small buffer, with NumPy's own
         BLAS: no N×N temporary, and no second BLAS library whose thread pool
@@ -81,14 +97,14 @@ class NumpyBackend(Backend):
         obvious alternative, ran 2× slower interleaved with NumPy products on
         2 cores).
         """
-        n, r = out.shape[-1], X.shape[-1]
+        n, p, r = out.shape[-2], out.shape[-1], X.shape[-1]
         batch = out.shape[:-2]
         X = np.broadcast_to(X, batch + X.shape[-2:])
         Y = np.broadcast_to(Y, batch + Y.shape[-2:])
-        if n < _PER_MATRIX_BLAS_MIN_N:
+        if max(n, p) < _PER_MATRIX_BLAS_MIN_N:
             return _add_product_small(out, X, Y)
         rows = max(4, 2 * r)
-        buffer = np.empty((rows, out.shape[-1]), dtype=out.dtype)
+        buffer = np.empty((rows, p), dtype=out.dtype)
         for index in np.ndindex(*batch):
             target, x, y = out[index], X[index], Y[index]
             for start in range(0, n, rows):
@@ -97,6 +113,15 @@ class NumpyBackend(Backend):
                 np.matmul(x[start:stop], y, out=block)
                 target[start:stop] += block
         return out
+
+
+def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    """``a`` and ``b`` address the same elements in the same order (``out=U`` is an in-place step)."""
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.shape == b.shape
+        and a.strides == b.strides
+    )
 
 
 @functools.cache
@@ -120,17 +145,17 @@ def _single_threaded_blas():
 
 def _add_product_small(out: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """Batches of small matrices: batched products through a cache-sized buffer of whole matrices."""
-    n = out.shape[-1]
+    n, p = out.shape[-2:]
     if out.ndim == 2:
         out += X @ Y
         return out
-    flat_out = out.reshape(-1, n, n)  # a view for a contiguous out
+    flat_out = out.reshape(-1, n, p)  # a view for a contiguous out
     if not np.shares_memory(flat_out, out):
         out += np.matmul(X, Y)
         return out
     flat_X, flat_Y = X.reshape(-1, *X.shape[-2:]), Y.reshape(-1, *Y.shape[-2:])
-    chunk = max(1, _SMALL_BUFFER_ELEMENTS // (n * n))
-    buffer = np.empty((min(chunk, len(flat_out)), n, n), dtype=out.dtype)
+    chunk = max(1, _SMALL_BUFFER_ELEMENTS // max(n * p, 1))
+    buffer = np.empty((min(chunk, len(flat_out)), n, p), dtype=out.dtype)
     for start in range(0, len(flat_out), chunk):
         stop = min(start + chunk, len(flat_out))
         block = buffer[: stop - start]

@@ -69,7 +69,7 @@ def test_value_checks_run_eagerly_and_are_skipped_under_jit(rng):
     with pytest.raises(ValueError, match="A contains NaN"):
         ul.transport(U, bad, B)
     assert bool(jnp.isnan(jax.jit(ul.transport)(U, bad, B)).any())  # traced: no check, NaN propagates
-    with pytest.raises(ValueError, match="must be square"):
+    with pytest.raises(ValueError, match=r"B must have shape \(\.\.\., p, k\) with p = 3 rows"):
         jax.jit(ul.transport)(U[:, :3], A, B)  # shape checks still run at trace time
 
 
@@ -228,5 +228,30 @@ def test_bad_leaves_and_arguments():
         projunn(rank=0)
     with pytest.raises(ValueError, match="method must be one of"):
         projunn(method="qr")
-    with pytest.raises(ValueError, match="rank 4 exceeds the size 3"):
+    with pytest.raises(ValueError, match=r"rank 4 exceeds min\(n, p\) = 3"):
         projunn(rank=4).init(jnp.eye(3))
+
+
+def test_rectangular_leaves_stay_orthonormal_and_descend():
+    """Tall leaves keep orthonormal columns, wide ones orthonormal rows (stepped through the adjoint)."""
+    for shape in [(12, 4), (4, 12)]:
+        W = ul.random_unitary(max(shape), min(shape), dtype="float64", like=jnp, seed=0)
+        if shape[0] < shape[1]:
+            W = W.T
+        target = ul.random_unitary(max(shape), min(shape), dtype="float64", like=jnp, seed=1)
+        target = target.T if shape[0] < shape[1] else target
+        tx = optax.chain(optax.sgd(0.1), projunn(rank=2))
+        state = tx.init(W)
+        loss = lambda W, target=target: jnp.sum((W - target) ** 2)  # noqa: E731
+        first = float(loss(W))
+        for _ in range(30):
+            updates, state = tx.update(jax.grad(loss)(W), state, W)
+            W = optax.apply_updates(W, updates)
+        assert W.shape == shape
+        assert float(loss(W)) < 0.8 * first
+        assert float(ul.unitarity_error(W)) <= 1e-13
+
+
+def test_init_refuses_a_non_unitary_leaf():
+    with pytest.raises(ValueError, match=r"leaf \['w'\] is not unitary.*random_unitary"):
+        projunn().init({"w": 2 * jnp.eye(4)})

@@ -385,10 +385,17 @@ def test_group_options_override_defaults():
 # -- bad input ----------------------------------------------------------------------------
 
 
-def test_non_square_parameter_is_named():
+def test_non_matrix_parameter_is_named():
     model = torch.nn.Linear(4, 3, dtype=torch.float64)
+    base = torch.optim.SGD([{"params": [model.bias], "param_names": ["encoder.bias"], "unitary": True}], lr=0.1)
+    with pytest.raises(ValueError, match=r"'encoder.bias' .*has shape \(3,\).*must be matrices"):
+        ProjUNN(base)
+
+
+def test_non_unitary_rectangular_parameter_is_named():
+    model = torch.nn.Linear(4, 3, dtype=torch.float64)  # default init: rows not orthonormal
     base = torch.optim.SGD([{"params": [model.weight], "param_names": ["encoder.weight"], "unitary": True}], lr=0.1)
-    with pytest.raises(ValueError, match=r"'encoder.weight' .*has shape \(3, 4\).*must be square"):
+    with pytest.raises(ValueError, match=r"'encoder.weight' .*is not unitary.*haar_"):
         ProjUNN(base)
 
 
@@ -422,7 +429,7 @@ def test_lbfgs_and_non_optimizers_are_refused():
 
 
 def test_rank_larger_than_parameter():
-    with pytest.raises(ValueError, match="rank 5 exceeds the size 4"):
+    with pytest.raises(ValueError, match=r"rank 5 exceeds min\(n, p\) = 4"):
         ProjUNN(torch.optim.SGD([{"params": [unitary_param(4)], "unitary": True}], lr=0.1), rank=5)
 
 
@@ -441,3 +448,76 @@ def test_drift_after_ten_thousand_steps_with_default_reorthonormalization(dtype,
         if step % 1000 == 0:
             worst = max(worst, unitarity(W))
     assert worst <= bound
+
+
+# -- rectangular weights and unitary_groups -----------------------------------------------------
+
+
+def test_linear_with_orthonormal_rows_learns_a_stiefel_target():
+    """nn.Linear(256, 64): a wide weight with orthonormal rows, stepped through its adjoint."""
+    from unitary_lowrank.backends.torch import unitary_groups
+
+    g = torch.Generator().manual_seed(0)
+    model = torch.nn.Linear(256, 64, bias=False)
+    haar_(model.weight.data, generator=g)
+    W_star = haar_(torch.empty(64, 256), generator=g)
+    X = torch.randn(512, 256, generator=g)
+    Y = X @ W_star.T
+    opt = ProjUNN(torch.optim.Adam(unitary_groups(model, [model.weight]), lr=0.01), rank=4)
+    for _ in range(4000):
+        opt.zero_grad()
+        loss = (model(X) - Y).pow(2).sum() / Y.pow(2).sum()
+        if loss.item() <= 1e-6:
+            break
+        loss.backward()
+        opt.step()
+    assert loss.item() <= 1e-6
+    assert unitarity(model.weight) <= 1e-5
+
+
+@pytest.mark.parametrize("method", ["transport", "project", "cayley", "dense"])
+@pytest.mark.parametrize("shape", [(12, 5), (5, 12), (2, 9, 4)])
+def test_rectangular_parameters_descend_and_stay_orthonormal(method, shape):
+    g = torch.Generator().manual_seed(1)
+    W = torch.nn.Parameter(haar_(torch.empty(shape, dtype=torch.float64), generator=g))
+    target = haar_(torch.empty(shape, dtype=torch.float64), generator=g)
+    opt = ProjUNN(torch.optim.SGD([{"params": [W], "unitary": True}], lr=0.1), rank=2, method=method)
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        loss = (W - target).pow(2).sum()
+        losses.append(loss.item())
+        loss.backward()
+        opt.step()
+    assert losses[-1] < 0.8 * losses[0]
+    assert unitarity(W) <= (1e-12 if method == "dense" else 1e-13)  # matrix_exp is orthogonal to ~10 ε
+
+
+def test_haar_fills_rectangular_tensors():
+    for shape in [(9, 4), (4, 9), (3, 6, 2)]:
+        W = haar_(torch.empty(shape, dtype=torch.complex128))
+        assert unitarity(W) <= 1e-14
+
+
+def test_unitary_groups_selects_by_parameter_name_or_predicate():
+    from unitary_lowrank.backends.torch import unitary_groups
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    by_param = unitary_groups(model, [model[0].weight], rank=2)
+    by_name = unitary_groups(model, ["0.weight"], rank=2)
+    by_rule = unitary_groups(model, lambda name, p: name == "0.weight", rank=2)
+    for groups in (by_param, by_name, by_rule):
+        assert groups[1]["param_names"] == ["0.weight"] and groups[1]["unitary"] and groups[1]["rank"] == 2
+        assert groups[0]["param_names"] == ["0.bias", "1.weight", "1.bias"]
+    with pytest.raises(ValueError, match="no parameter named 'rnn.weight'"):
+        unitary_groups(model, ["rnn.weight"])
+    with pytest.raises(ValueError, match="not a parameter of the model"):
+        unitary_groups(model, [torch.zeros(3, 3)])
+    with pytest.raises(ValueError, match="no parameter selected"):
+        unitary_groups(model, [])
+
+
+def test_no_unitary_group_warns():
+    W = torch.nn.Parameter(torch.eye(3))
+    with pytest.warns(UserWarning, match="no param group is marked unitary=True"):
+        ProjUNN(torch.optim.Adam([W]))

@@ -17,28 +17,26 @@ def operands(rng):
 
 
 @pytest.mark.parametrize("step", STEPS)
-def test_non_square_U(step, operands):
+def test_wide_U_is_refused_with_the_adjoint_as_fix(step, operands):
     _, A, B = operands
-    with pytest.raises(ValueError, match=r"U must be square, shape \(\.\.\., N, N\); got shape \(6, 5\)"):
-        step(np.ones((6, 5)), A, B)
+    with pytest.raises(ValueError, match=r"U must have shape \(\.\.\., n, p\) with p ≤ n .*got shape \(5, 6\).*adjoint"):
+        step(np.ones((5, 6)), A[:5], B)
 
 
 @pytest.mark.parametrize("step", STEPS)
 def test_wrong_number_of_rows(step, operands):
     U, A, B = operands
-    with pytest.raises(ValueError, match=r"A must have shape \(\.\.\., N, k\) with N = 6 rows.*got shape \(5, 2\)"):
+    with pytest.raises(ValueError, match=r"A must have shape \(\.\.\., n, k\) with n = 6 rows.*got shape \(5, 2\)"):
         step(U, A[:5], B)
     with pytest.raises(ValueError, match=r"B must have shape"):
         step(U, A, B[:4])
 
 
 @pytest.mark.parametrize("step", STEPS)
-def test_column_mismatch_and_empty(step, operands):
+def test_column_mismatch(step, operands):
     U, A, B = operands
     with pytest.raises(ValueError, match="same number of columns k"):
         step(U, A, B[:, :1])
-    with pytest.raises(ValueError, match="k ≥ 1"):
-        step(U, A[:, :0], B[:, :0])
 
 
 @pytest.mark.parametrize("step", STEPS)

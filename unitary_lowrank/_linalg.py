@@ -70,8 +70,55 @@ def _broadcast(s: tuple[int, ...], t: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def orthonormal_basis(xp: Any, X: Any) -> Any:
-    """Orthonormal columns spanning ``X``: the ``Q`` of the backend's reduced Householder QR."""
+def qr(xp: Any, X: Any) -> tuple[Any, Any]:
+    """The backend's reduced Householder QR ``X = Q R`` of tall matrices."""
     from .backends import backend_for
 
-    return backend_for(X).qr(xp, X)[0]
+    return backend_for(X).qr(xp, X)
+
+
+def orthonormal_basis(xp: Any, X: Any) -> Any:
+    """Orthonormal columns spanning ``X``: the ``Q`` of the backend's reduced Householder QR."""
+    return qr(xp, X)[0]
+
+
+def max_abs(xp: Any, X: Any) -> Any:
+    """``max |X|`` over the last two axes, shape (..., 1, 1); 1 where ``X`` is zero or empty.
+
+    The scale that factors are divided by before they are multiplied or
+    squared, so that neither overflows nor underflows.
+    """
+    if X.shape[-1] == 0 or X.shape[-2] == 0:
+        return xp.ones(tuple(X.shape[:-2]) + (1, 1), dtype=real_dtype(xp, X.dtype), device=device_of(X))
+    scale = xp.max(xp.abs(X), axis=(-2, -1), keepdims=True)
+    return xp.where(scale > 0, scale, xp.ones_like(scale))
+
+
+def _finite_matrices(xp: Any, X: Any) -> Any:
+    """Boolean mask over the batch, shape (..., 1, 1): every entry of the matrix is finite."""
+    return xp.all(xp.isfinite(X), axis=(-2, -1), keepdims=True)
+
+
+def safe_svd(xp: Any, X: Any) -> tuple[Any, Any, Any]:
+    """Thin SVD that returns NaN factors for a matrix holding NaN or Inf, instead of calling LAPACK on it.
+
+    LAPACK's complex SVD can loop forever on an Inf entry; the mask costs one
+    elementwise pass over ``X``, which the callers only use on small
+    (r×r, N×l) matrices or inside O(N³) work.
+    """
+    finite = _finite_matrices(xp, X)
+    W, sigma, Vh = xp.linalg.svd(xp.where(finite, X, xp.zeros_like(X)), full_matrices=False)
+    nan = float("nan")
+    return (
+        xp.where(finite, W, xp.full_like(W, nan)),
+        xp.where(finite[..., 0], sigma, xp.full_like(sigma, nan)),
+        xp.where(finite, Vh, xp.full_like(Vh, nan)),
+    )
+
+
+def safe_eigh(xp: Any, H: Any) -> tuple[Any, Any]:
+    """Hermitian eigendecomposition with the same NaN guard as :func:`safe_svd`."""
+    finite = _finite_matrices(xp, H)
+    lam, V = xp.linalg.eigh(xp.where(finite, H, xp.zeros_like(H)))
+    nan = float("nan")
+    return xp.where(finite[..., 0], lam, xp.full_like(lam, nan)), xp.where(finite, V, xp.full_like(V, nan))

@@ -1,22 +1,31 @@
-"""The structure shared by projUNN-D and projUNN-T.
+"""The structure shared by projUNN-D and projUNN-T: a rank-r correction ``U + X Y``.
 
-With ``Â = Uᴴ A`` and ``Q`` (N×r, r ≤ 2k) orthonormal columns spanning ``[Â, B]``,
-put ``C = (Qᴴ Â)(Qᴴ B)ᴴ`` (r×r). Then ``U + A Bᴴ = U (I + Q C Qᴴ)``, and any
-function ``f`` with ``f(I + Q C Qᴴ) = I + Q (F − I) Qᴴ`` (polar factor,
-exponential, Cayley transform) gives the new unitary
+Both steps reduce the n×n (or n×p) problem to an r×r one (r ≤ 2k) on a small
+orthonormal basis ``Q`` and come back with one rank-r update:
 
-    U_new = U + (U Q)(F − I) Qᴴ.
+    project   (Q spans [Uᴴ A, B], p×r):   U_new = U + X Qᴴ,           X = (U Q)(F − I) [+ P F₂]
+    transport (Q spans [A, U B], n×r):    U_new = U + Q (F − I)(Qᴴ U)
 
-Cost: ``Uᴴ A`` and ``U Q`` are one pass over ``U`` each, the update one read and
-one write; everything else is O(N k²) or O(k³).
+with ``F`` the polar factor, exponential or Cayley transform of an r×r matrix
+(see :mod:`~unitary_lowrank.project` and :mod:`~unitary_lowrank.transport`).
+For square ``U`` the two bases are related by ``U``, and ``U exp(skew(Uᴴ A Bᴴ))
+= exp(skew(A (U B)ᴴ)) U``, so one definition serves square and rectangular
+weights.
+
+Cost: two passes over ``U`` to reduce, one read and one write to update;
+everything else is O(n k²) or O(k³).
+
+The factors are scaled before the QR (each by its largest entry), so that
+subnormal or huge updates neither underflow to NaN in the QR nor overflow in
+``C = R_A R_Bᴴ``: :func:`span` returns the scales, and the r×r work runs on
+``C / t`` with ``t = s_A s_B``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from ._linalg import adjoint, batch_shape, device_of
+from ._linalg import batch_shape, device_of, max_abs
 from ._validate import check_factors, check_finite, namespace
 
 
@@ -44,57 +53,80 @@ def _check_out(xp: Any, func: str, U: Any, A: Any, B: Any, out: Any) -> None:
             f"{func}: out must be an array of the same library as U, shape {expected} and dtype {U.dtype}; "
             f"got shape {tuple(out.shape)} and dtype {out.dtype}"
         )
-    if not backend_for(out).supports_inplace:
+    backend = backend_for(out)
+    if not backend.supports_inplace:
         raise TypeError(
             f"{func}: arrays of {type(out).__module__}.{type(out).__name__} cannot be updated in place; "
             "call without out= and use the returned array"
         )
+    # A and B are read only before the first write; U is read again by the copy into out.
+    problem = backend.out_problem(out, {"U": U})
+    if problem is not None:
+        raise ValueError(f"{func}: out {problem}")
 
 
-def rank_update(xp: Any, U: Any, A: Any, B: Any, small_map: Callable[[Any], Any], out: Any) -> Any:
-    """``U + (U Q)(F − I) Qᴴ`` with ``F − I = small_map(C)``; into ``out`` when given.
+def is_trivial(U: Any, A: Any, B: Any) -> bool:
+    """An empty batch, an empty matrix or k = 0: the result is ``U`` itself."""
+    shape = batch_shape(U, A, B) + tuple(U.shape[-2:])
+    return 0 in shape or A.shape[-1] == 0
 
-    Temporaries are dropped as soon as they are used, so that the in-place
-    path holds at most ``U Q`` and ``(F − I) Qᴴ`` (2 N r elements) plus a row
-    buffer of the backend while ``U`` is updated.
+
+def copy_of_U(xp: Any, U: Any, A: Any, B: Any, out: Any) -> Any:
+    """``U`` (broadcast to the batch shape of the step) as a new array, or written into ``out``."""
+    shape = batch_shape(U, A, B) + tuple(U.shape[-2:])
+    if out is not None:
+        from .backends import backend_for
+
+        return backend_for(out).copy_(out, xp.broadcast_to(U, shape))
+    return U + xp.zeros(shape, dtype=U.dtype, device=device_of(U))
+
+
+def span(xp: Any, left: Any, right: Any) -> tuple[Any, Any, Any, Any, Any]:
+    """Orthonormal basis of ``[left, right]`` (..., m, k each) and the coordinates of both in it.
+
+    Returns ``Q`` (..., m, r), ``R_left`` and ``R_right`` (..., r, k) and the
+    scales ``s_left``, ``s_right`` (..., 1, 1) with ``left = s_left Q R_left``
+    and ``right = s_right Q R_right``. Householder QR keeps ``Q`` orthonormal even when
+    ``[left, right]`` is rank deficient.
+    """
+    from .backends import backend_for
+
+    batch = batch_shape(left, right)
+    m, k = left.shape[-2], left.shape[-1]
+    s_left, s_right = max_abs(xp, left), max_abs(xp, right)
+    parts = [xp.broadcast_to(x / xp.astype(s, x.dtype), batch + (m, k)) for x, s in ((left, s_left), (right, s_right))]
+    stacked = xp.concat(parts, axis=-1)
+    del parts
+    Q, R = backend_for(left).qr(xp, stacked)
+    return Q, R[..., :, :k], R[..., :, k:], s_left, s_right
+
+
+def scaled_identity_plus(xp: Any, C: Any, t: Any) -> Any:
+    """``(I + t C) / max(t, 1)``: a positive multiple of ``I + t C`` that cannot overflow.
+
+    Polar factors are unchanged by a positive scale; ``t`` may be 0 (a vanishing
+    update) or ``inf`` (an update whose product overflows: then ``C`` alone).
+    """
+    one = xp.ones_like(t)
+    identity = xp.eye(C.shape[-1], dtype=C.dtype, device=device_of(C))
+    return identity * xp.astype(one / xp.maximum(t, one), C.dtype) + C * xp.astype(xp.minimum(t, one), C.dtype)
+
+
+def add_update(xp: Any, U: Any, X: Any, Y: Any, out: Any) -> Any:
+    """``U + X Y`` (X: (..., n, r), Y: (..., r, p)); into ``out`` when given.
+
+    On libraries with mutable arrays the product is accumulated into a fresh
+    (or the given) output by the backend, without an n×p temporary.
     """
     from .backends import backend_for
 
     backend = backend_for(U)
-    Q, C = _reduce_to_subspace(xp, backend, U, A, B)
-    F_minus_I = small_map(C)
-    del C
-    Z = xp.matmul(F_minus_I, adjoint(xp, Q))  # (F − I) Qᴴ, r×N; before U Q, so a conj(Q) copy is gone by then
-    UQ = xp.matmul(U, Q)
-    del Q
     if out is None:
         if not backend.supports_inplace:  # immutable arrays (JAX, array_api_strict)
-            return U + xp.matmul(UQ, Z)
-        # a fresh output, then the same accumulating update: one N×N array, not three
-        out = xp.empty(tuple(UQ.shape[:-2]) + tuple(U.shape[-2:]), dtype=U.dtype, device=device_of(U))
+            return U + xp.matmul(X, Y)
+        shape = batch_shape(U, X, Y) + tuple(U.shape[-2:])
+        out = xp.empty(shape, dtype=U.dtype, device=device_of(U))
     target = backend_for(out)
     target.copy_(out, U)
-    return target.add_product_(out, UQ, Z)
+    return target.add_product_(out, X, Y)
 
-
-def _reduce_to_subspace(xp: Any, backend: Any, U: Any, A: Any, B: Any) -> tuple[Any, Any]:
-    """Return ``Q`` (..., N, r) and ``C`` (..., r, r) with ``Uᴴ A Bᴴ = Q C Qᴴ``.
-
-    From the QR ``[Â, B] = Q R``: ``Qᴴ Â = R[:, :k]`` and ``Qᴴ B = R[:, k:]``, so
-    ``C = R[:, :k] R[:, k:]ᴴ`` needs no further pass over N×k arrays.
-    """
-    batch = batch_shape(U, A, B)
-    n, k = A.shape[-2], A.shape[-1]
-    # Uᴴ A as (Aᴴ U)ᴴ: reads U once in its own memory order, no conj(U) copy.
-    A_hat = xp.broadcast_to(adjoint(xp, xp.matmul(adjoint(xp, A), U)), batch + (n, k))
-    stacked = xp.concat([A_hat, xp.broadcast_to(B, batch + (n, k))], axis=-1)
-    del A_hat
-    Q, R = backend.qr(xp, stacked)
-    del stacked
-    C = xp.matmul(R[..., :, :k], adjoint(xp, R[..., :, k:]))
-    return Q, C
-
-
-def is_zero(xp: Any, C: Any) -> Any:
-    """Boolean mask over the batch: ``C`` is exactly zero (``A = 0`` or ``B = 0``)."""
-    return xp.all(C == 0, axis=(-2, -1))

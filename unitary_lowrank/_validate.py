@@ -61,23 +61,28 @@ def check_matrix(func: str, name: str, x: Any, *, square: bool = False) -> None:
 
 
 def check_factors(xp: Any, func: str, U: Any, A: Any, B: Any) -> None:
-    """``U`` (..., N, N) unitary candidate, ``A`` and ``B`` (..., N, k)."""
-    check_matrix(func, "U", U, square=True)
+    """``U`` (..., n, p) with p ≤ n (orthonormal columns), ``A`` (..., n, k) and ``B`` (..., p, k)."""
+    check_matrix(func, "U", U)
     check_matrix(func, "A", A)
     check_matrix(func, "B", B)
     check_same_dtype(xp, func, U=U, A=A, B=B)
-    n = U.shape[-1]
-    for name, x in (("A", A), ("B", B)):
-        if x.shape[-2] != n:
+    n, p = U.shape[-2], U.shape[-1]
+    if p > n:
+        raise ValueError(
+            f"{func}: U must have shape (..., n, p) with p ≤ n (orthonormal columns); got shape {tuple(U.shape)}. "
+            "For a wide U with orthonormal rows, step its adjoint: "
+            f"{func}(Uᴴ, B, A) is the adjoint of the step of U + A Bᴴ"
+        )
+    for name, x, rows, what in (("A", A, n, "n"), ("B", B, p, "p")):
+        if x.shape[-2] != rows:
             raise ValueError(
-                f"{func}: {name} must have shape (..., N, k) with N = {n} rows to match U; got shape {tuple(x.shape)}"
+                f"{func}: {name} must have shape (..., {what}, k) with {what} = {rows} rows to match U of shape "
+                f"{tuple(U.shape)}; got shape {tuple(x.shape)}"
             )
     if A.shape[-1] != B.shape[-1]:
         raise ValueError(
             f"{func}: A and B must have the same number of columns k; got A {tuple(A.shape)} and B {tuple(B.shape)}"
         )
-    if A.shape[-1] < 1:
-        raise ValueError(f"{func}: A and B need at least one column (k ≥ 1); got k = {A.shape[-1]}")
     try:
         batch_shape(U, A, B)
     except ValueError as err:

@@ -12,9 +12,10 @@ __all__ = ["random_unitary"]
 
 def random_unitary(
     n: int,
+    p: int | None = None,
     *,
     dtype: Any = "float64",
-    batch_shape: tuple[int, ...] = (),
+    batch_shape: int | tuple[int, ...] = (),
     seed: Any = None,
     like: Any = None,
 ) -> Any:
@@ -23,12 +24,16 @@ def random_unitary(
     Parameters
     ----------
     n : int
-        Matrix size N ≥ 1.
+        Matrix size n ≥ 1 (rows).
+    p : int, optional
+        Columns, 0 ≤ p ≤ n: an n×p matrix with orthonormal columns, uniform
+        (Haar) on the Stiefel manifold — distributed as the first p columns
+        of a Haar unitary. ``None`` (default): p = n.
     dtype : str or dtype, default "float64"
         ``"float32"``/``"float64"`` give orthogonal, ``"complex64"``/``"complex128"``
         unitary matrices. A dtype object of the target library works too.
-    batch_shape : tuple of int, default ()
-        Leading axes: the result has shape ``batch_shape + (n, n)``.
+    batch_shape : int or tuple of int, default ()
+        Leading axes: the result has shape ``batch_shape + (n, p)``.
     seed : int, sequence of int, None, or a generator of the target library
         Same seed, same matrices, on every process. ``None`` draws fresh entropy.
     like : array or array module, optional
@@ -38,13 +43,14 @@ def random_unitary(
 
     Returns
     -------
-    array, shape batch_shape + (n, n)
+    array, shape batch_shape + (n, p)
+        Row-major (C-ordered) for every library.
 
     Notes
     -----
-    QR of a Gaussian matrix ``Z = Q R`` gives the Haar measure once the columns
-    of ``Q`` are multiplied by the phases of ``diag(R)`` (Mezzadri 2007).
-    Unitary to machine precision: ``max|Uᴴ U − I|`` = O(√N ε).
+    QR of a Gaussian n×p matrix ``Z = Q R`` gives the Haar measure once the
+    columns of ``Q`` are multiplied by the phases of ``diag(R)`` (Mezzadri
+    2007). Unitary to machine precision: ``max|Uᴴ U − I|`` = O(√n ε).
 
     References
     ----------
@@ -57,19 +63,25 @@ def random_unitary(
     >>> U = ul.random_unitary(4, dtype="complex128", batch_shape=(3,), seed=0)
     >>> U.shape
     (3, 4, 4)
+    >>> ul.random_unitary(5, 2, seed=0).shape
+    (5, 2)
     """
     from .backends import backend_for
 
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+    if not _is_int(n) or n < 1:
         raise ValueError(f"random_unitary: n must be a positive int; got {n!r}")
-    batch_shape = tuple(batch_shape)
-    if not all(isinstance(b, int) and b >= 0 for b in batch_shape):
-        raise ValueError(f"random_unitary: batch_shape must be a tuple of non-negative ints; got {batch_shape!r}")
+    n = int(n)
+    if p is None:
+        p = n
+    if not _is_int(p) or not 0 <= p <= n:
+        raise ValueError(f"random_unitary: p must be an int with 0 ≤ p ≤ n = {n} (or None for p = n); got {p!r}")
+    p = int(p)
+    batch_shape = _batch_shape(batch_shape)
     xp, device = _namespace_and_device(like)
     dtype = _resolve_dtype(xp, dtype)
     probe = xp.zeros((0,), dtype=dtype, device=device)
     backend = backend_for(probe)
-    Z = backend.normal(xp, batch_shape + (n, n), dtype, seed=seed, device=device)
+    Z = backend.normal(xp, batch_shape + (n, p), dtype, seed=seed, device=device)
     Q, R = xp.linalg.qr(Z)
     d = xp.linalg.diagonal(R)
     if is_complex(xp, R):
@@ -77,7 +89,27 @@ def random_unitary(
     else:
         phase = xp.sign(d)
     phase = xp.where(d == 0, xp.ones_like(phase), phase)
-    return Q * phase[..., None, :]
+    return backend.row_major(Q * phase[..., None, :])
+
+
+def _is_int(value: Any) -> bool:
+    import numbers
+
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _batch_shape(batch_shape: Any) -> tuple[int, ...]:
+    if _is_int(batch_shape):
+        batch_shape = (batch_shape,)
+    try:
+        shape = tuple(batch_shape)
+    except TypeError:
+        shape = None
+    if shape is None or not all(_is_int(b) and b >= 0 for b in shape):
+        raise ValueError(
+            f"random_unitary: batch_shape must be a non-negative int or a tuple of them; got {batch_shape!r}"
+        )
+    return tuple(int(b) for b in shape)
 
 
 def _namespace_and_device(like: Any) -> tuple[Any, Any]:

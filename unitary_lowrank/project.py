@@ -5,8 +5,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from ._linalg import eps, eye
-from ._rank_update import is_zero, prepare, rank_update
+from ._linalg import adjoint, eps, eye, max_abs, qr, safe_svd
+from ._rank_update import add_update, copy_of_U, is_trivial, prepare, scaled_identity_plus, span
 from ._validate import is_concrete
 from .errors import SingularUpdateWarning
 
@@ -18,46 +18,59 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
 
     Parameters
     ----------
-    U : array, shape (..., N, N)
-        Unitary (complex) or orthogonal (real) matrices.
-    A, B : arrays, shape (..., N, k)
+    U : array, shape (..., n, p), p ≤ n
+        Unitary (complex) or orthogonal (real) matrices, or, for p < n,
+        matrices with orthonormal columns (``Uᴴ U = I_p``: the Stiefel
+        manifold). For a wide matrix with orthonormal rows, step its adjoint:
+        ``project(Uᴴ, B, A)`` is the adjoint of the result.
+    A : array, shape (..., n, k)
+    B : array, shape (..., p, k)
         Factors of the rank-k update ``A Bᴴ``, same dtype as ``U``. Leading axes
-        broadcast against ``U``'s.
+        broadcast against ``U``'s. k = 0 (or any empty axis) returns ``U``.
     check : bool, default False
-        Probe, in O(N²), that ``U`` is unitary; raise
+        Probe, in O(n p), that ``U`` has orthonormal columns; raise
         :class:`~unitary_lowrank.NotUnitaryError` if it is far from it.
     check_finite : bool, default True
         Raise ``ValueError`` if an input holds NaN or Inf (one extra read of
         ``U``), and warn if ``U + A Bᴴ`` is singular. Both read values back to
         the host (a GPU synchronization); ``False`` skips them, as the
-        optimizer adapters do. Skipped on traced arrays.
+        optimizer adapters do (non-finite input then gives NaN, never a hang).
+        Skipped on traced arrays.
     out : array, optional
         Write the result here; ``out=U`` updates ``U`` in place, adding the
-        rank-r correction in place with O(N k) extra memory.
+        rank-r correction in place with O(n k) extra memory.
         NumPy, torch and CuPy only.
 
     Returns
     -------
-    array, shape (..., N, N)
-        The polar factor of ``U + A Bᴴ``: the unitary ``V`` minimizing
-        ``‖V − (U + A Bᴴ)‖_F``. Real input gives a real orthogonal result.
+    array, shape (..., n, p)
+        The polar factor of ``U + A Bᴴ``: the matrix ``V`` with orthonormal
+        columns minimizing ``‖V − (U + A Bᴴ)‖_F``. Real input gives a real
+        result.
 
     Warns
     -----
     SingularUpdateWarning
-        If ``U + A Bᴴ`` is numerically singular; the closest unitary is then
-        not unique and one valid polar factor is returned.
+        If ``U + A Bᴴ`` is numerically rank deficient; the closest unitary is
+        then not unique and one valid polar factor is returned.
 
     Notes
     -----
-    With ``Â = Uᴴ A``, ``Q`` (N×r, r ≤ 2k) from a Householder QR of ``[Â, B]`` and
-    ``C = (Qᴴ Â)(Qᴴ B)ᴴ``, ``U + A Bᴴ = U (I + Q C Qᴴ)``, and polar factors
-    commute with unitary factors, so
+    With ``Â = Uᴴ A`` (p×k), ``Q`` (p×r, r ≤ 2k) from a Householder QR of
+    ``[Â, B] = Q [R_A, R_B]`` and ``C = R_A R_Bᴴ``:
 
-        polar(U + A Bᴴ) = U + (U Q)(F − I) Qᴴ,   F = polar(I_r + C),
+    - square U: ``U + A Bᴴ = U (I + Q C Qᴴ)``, and polar factors commute with
+      unitary factors, so ``polar(U + A Bᴴ) = U + (U Q)(F − I) Qᴴ`` with
+      ``F = polar(I_r + C)`` from an r×r SVD ``W Σ Vᴴ → W Vᴴ``;
+    - p < n: the part of ``A`` outside the range of ``U``,
+      ``A⊥ = A − (U Q) R_A = P R_P`` (QR, P ⟂ U), adds k rows:
+      ``U + A Bᴴ = [U, P] K Qᴴ + U (I − Q Qᴴ)`` with the (r+k)×r matrix
+      ``K = [I + C; R_P R_Bᴴ]``, so with ``polar(K) = [F; F₂]``,
+      ``polar(U + A Bᴴ) = U + ((U Q)(F − I) + P F₂) Qᴴ``.
 
-    with ``F`` from an r×r SVD ``I + C = W Σ Vᴴ → W Vᴴ``. Cost: two passes over
-    ``U`` plus one read-and-write, O(k N²) flops; the QR is O(N k²).
+    Cost: two passes over ``U`` plus one read-and-write, O(k n p) flops (p < n:
+    two more passes, to orthogonalize ``A⊥`` twice); the QRs are O((n + p) k²). No square of ``U + A Bᴴ`` is formed, so rank
+    deficiency is resolved as well as by a dense SVD.
     Accuracy: backward stable, error O(ε (1 + ‖A Bᴴ‖)) relative to the dense
     polar factor when ``U + A Bᴴ`` is well conditioned; the test suite holds it
     to 1e-12 (float64) against ``scipy.linalg.polar``.
@@ -80,28 +93,78 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
     True
     >>> bool(np.allclose(V, ul.polar(U + A @ B.T), atol=1e-13))
     True
+
+    Orthonormal columns (the Stiefel manifold), 6×2:
+
+    >>> U = ul.random_unitary(6, 2, dtype="float64", seed=0)
+    >>> V = ul.project(U, A, rng.standard_normal((2, 1)))
+    >>> V.shape, bool(ul.unitarity_error(V) < 1e-14)
+    ((6, 2), True)
     """
     xp = prepare("project", U, A, B, check=check, check_finite_=check_finite, out=out)
-
-    def polar_minus_identity(C: Any) -> Any:
-        identity = eye(xp, C.shape[-1], C)
-        W, sigma, Vh = xp.linalg.svd(identity + C, full_matrices=False)
-        if check_finite and is_concrete(sigma):
-            _warn_if_singular(xp, sigma)
-        F_minus_I = xp.matmul(W, Vh) - identity
-        # Exactly U when the update vanishes (the SVD of I need not return I bit for bit).
-        return xp.where(is_zero(xp, C)[..., None, None], xp.zeros_like(F_minus_I), F_minus_I)
-
-    return rank_update(xp, U, A, B, polar_minus_identity, out)
+    if is_trivial(U, A, B):
+        return copy_of_U(xp, U, A, B, out)
+    n, p = U.shape[-2], U.shape[-1]
+    # Â = Uᴴ A as (Aᴴ U)ᴴ: reads U once in its own memory order, no conj(U) copy.
+    A_hat = adjoint(xp, xp.matmul(adjoint(xp, A), U))
+    Q, R_A, R_B, s_A, s_B = span(xp, A_hat, B)
+    del A_hat
+    t = s_A * s_B
+    r = Q.shape[-1]
+    C = xp.matmul(R_A, adjoint(xp, R_B))
+    UQ = xp.matmul(U, Q)
+    K = scaled_identity_plus(xp, C, t)
+    vanishing = is_zero(xp, C)
+    if p < n:
+        # A⊥ = A − U Uᴴ A = s_A (A / s_A − (U Q) R_A) = s_A s_P P R_P. Orthogonalized twice: after
+        # cancellation (A nearly in the range of U) one pass leaves P off U's complement by ε ‖A‖/‖A⊥‖,
+        # and a nearly singular K can give that direction O(1) weight.
+        A_perp = A / xp.astype(s_A, A.dtype) - xp.matmul(UQ, R_A)
+        A_perp = A_perp - xp.matmul(U, adjoint(xp, xp.matmul(adjoint(xp, A_perp), U)))
+        s_P = max_abs(xp, A_perp)
+        P, R_P = qr(xp, A_perp / xp.astype(s_P, A.dtype))
+        del A_perp
+        D = xp.matmul(R_P, adjoint(xp, R_B))
+        K = xp.concat([K, D * xp.astype(xp.minimum(t, xp.ones_like(t)) * s_P, D.dtype)], axis=-2)
+        vanishing = vanishing & is_zero(xp, D)
+    W, sigma, Vh = safe_svd(xp, K)
+    if check_finite and is_concrete(sigma):
+        _warn_if_singular(xp, sigma)
+    F = xp.matmul(W, Vh)
+    del W, Vh
+    F_minus_I = F[..., :r, :] - eye(xp, r, F)
+    # Exactly U when the update vanishes (the SVD of I need not return I bit for bit).
+    keep = ~vanishing[..., None, None]
+    X = xp.matmul(UQ, xp.where(keep, F_minus_I, xp.zeros_like(F_minus_I)))
+    del UQ
+    if p < n:
+        F_2 = F[..., r:, :]
+        X = X + xp.matmul(P, xp.where(keep, F_2, xp.zeros_like(F_2)))
+        del P
+    return add_update(xp, U, X, adjoint(xp, Q), out)
 
 
 def _warn_if_singular(xp: Any, sigma: Any) -> None:
+    """Warn if the smallest singular value is rounding noise against the scale of the problem.
+
+    ``K`` is ``I + C`` up to a positive factor ``1/max(t, 1)``: its scale is
+    ``max(1, σ_max)`` in those units, never less than the identity's, so an
+    update that cancels ``U`` exactly (σ_max itself rounding noise) is caught.
+    """
     r = sigma.shape[-1]
-    tolerance = max(r, 1) * eps(xp, sigma.dtype) * sigma[..., 0]
-    if bool(xp.any(sigma[..., -1] <= tolerance)):
+    if r == 0:
+        return
+    scale = xp.maximum(sigma[..., 0], xp.ones_like(sigma[..., 0]))
+    tolerance = 4 * max(r, 1) * eps(xp, sigma.dtype) * scale
+    if bool(xp.any(~(sigma[..., -1] > tolerance))):
         warnings.warn(
             "project: U + A Bᴴ is numerically singular, so its closest unitary is not unique; "
             "returning one valid polar factor",
             SingularUpdateWarning,
-            stacklevel=5,
+            stacklevel=3,
         )
+
+
+def is_zero(xp: Any, C: Any) -> Any:
+    """Boolean mask over the batch: ``C`` is exactly zero (``A = 0`` or ``B = 0``)."""
+    return xp.all(C == 0, axis=(-2, -1))

@@ -1,11 +1,11 @@
-"""projUNN-T: move along the manifold by the tangent projection of ``A Bᴴ``, in O(k N²)."""
+"""projUNN-T: move along the manifold by the tangent projection of ``A Bᴴ``, in O(k n p)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ._linalg import adjoint, complex_dtype, eye, is_complex, real_part
-from ._rank_update import prepare, rank_update
+from ._linalg import adjoint, complex_dtype, eye, is_complex, real_part, safe_eigh, safe_svd
+from ._rank_update import add_update, copy_of_U, is_trivial, prepare, span
 
 __all__ = ["transport"]
 
@@ -22,56 +22,72 @@ def transport(
     check_finite: bool = True,
     out: Any = None,
 ) -> Any:
-    """``U · exp(skew(Uᴴ A Bᴴ))`` — the projUNN-T step.
+    """``exp(S) U`` with ``S = skew(A (U B)ᴴ)`` — the projUNN-T step.
 
-    The update ``A Bᴴ`` is projected onto the tangent space at ``U``
-    (``U · skew(Uᴴ A Bᴴ)``, ``skew(X) = (X − Xᴴ)/2``) and followed along the
-    manifold by the exponential map, or by the Cayley transform.
+    For square ``U`` this is ``U · exp(skew(Uᴴ A Bᴴ))``: the update ``A Bᴴ`` is
+    projected onto the tangent space at ``U`` (``skew(X) = (X − Xᴴ)/2``) and
+    followed along the manifold by the exponential map, or by the Cayley
+    transform. The left form also holds for ``U`` with orthonormal columns
+    (n×p): ``S`` is then an n×n skew-Hermitian matrix of rank ≤ 2k, and
+    ``½ (A Bᴴ − U B Aᴴ U)`` is the step's tangent at zero, the canonical-metric
+    projection of ``A Bᴴ`` onto the Stiefel manifold.
 
     Parameters
     ----------
-    U : array, shape (..., N, N)
-        Unitary (complex) or orthogonal (real) matrices.
-    A, B : arrays, shape (..., N, k)
+    U : array, shape (..., n, p), p ≤ n
+        Unitary (complex) or orthogonal (real) matrices, or matrices with
+        orthonormal columns. For a wide matrix with orthonormal rows, step its
+        adjoint: ``transport(Uᴴ, B, A)`` is the adjoint of the result.
+    A : array, shape (..., n, k)
+    B : array, shape (..., p, k)
         Factors of the rank-k update ``A Bᴴ``, same dtype as ``U``. Leading axes
-        broadcast against ``U``'s.
+        broadcast against ``U``'s. k = 0 (or any empty axis) returns ``U``.
     retraction : {"exp", "cayley"}, default "exp"
-        ``"exp"``: ``U exp(S)``; ``"cayley"``: ``U (I − S/2)⁻¹ (I + S/2)``, with
-        ``S = skew(Uᴴ A Bᴴ)``. Same structure and cost.
+        ``"exp"``: ``exp(S) U``; ``"cayley"``: ``(I − S/2)⁻¹ (I + S/2) U``.
+        Same structure and cost.
     check : bool, default False
-        Probe, in O(N²), that ``U`` is unitary; raise
+        Probe, in O(n p), that ``U`` has orthonormal columns; raise
         :class:`~unitary_lowrank.NotUnitaryError` if it is far from it.
     check_finite : bool, default True
-        Raise ``ValueError`` if an input holds NaN or Inf. Skipped on traced arrays.
+        Raise ``ValueError`` if an input holds NaN or Inf. ``False`` skips the
+        check (non-finite input then gives NaN, never a hang). Skipped on
+        traced arrays.
     out : array, optional
-        Write the result here; ``out=U`` updates in place with O(N k) extra
+        Write the result here; ``out=U`` updates in place with O(n k) extra
         memory. NumPy, torch and CuPy only.
 
     Returns
     -------
-    array, shape (..., N, N)
-        Unitary (orthogonal for real input; the result stays real).
+    array, shape (..., n, p)
+        Orthonormal columns (unitary for square ``U``); real input gives a
+        real result.
 
     Notes
     -----
-    With ``Q`` (N×r, r ≤ 2k) orthonormal columns spanning ``[Uᴴ A, B]`` and
-    ``C = (Qᴴ Uᴴ A)(Qᴴ B)ᴴ``, ``skew(Uᴴ A Bᴴ) = Q S Qᴴ`` with ``S = skew(C)``, so
+    With ``Q`` (n×r, r ≤ 2k) from a Householder QR ``[A, U B] = Q [R_A, R_B]``
+    and ``C = R_A R_Bᴴ``, ``S = Q S_r Qᴴ`` with ``S_r = skew(C)`` (r×r), so
 
-        U exp(skew(Uᴴ A Bᴴ)) = U + (U Q)(F − I) Qᴴ,   F = exp(S).
+        exp(S) U = U + Q (F − I)(Qᴴ U),   F = exp(S_r).
 
-    ``F − I`` comes from the Hermitian eigendecomposition ``i S = V Λ Vᴴ`` as
-    ``V diag(e^{−iλ} − 1) Vᴴ`` with ``e^{−iλ} − 1 = −2 sin²(λ/2) − i sin λ``,
-    which keeps full relative accuracy for tiny steps and is exactly zero for
-    ``A = 0`` or ``B = 0``. For Cayley, ``F − I = (I − S/2)⁻¹ S``.
-    Cost O(k N²): two passes over ``U`` and one read-and-write.
+    ``F − I`` comes from the Hermitian eigendecomposition ``i S_r = V Λ Vᴴ`` as
+    ``V diag(φ(λ)) Vᴴ``, with ``φ(λ) = e^{−iλ} − 1 = −2 sin²(λ/2) − i sin λ``
+    (exp) or ``φ(λ) = −iλ / (1 + iλ/2)`` (Cayley), evaluated so that tiny
+    steps keep full relative accuracy, ``A = 0`` or ``B = 0`` gives exactly
+    ``U``, and no λ overflows. For real input the result is real, and when
+    ``‖S_r‖ > 1`` ``F`` is replaced by its r×r polar factor: the eigenvalues
+    ±λ of a real skew matrix carry independent rounding errors of order
+    ε ‖S_r‖, which would otherwise break orthogonality at large norms.
+    Cost O(k n p): two passes over ``U`` and one read-and-write.
     Accuracy: error O(ε (1 + ‖A Bᴴ‖)); the test suite holds it to 1e-12
-    (float64) against ``U @ scipy.linalg.expm(skew(Uᴴ A Bᴴ))``.
+    (float64) against ``scipy.linalg.expm(S) @ U``.
 
     References
     ----------
     B. T. Kiani, R. Balestriero, Y. LeCun, S. Lloyd, "projUNN: efficient method
     for training deep networks with unitary matrices", NeurIPS 2022,
     arXiv:2203.05483.
+    Z. Wen, W. Yin, "A feasible method for optimization with orthogonality
+    constraints", Math. Program. 142 (2013) 397–434.
 
     Examples
     --------
@@ -88,26 +104,57 @@ def transport(
     if retraction not in _RETRACTIONS:
         raise ValueError(f"transport: retraction must be one of {_RETRACTIONS}; got {retraction!r}")
     xp = prepare("transport", U, A, B, check=check, check_finite_=check_finite, out=out)
+    if is_trivial(U, A, B):
+        return copy_of_U(xp, U, A, B, out)
+    UB = xp.matmul(U, B)
+    Q, R_A, R_UB, s_A, s_UB = span(xp, A, UB)
+    del UB
+    C = xp.matmul(R_A, adjoint(xp, R_UB))
+    F_minus_I = skew_function_minus_identity(xp, (C - adjoint(xp, C)) / 2, s_A * s_UB, retraction)
+    Y = xp.matmul(F_minus_I, xp.matmul(adjoint(xp, Q), U))  # (F − I)(Qᴴ U): the second pass over U
+    return add_update(xp, U, Q, Y, out)
 
-    def retraction_minus_identity(C: Any) -> Any:
-        S = (C - adjoint(xp, C)) / 2
-        if retraction == "exp":
-            return expm1_skew(xp, S)
-        identity = eye(xp, S.shape[-1], S)
-        return xp.linalg.solve(identity - S / 2, S)
 
-    return rank_update(xp, U, A, B, retraction_minus_identity, out)
+def skew_function_minus_identity(xp: Any, S: Any, t: Any, retraction: str = "exp") -> Any:
+    """``f(t S) − I`` for skew-Hermitian (real: skew-symmetric) ``S`` (..., r, r), ``t`` ≥ 0 (..., 1, 1).
 
-
-def expm1_skew(xp: Any, S: Any) -> Any:
-    """``exp(S) − I`` for skew-Hermitian (real: skew-symmetric) ``S`` of shape (..., r, r).
-
-    Through the eigendecomposition of the Hermitian ``i S``; real ``S`` gives a
-    real result (complex arithmetic stays on r×r arrays).
+    ``f`` is ``exp`` or the Cayley transform ``(I − X/2)⁻¹ (I + X/2)``. Through
+    the eigendecomposition of the Hermitian ``i S``; real ``S`` gives a real
+    result (complex arithmetic stays on r×r arrays). The scale ``t`` multiplies
+    the eigenvalues, never the matrix, so that no entry overflows.
     """
     H = xp.astype(S, complex_dtype(xp, S.dtype)) * 1j
-    lam, V = xp.linalg.eigh(H)
-    half = xp.sin(lam / 2)
-    phase_minus_one = xp.astype(-2 * half * half, V.dtype) - 1j * xp.astype(xp.sin(lam), V.dtype)
-    E = xp.matmul(V * phase_minus_one[..., None, :], adjoint(xp, V))
-    return E if is_complex(xp, S) else xp.astype(real_part(xp, E), S.dtype)
+    lam, V = safe_eigh(xp, H)
+    lam = lam * xp.astype(t[..., 0], lam.dtype)
+    lam = xp.where(xp.isinf(lam), xp.zeros_like(lam), lam)  # an overflowed angle: any rotation is as exact
+    if retraction == "exp":
+        half = xp.sin(lam / 2)
+        re, im = -2 * half * half, -xp.sin(lam)
+    else:
+        re, im = _cayley_phase_minus_one(xp, lam / 2)
+    phi = xp.astype(re, V.dtype) + 1j * xp.astype(im, V.dtype)
+    E = xp.matmul(V * phi[..., None, :], adjoint(xp, V))
+    if is_complex(xp, S):
+        return E
+    E = xp.astype(real_part(xp, E), S.dtype)
+    # ±λ pairs of a real skew matrix are rounded independently: at large norms
+    # I + E drifts off the orthogonal group by ~ε‖tS‖. Its polar factor does not.
+    identity = eye(xp, S.shape[-1], S)
+    W, _, Vh = safe_svd(xp, identity + E)
+    large = xp.max(xp.abs(lam), axis=-1, keepdims=True)[..., None] > 1
+    return xp.where(large, xp.matmul(W, Vh) - identity, E)
+
+
+def _cayley_phase_minus_one(xp: Any, w: Any) -> tuple[Any, Any]:
+    """Real and imaginary parts of ``(1 − i w)/(1 + i w) − 1 = −2 w² / (1 + w²) − 2 i w / (1 + w²)``.
+
+    Written in ``1/w`` for ``|w| > 1`` so that ``w²`` never overflows.
+    """
+    small = xp.abs(w) <= 1
+    w_small = xp.where(small, w, xp.zeros_like(w))
+    w_large = xp.where(small, xp.ones_like(w), w)
+    inv = 1 / w_large
+    denominator = 1 + w_small * w_small
+    re = xp.where(small, -2 * w_small * w_small / denominator, -2 / (1 + inv * inv))
+    im = xp.where(small, -2 * w_small / denominator, -2 / (w_large + inv))
+    return re, im

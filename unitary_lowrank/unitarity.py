@@ -3,35 +3,48 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
-from ._linalg import adjoint, eps, eye
+from ._linalg import adjoint, device_of, eps, eye, max_abs, real_dtype
 from ._validate import check_dtype, check_finite, check_matrix, is_concrete, namespace
-from .errors import NotUnitaryError
+from .errors import NotUnitaryError, SingularUpdateWarning
 
 __all__ = ["reorthonormalize", "unitarity_error"]
 
 _METHODS = ("newton-schulz", "polar")
 _MAX_NEWTON_SCHULZ_STEPS = 50
+#: Newton–Schulz runs only where max|Uᴴ U − I| is below this: all singular values in (0.94, 1.05).
+_NEWTON_SCHULZ_REGION = 0.1
 
 
 def unitarity_error(U: Any) -> Any:
-    """``max |Uᴴ U − I|`` over the last two axes.
+    """``max |Uᴴ U − I|`` over the last two axes (``max |U Uᴴ − I|`` for a wide ``U``).
 
     Parameters
     ----------
-    U : array, shape (..., N, N)
+    U : array, shape (..., n, p)
+        Square: unitary (orthogonal) candidates. Tall (p < n): orthonormal
+        columns are measured; wide (p > n): orthonormal rows.
 
     Returns
     -------
     array, shape (...)
         Real, one value per matrix (0-d for a single matrix; ``float(...)``
-        gives a Python number).
+        gives a Python number). ``inf`` when ``Uᴴ U`` overflows; 0 for empty
+        matrices.
+
+    Raises
+    ------
+    ValueError
+        If ``U`` holds NaN or Inf (skipped on traced arrays).
 
     Notes
     -----
-    Costs one O(N³) product ``Uᴴ U``: a diagnostic, not something to run every
-    step (see ``check=True`` of :func:`project` for an O(N²) probe).
+    Costs one O(n p²) product: a diagnostic, not something to run every step
+    (see ``check=True`` of :func:`project` for an O(n p) probe). ``U`` is
+    divided by its largest entry ``s`` before the product, and the Gram matrix
+    multiplied by ``s²`` after, so that huge entries give ``inf``, never NaN.
 
     Examples
     --------
@@ -39,42 +52,58 @@ def unitarity_error(U: Any) -> Any:
     >>> float(ul.unitarity_error(ul.random_unitary(8, dtype="float64", seed=0))) < 1e-14
     True
     """
-    xp = namespace("unitarity_error", U=U)
-    check_matrix("unitarity_error", "U", U, square=True)
-    check_dtype(xp, "unitarity_error", "U", U)
-    residual = xp.matmul(adjoint(xp, U), U) - eye(xp, U.shape[-1], U)
-    return xp.max(xp.abs(residual), axis=(-2, -1))
+    func = "unitarity_error"
+    xp = namespace(func, U=U)
+    check_matrix(func, "U", U)
+    check_dtype(xp, func, "U", U)
+    check_finite(xp, func, U=U)
+    if U.shape[-1] > U.shape[-2]:
+        U = adjoint(xp, U)
+    if U.shape[-1] == 0 or U.shape[-2] == 0:
+        return xp.zeros(tuple(U.shape[:-2]), dtype=real_dtype(xp, U.dtype), device=device_of(U))
+    scale = max_abs(xp, U)
+    V = U / xp.astype(scale, U.dtype)
+    gram = xp.matmul(adjoint(xp, V), V)
+    square = scale * scale
+    residual = gram * xp.astype(square, U.dtype) - eye(xp, U.shape[-1], U)
+    error = xp.max(xp.abs(residual), axis=(-2, -1))
+    return xp.where(xp.isinf(square[..., 0, 0]), xp.full_like(error, float("inf")), error)
 
 
 def reorthonormalize(U: Any, method: str = "newton-schulz", *, steps: int | None = None) -> Any:
-    """Pull a drifted ``U`` back onto the unitary (orthogonal) manifold.
+    """Pull a drifted ``U`` back onto the unitary (orthogonal, Stiefel) manifold: its polar factor.
 
     Parameters
     ----------
-    U : array, shape (..., N, N)
-        Nearly unitary matrices (e.g. after many rounded update steps).
+    U : array, shape (..., n, p)
+        Nearly unitary matrices (e.g. after many rounded update steps), or,
+        for p ≠ n, matrices with nearly orthonormal columns (p < n) or rows
+        (p > n).
     method : {"newton-schulz", "polar"}, default "newton-schulz"
-        ``"newton-schulz"``: iterate ``U ← U (3I − Uᴴ U)/2``, which converges
-        to the polar factor of ``U`` and roughly squares a small error each
-        step (O(N³) matrix products, GPU friendly). ``"polar"``: the dense
-        polar factor by SVD, exact for any non-singular ``U``.
+        ``"newton-schulz"``: iterate ``U ← U (3I − Uᴴ U)/2`` (O(n p²) matrix
+        products, GPU friendly), which converges to the polar factor of ``U``
+        while its singular values lie in (0, √3). ``"polar"``: the polar factor
+        by SVD, exact for any ``U`` of full rank.
     steps : int, optional
-        Newton–Schulz steps to take. ``None`` (default) iterates until the
-        error stops shrinking, falling back to ``"polar"`` when ``U`` is too
-        far from unitary for the iteration to converge. Traced arrays (inside
-        ``jax.jit``) cannot be inspected, so there ``None`` means 3 steps (enough
-        to bring a drift of 1e-3 down to double-precision rounding).
+        Newton–Schulz steps to take, as given (the optimizers' one step every
+        m steps). ``None`` (default): the polar factor to rounding, whatever
+        ``U``: Newton–Schulz only inside the region where it surely converges
+        (``max|Uᴴ U − I| < 0.1``), and only while each step at least halves
+        the error; else, or when ``Uᴴ U`` overflows, the SVD polar factor.
+        Traced arrays (inside ``jax.jit``) cannot be inspected, so there
+        ``None`` means 3 steps (enough to bring a drift of 1e-3 down to
+        double-precision rounding).
 
     Returns
     -------
-    array, shape (..., N, N)
+    array, shape (..., n, p)
         The same dtype as ``U``.
 
     Notes
     -----
     Write ``E = Uᴴ U − I``; one step is ``U ← U − U E / 2`` and maps a singular
-    value ``1 + δ`` to ``1 − 3δ²/2 + O(δ³)``. It converges when every singular
-    value of ``U`` lies in (0, √3).
+    value ``1 + δ`` to ``1 − 3δ²/2 + O(δ³)``; a singular value above √3
+    would change sign, one near 0 barely moves: both are left to the SVD.
 
     Examples
     --------
@@ -86,17 +115,19 @@ def reorthonormalize(U: Any, method: str = "newton-schulz", *, steps: int | None
     """
     func = "reorthonormalize"
     xp = namespace(func, U=U)
-    check_matrix(func, "U", U, square=True)
+    check_matrix(func, "U", U)
     check_dtype(xp, func, "U", U)
     check_finite(xp, func, U=U)
     if method not in _METHODS:
         raise ValueError(f"{func}: method must be one of {_METHODS}; got {method!r}")
-    if steps is not None and (not isinstance(steps, int) or steps < 0):
+    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 0):
         raise ValueError(f"{func}: steps must be a non-negative int or None; got {steps!r}")
+    if 0 in tuple(U.shape):
+        return U + xp.zeros(tuple(U.shape), dtype=U.dtype, device=device_of(U))
+    if U.shape[-1] > U.shape[-2]:  # orthonormal rows: the same iteration on Uᴴ
+        return adjoint(xp, reorthonormalize(adjoint(xp, U), method, steps=steps))
     if method == "polar":
-        from .polar import polar
-
-        return polar(U)
+        return _polar(U)
     identity = eye(xp, U.shape[-1], U)
     if steps is not None or not is_concrete(U):
         for _ in range(3 if steps is None else steps):
@@ -105,21 +136,29 @@ def reorthonormalize(U: Any, method: str = "newton-schulz", *, steps: int | None
     return _newton_schulz_until_converged(xp, U, identity)
 
 
+def _polar(U: Any) -> Any:
+    from .polar import polar
+
+    with warnings.catch_warnings():
+        # a singular U has many closest unitaries; reorthonormalize returns one, as documented
+        warnings.simplefilter("ignore", SingularUpdateWarning)
+        return polar(U)
+
+
 def _newton_schulz_until_converged(xp: Any, U: Any, identity: Any) -> Any:
-    previous = math.inf
     floor = 4 * U.shape[-1] * eps(xp, U.dtype)
+    previous = math.inf
     for _ in range(_MAX_NEWTON_SCHULZ_STEPS):
         E = xp.matmul(adjoint(xp, U), U) - identity
-        error = float(xp.max(xp.abs(E)))
-        if error <= floor or (error > previous / 2 and error < 1e-2):
-            return U  # at rounding level, or no longer improving
-        if error >= 0.5 or error > previous:
-            from .polar import polar  # outside the basin where Newton–Schulz surely converges
-
-            return polar(U)
+        error = float(xp.max(xp.abs(E)))  # NaN or inf when Uᴴ U overflows
+        if error <= floor:
+            return U
+        if not (error < _NEWTON_SCHULZ_REGION and error <= previous / 2):
+            # outside the region where it surely converges, or stalled: the exact polar factor
+            return _polar(U)
         U = U - xp.matmul(U, E) / 2
         previous = error
-    return U
+    return _polar(U)
 
 
 def probe_unitarity(xp: Any, func: str, U: Any) -> None:
@@ -138,7 +177,9 @@ def probe_unitarity(xp: Any, func: str, U: Any) -> None:
     from .backends import backend_for
 
     n = U.shape[-1]
-    z = backend_for(U).normal(xp, tuple(U.shape[:-1]) + (2,), U.dtype, seed=0, device=device(U))
+    if 0 in tuple(U.shape):
+        return
+    z = backend_for(U).normal(xp, tuple(U.shape[:-2]) + (n, 2), U.dtype, seed=0, device=device(U))
     Uz = xp.matmul(U, z)
     residual = adjoint(xp, xp.matmul(adjoint(xp, Uz), U)) - z
     ratio = xp.linalg.vector_norm(residual, axis=-2) / xp.linalg.vector_norm(z, axis=-2)
@@ -146,6 +187,6 @@ def probe_unitarity(xp: Any, func: str, U: Any) -> None:
     threshold = 10 * math.sqrt(eps(xp, U.dtype))
     if not worst <= threshold:
         raise NotUnitaryError(
-            f"{func}: U is not unitary (probe ‖Uᴴ U z − z‖/‖z‖ = {worst:.3g} > {threshold:.3g}, N = {n}); "
+            f"{func}: U is not unitary (probe ‖Uᴴ U z − z‖/‖z‖ = {worst:.3g} > {threshold:.3g}, p = {n}); "
             "pull it back with unitary_lowrank.reorthonormalize(U) or start from unitary_lowrank.random_unitary"
         )

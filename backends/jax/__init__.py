@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from .._base import Backend, Seed
+from .._base import Backend, Seed, seed_entropy
 
 __all__ = ["BACKEND", "DEFAULT_REORTHONORMALIZE_EVERY", "JaxBackend", "ProjUNNState", "as_key", "projunn"]
 
@@ -29,13 +29,20 @@ def as_key(seed: Seed) -> jax.Array:
 
     Ints may be traced (e.g. a step count inside ``jax.jit``).
     """
+    import numpy as np
+
     if isinstance(seed, jax.Array) and (jnp.issubdtype(seed.dtype, jax.dtypes.prng_key) or seed.shape == (2,)):
         return seed
+    if isinstance(seed, np.random.Generator):
+        seed = int(seed.integers(2**31))
+    traced = isinstance(seed, jax.Array) or (
+        isinstance(seed, list | tuple) and any(isinstance(s, jax.Array) for s in seed)
+    )
+    if not traced:
+        seed = seed_entropy(seed)  # validates: non-negative ints, sequences of them, or None
     if seed is None:
-        import numpy as np
-
         seed = int(np.random.SeedSequence().generate_state(1)[0])
-    if isinstance(seed, (list, tuple)):
+    if isinstance(seed, list | tuple):
         key = jax.random.key(seed[0])
         for part in seed[1:]:
             key = jax.random.fold_in(key, part)

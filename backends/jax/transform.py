@@ -31,7 +31,9 @@ def projunn(
 ) -> optax.GradientTransformation:
     """Turn the incoming updates of unitary leaves into projUNN steps.
 
-    For every leaf ``W`` (shape (..., n, n)) with incoming update ``Δ``, sketch
+    For every leaf ``W`` (shape (..., n, p): square and unitary, or with
+    orthonormal columns (p < n) or rows (p > n, stepped through ``Wᴴ``)) with
+    incoming update ``Δ``, sketch
     ``Δ ≈ A Bᴴ`` to rank k, compute ``W_new = transport(W, A, B)`` (or
     ``project``), and return ``W_new − W`` as the update, so that
     ``optax.apply_updates`` lands on ``W_new``. Chain it *after* the optimizer
@@ -63,7 +65,8 @@ def projunn(
     Returns
     -------
     optax.GradientTransformation
-        ``update(updates, state, params)`` requires ``params``.
+        ``update(updates, state, params)`` requires ``params``. ``init``
+        refuses a concrete leaf that is not unitary.
 
     Examples
     --------
@@ -95,11 +98,14 @@ def projunn(
     def init_fn(params: Any) -> ProjUNNState:
         for path, leaf in jax.tree_util.tree_leaves_with_path(params):
             _check_leaf(path, leaf, rank)
+            _check_unitary(path, leaf)
         return ProjUNNState(key=as_key(seed), count=jnp.zeros([], jnp.int32))
 
     def step(W: jax.Array, delta: jax.Array, key: jax.Array, count: jax.Array) -> jax.Array:
         if conjugate_complex and jnp.iscomplexobj(delta):
             delta = jnp.conj(delta)
+        if W.shape[-1] > W.shape[-2]:  # orthonormal rows: step the adjoint
+            return jnp.conj(jnp.swapaxes(step(_adjoint(W), _adjoint(delta), key, count), -1, -2))
         A, B = ul.sketch(delta, rank, method=sketch, seed=key, check_finite=False)
         if method == "project":
             W_new = ul.project(W, A, B, check_finite=False)
@@ -135,15 +141,34 @@ def projunn(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def _adjoint(X: jax.Array) -> jax.Array:
+    return jnp.conj(jnp.swapaxes(X, -1, -2))
+
+
 def _check_leaf(path: Any, leaf: Any, rank: int) -> None:
     name = jax.tree_util.keystr(path) or "params"
     shape = getattr(leaf, "shape", None)
-    if shape is None or len(shape) < 2 or shape[-1] != shape[-2]:
+    if shape is None or len(shape) < 2:
         raise ValueError(
-            f"projunn: leaf {name} has shape {shape}; unitary leaves must be square, shape (..., n, n). "
-            "Route other leaves around projunn with optax.multi_transform."
+            f"projunn: leaf {name} has shape {shape}; unitary leaves must be matrices, shape (..., n, p) (square, or "
+            "with orthonormal rows or columns). Route other leaves around projunn with optax.multi_transform."
         )
     if leaf.dtype not in (jnp.float32, jnp.float64, jnp.complex64, jnp.complex128):
         raise TypeError(f"projunn: leaf {name} is {leaf.dtype}; use float32, float64, complex64 or complex128")
-    if rank > shape[-1]:
-        raise ValueError(f"projunn: rank {rank} exceeds the size {shape[-1]} of leaf {name}")
+    if rank > min(shape[-2:]):
+        raise ValueError(f"projunn: rank {rank} exceeds min(n, p) = {min(shape[-2:])} of leaf {name} with shape {shape}")
+
+
+def _check_unitary(path: Any, leaf: Any) -> None:
+    """At init, refuse a concrete leaf that is not unitary (orthonormal rows or columns); tracers pass."""
+    if isinstance(leaf, jax.core.Tracer):
+        return
+    error = float(jnp.max(ul.unitarity_error(leaf)))
+    tolerance = 10 * float(jnp.finfo(leaf.dtype).eps) ** 0.5
+    if not error <= tolerance:
+        name = jax.tree_util.keystr(path) or "params"
+        raise ValueError(
+            f"projunn: leaf {name} is not unitary (max|WᴴW − I| = {error:.3g} > {tolerance:.2g}); projUNN steps keep "
+            "a unitary weight unitary but cannot make one. Initialize it with unitary_lowrank.random_unitary(n, p, "
+            "like=jnp, ...) or pull it back with unitary_lowrank.reorthonormalize(W)."
+        )

@@ -4,6 +4,7 @@ Importing :mod:`unitary_lowrank` never imports torch; a torch tensor reaching a
 core function (or importing this module) does.
 
     ProjUNN(optimizer, rank=1, method="transport")   wrap any torch.optim optimizer
+    unitary_groups(model, [weights], **options)      param groups with the unitary weights marked
     haar_, henaff_, cayley_                          unitary initializers (in place)
     OrthogonalRNN, UnitaryRNN, LSTMBaseline          recurrent layers for the paper's tasks
 """
@@ -11,7 +12,7 @@ core function (or importing this module) does.
 from ._backend import BACKEND, TorchBackend, generator
 from .init import cayley_, haar_, henaff_
 from .layers import LSTMBaseline, ModReLU, OrthogonalRNN, UnitaryRNN
-from .optim import DEFAULT_REORTHONORMALIZE_EVERY, ProjUNN
+from .optim import DEFAULT_REORTHONORMALIZE_EVERY, ProjUNN, unitary_groups
 
 __all__ = [
     "BACKEND",
@@ -26,4 +27,5 @@ __all__ = [
     "generator",
     "haar_",
     "henaff_",
+    "unitary_groups",
 ]

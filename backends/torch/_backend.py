@@ -6,21 +6,31 @@ from typing import Any
 
 import torch
 
-from .._base import Backend, Seed
+from .._base import Backend, Seed, seed_entropy
 
 
 def seed_to_int(seed: Seed) -> int:
     """Map an int or a sequence of ints to one 64-bit seed, the same on every process."""
     import numpy as np
 
-    entropy = [int(seed)] if isinstance(seed, int) else [int(s) for s in seed]
+    entropy = seed_entropy(seed)
+    entropy = list(entropy) if isinstance(entropy, tuple) else [entropy]
     return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
 
 
 def generator(seed: Seed, device: Any) -> torch.Generator | None:
-    """A ``torch.Generator`` on ``device`` seeded from ``seed`` (``None``: the global RNG)."""
+    """A ``torch.Generator`` on ``device`` seeded from ``seed`` (``None``: the global RNG).
+
+    ``seed``: ``None``, a ``torch.Generator`` (used as is), a non-negative int
+    (Python or NumPy) or a sequence of them, or a ``numpy.random.Generator``
+    (one 63-bit seed is drawn from it).
+    """
+    import numpy as np
+
     if seed is None or isinstance(seed, torch.Generator):
         return seed
+    if isinstance(seed, np.random.Generator):
+        seed = int(seed.integers(2**63))
     g = torch.Generator(device=device)
     g.manual_seed(seed_to_int(seed))
     return g
@@ -46,6 +56,25 @@ class TorchBackend(Backend):
         values = torch.rand(shape, dtype=dtype, device=device, generator=generator(seed, device))
         return values.clamp_min_(torch.finfo(dtype).tiny)
 
+    def out_problem(self, out: torch.Tensor, sources: dict[str, Any]) -> str | None:
+        if out.requires_grad and torch.is_grad_enabled():
+            return (
+                "requires grad, and autograd cannot record an in-place step; run the step under "
+                "torch.no_grad() (as optimizers do) or pass out=W.data"
+            )
+        if any(stride == 0 and size > 1 for stride, size in zip(out.stride(), out.shape, strict=True)):
+            return "repeats memory (an expanded or stride-0 view); pass a tensor that owns its elements"
+        for name, x in sources.items():
+            if isinstance(x, torch.Tensor) and not _same_view(out, x) and _shares_storage(out, x):
+                return (
+                    f"overlaps {name} without being the same view of it (e.g. out={name}.mT); pass out={name} "
+                    "itself (in place) or a separate tensor"
+                )
+        return None
+
+    def row_major(self, X: torch.Tensor) -> torch.Tensor:
+        return X.contiguous()
+
     def copy_(self, out: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
         if out is not U:
             out.copy_(U)
@@ -54,15 +83,25 @@ class TorchBackend(Backend):
     def add_product_(self, out: torch.Tensor, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
         if out.ndim == 2 and X.ndim == 2 and Y.ndim == 2:
             return out.addmm_(X, Y)
-        n, r = out.shape[-1], X.shape[-1]
+        n, p, r = out.shape[-2], out.shape[-1], X.shape[-1]
         batch = tuple(out.shape[:-2])
         if out.is_contiguous():
             X = X.expand(*batch, n, r).reshape(-1, n, r)
-            Y = Y.expand(*batch, r, n).reshape(-1, r, n)
-            out.view(-1, n, n).baddbmm_(X, Y)
+            Y = Y.expand(*batch, r, p).reshape(-1, r, p)
+            out.view(-1, n, p).baddbmm_(X, Y)
         else:
             out.add_(torch.matmul(X, Y))
         return out
+
+
+def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
+
+
+def _shares_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.device != b.device or a.numel() == 0 or b.numel() == 0:
+        return False
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
 
 BACKEND = TorchBackend()

@@ -13,9 +13,10 @@ import torch
 __all__ = ["cayley_", "haar_", "henaff_"]
 
 
-def _check(name: str, tensor: torch.Tensor) -> None:
-    if tensor.ndim < 2 or tensor.shape[-1] != tensor.shape[-2]:
-        raise ValueError(f"{name}: tensor must have shape (..., n, n); got {tuple(tensor.shape)}")
+def _check(name: str, tensor: torch.Tensor, *, square: bool = True) -> None:
+    if tensor.ndim < 2 or (square and tensor.shape[-1] != tensor.shape[-2]):
+        shape = "(..., n, n)" if square else "(..., n, p)"
+        raise ValueError(f"{name}: tensor must have shape {shape}; got {tuple(tensor.shape)}")
     if tensor.dtype not in (torch.float32, torch.float64, torch.complex64, torch.complex128):
         raise TypeError(f"{name}: dtype must be float32, float64, complex64 or complex128; got {tensor.dtype}")
 
@@ -25,7 +26,9 @@ def haar_(tensor: torch.Tensor, generator: torch.Generator | None = None) -> tor
     """Fill with Haar-distributed orthogonal (real) or unitary (complex) matrices.
 
     QR of a Gaussian matrix with the phases of ``diag(R)`` moved into ``Q``
-    (Mezzadri 2007), computed on the tensor's device.
+    (Mezzadri 2007), computed on the tensor's device. A rectangular tensor
+    (..., n, p) gets orthonormal columns (p < n) or rows (p > n), uniform on
+    the Stiefel manifold.
 
     Examples
     --------
@@ -35,13 +38,16 @@ def haar_(tensor: torch.Tensor, generator: torch.Generator | None = None) -> tor
     >>> bool(torch.allclose(W.T @ W, torch.eye(4, dtype=torch.float64)))
     True
     """
-    _check("haar_", tensor)
-    Z = torch.randn(tensor.shape, dtype=tensor.dtype, device=tensor.device, generator=generator)
+    _check("haar_", tensor, square=False)
+    wide = tensor.shape[-1] > tensor.shape[-2]
+    shape = (*tensor.shape[:-2], tensor.shape[-1], tensor.shape[-2]) if wide else tensor.shape
+    Z = torch.randn(shape, dtype=tensor.dtype, device=tensor.device, generator=generator)
     Q, R = torch.linalg.qr(Z)
     d = torch.diagonal(R, dim1=-2, dim2=-1)
     phase = d.sgn()
     phase = torch.where(d == 0, torch.ones_like(phase), phase)
-    return tensor.copy_(Q * phase.unsqueeze(-2))
+    Q = Q * phase.unsqueeze(-2)
+    return tensor.copy_(Q.mH if wide else Q)
 
 
 def _rotation_blocks(tensor: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ RMSprop averages all see the raw gradients). For parameters in groups marked
 from __future__ import annotations
 
 import math
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,7 @@ import torch
 
 import unitary_lowrank as ul
 
-__all__ = ["DEFAULT_REORTHONORMALIZE_EVERY", "ProjUNN"]
+__all__ = ["DEFAULT_REORTHONORMALIZE_EVERY", "ProjUNN", "unitary_groups"]
 
 _METHODS = ("transport", "project", "cayley", "dense")
 _SKETCHES = ("randomized", "column", "svd")
@@ -40,15 +41,20 @@ class ProjUNN(torch.optim.Optimizer):
     optimizer : torch.optim.Optimizer
         The base optimizer (SGD, Adam, AdamW, RMSprop, Adagrad, ...). Mark the
         unitary parameters by putting them in a param group with
-        ``"unitary": True``; such a group may also set its own ``rank``,
-        ``method``, ``sketch``, ``reorthonormalize_every`` and ``seed``.
+        ``"unitary": True`` (:func:`unitary_groups` builds the groups from a
+        module); such a group may also set its own ``rank``, ``method``,
+        ``sketch``, ``reorthonormalize_every`` and ``seed``. Parameters are
+        (..., n, p) matrices: square ones stay unitary (orthogonal), tall
+        ones (p < n) keep orthonormal columns, wide ones (p > n) orthonormal
+        rows — such a weight is stepped through its adjoint.
     rank : int, default 1
         k, the rank of the sketch of each update.
     method : {"transport", "project", "cayley", "dense"}, default "transport"
         projUNN-T (``W exp(skew(Wᴴ A Bᴴ))``), projUNN-D (closest unitary to
         ``W + A Bᴴ``), projUNN-T with the Cayley retraction, or ``"dense"``:
-        the exact full-rank Riemannian step ``W exp(skew(Wᴴ Δ))`` with a dense
-        ``torch.linalg.matrix_exp`` (O(N³); the baseline projUNN approximates).
+        the exact full-rank Riemannian step ``exp(skew(Δ Wᴴ)) W`` (for square
+        ``W``: ``W exp(skew(Wᴴ Δ))``) with a dense ``torch.linalg.matrix_exp``
+        (O(n³); the baseline projUNN approximates).
     sketch : {"randomized", "column", "svd"}, default "randomized"
         How the update is reduced to rank k (see :func:`unitary_lowrank.sketch`).
     reorthonormalize_every : int or None, default 100
@@ -129,6 +135,14 @@ class ProjUNN(torch.optim.Optimizer):
         self._buffers: dict[int, torch.Tensor] = {}
         for index, group in enumerate(self.param_groups):
             self._validate_group(index, group)
+        if not any(group.get("unitary", False) for group in self.param_groups):
+            warnings.warn(
+                "ProjUNN: no param group is marked unitary=True, so this optimizer acts as the plain base optimizer. "
+                "Mark the unitary weights, e.g. torch.optim.Adam(unitary_groups(model, [model.rnn.weight_hh]), ...) "
+                "with unitary_lowrank.backends.torch.unitary_groups",
+                UserWarning,
+                stacklevel=2,
+            )
 
     # -- validation ---------------------------------------------------------
     def _options(self, group: dict[str, Any]) -> dict[str, Any]:
@@ -169,10 +183,11 @@ class ProjUNN(torch.optim.Optimizer):
             )
         for j, p in enumerate(group["params"]):
             name = self._name(index, j)
-            if p.ndim < 2 or p.shape[-1] != p.shape[-2]:
+            if p.ndim < 2:
                 raise ValueError(
-                    f"ProjUNN: parameter {name} has shape {tuple(p.shape)}; unitary parameters must be square, "
-                    "shape (..., n, n). Move it to a group without unitary=True."
+                    f"ProjUNN: parameter {name} has shape {tuple(p.shape)}; unitary parameters must be matrices, "
+                    "shape (..., n, p) (square, or with orthonormal rows or columns). Move it to a group without "
+                    "unitary=True."
                 )
             if p.dtype not in _SUPPORTED:
                 raise TypeError(
@@ -180,8 +195,11 @@ class ProjUNN(torch.optim.Optimizer):
                     "complex64 or complex128 (half precision cannot hold a unitary matrix to useful accuracy). "
                     "Keep the weight in float32 and autocast only the activations."
                 )
-            if options["rank"] > p.shape[-1]:
-                raise ValueError(f"ProjUNN: rank {options['rank']} exceeds the size {p.shape[-1]} of parameter {name}")
+            if options["rank"] > min(p.shape[-2:]):
+                raise ValueError(
+                    f"ProjUNN: rank {options['rank']} exceeds min(n, p) = {min(p.shape[-2:])} of parameter {name} "
+                    f"with shape {tuple(p.shape)}"
+                )
             if self.check_unitary:
                 with torch.no_grad():
                     error = float(ul.unitarity_error(p.detach()).max())
@@ -253,9 +271,12 @@ class ProjUNN(torch.optim.Optimizer):
 
     @staticmethod
     def _move(W: torch.Tensor, delta: torch.Tensor, options: dict[str, Any], seed: tuple[int, int, int]) -> None:
+        if W.shape[-1] > W.shape[-2]:
+            # orthonormal rows: step the adjoint, whose columns are orthonormal (a view: W moves in place)
+            W, delta = W.mH, delta.mH
         if options["method"] == "dense":
-            X = W.mH @ delta
-            W.copy_(W @ torch.linalg.matrix_exp((X - X.mH) / 2))
+            X = delta @ W.mH  # exp(skew(Δ Wᴴ)) W; for square W this is W exp(skew(Wᴴ Δ))
+            W.copy_(torch.linalg.matrix_exp((X - X.mH) / 2) @ W)
             return
         # check_finite=False throughout: no value read back to the host, so no GPU synchronization
         A, B = ul.sketch(delta, options["rank"], method=options["sketch"], seed=seed, check_finite=False)
@@ -297,3 +318,78 @@ class ProjUNN(torch.optim.Optimizer):
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in self.projunn_defaults.items())
         return f"ProjUNN({options},\n{self.optimizer!r})"
+
+
+def unitary_groups(
+    model: torch.nn.Module,
+    unitary: Any,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Param groups for any ``torch.optim`` optimizer: the unitary weights in one group, the rest in another.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model whose ``named_parameters()`` are split.
+    unitary : iterable of parameters or of names, or a callable ``(name, parameter) -> bool``
+        Which parameters must stay unitary (orthonormal rows or columns for
+        rectangular ones), e.g. ``[model.rnn.weight_hh]``, ``["rnn.weight_hh"]``
+        or ``lambda name, p: name.endswith("weight_hh")``.
+    **options
+        Per-group settings of the unitary group: ``rank``, ``method``,
+        ``sketch``, ``reorthonormalize_every``, ``seed`` (see :class:`ProjUNN`),
+        or the base optimizer's own (``lr``, ...).
+
+    Returns
+    -------
+    list of dict
+        ``[{"params": others, "param_names": ...}, {"params": unitary, "param_names": ...,
+        "unitary": True, **options}]``; a group with no parameter is left out.
+
+    Raises
+    ------
+    ValueError
+        If a listed parameter or name is not in ``model``, or nothing is selected.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from unitary_lowrank.backends.torch import ProjUNN, haar_, unitary_groups
+    >>> model = torch.nn.Linear(16, 4, bias=True)
+    >>> _ = haar_(model.weight.data)  # orthonormal rows
+    >>> opt = ProjUNN(torch.optim.Adam(unitary_groups(model, [model.weight], rank=2), lr=1e-3))
+    >>> [len(g["params"]) for g in opt.param_groups], opt.param_groups[1]["unitary"]
+    ([1, 1], True)
+    """
+    named = list(model.named_parameters())
+    if callable(unitary):
+        selected = {name for name, p in named if unitary(name, p)}
+    else:
+        wanted = list(unitary)
+        by_id = {id(p): name for name, p in named}
+        names = {name for name, _ in named}
+        selected = set()
+        for item in wanted:
+            if isinstance(item, str):
+                if item not in names:
+                    raise ValueError(f"unitary_groups: the model has no parameter named {item!r}")
+                selected.add(item)
+            elif isinstance(item, torch.Tensor):
+                if id(item) not in by_id:
+                    raise ValueError(
+                        f"unitary_groups: a listed tensor of shape {tuple(item.shape)} is not a parameter of the model"
+                    )
+                selected.add(by_id[id(item)])
+            else:
+                raise TypeError(f"unitary_groups: unitary lists parameters or names; got {type(item).__name__}")
+    if not selected:
+        raise ValueError("unitary_groups: no parameter selected as unitary")
+    rest = [(name, p) for name, p in named if name not in selected]
+    chosen = [(name, p) for name, p in named if name in selected]
+    groups = []
+    if rest:
+        groups.append({"params": [p for _, p in rest], "param_names": [name for name, _ in rest]})
+    groups.append(
+        {"params": [p for _, p in chosen], "param_names": [name for name, _ in chosen], "unitary": True, **options}
+    )
+    return groups
