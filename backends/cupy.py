@@ -50,7 +50,7 @@ class CupyBackend(Backend):
         return cupy.ascontiguousarray(X)
 
     def out_problem(self, out: Any, sources: dict[str, Any]) -> str | None:
-        if any(stride == 0 and size > 1 for stride, size in zip(out.strides, out.shape, strict=True)):
+        if out.size and any(stride == 0 and size > 1 for stride, size in zip(out.strides, out.shape, strict=True)):
             return "repeats memory (a broadcast or stride-0 view); pass an array that owns its elements"
         for name, x in sources.items():
             same = x.data.ptr == out.data.ptr and x.shape == out.shape and x.strides == out.strides

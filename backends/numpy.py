@@ -68,7 +68,7 @@ class NumpyBackend(Backend):
     def out_problem(self, out: np.ndarray, sources: dict[str, Any]) -> str | None:
         if not out.flags.writeable:
             return "is read-only (or a broadcast view); pass a writable array, e.g. out=U.copy()"
-        if any(stride == 0 and size > 1 for stride, size in zip(out.strides, out.shape, strict=True)):
+        if out.size and any(stride == 0 and size > 1 for stride, size in zip(out.strides, out.shape, strict=True)):
             return "repeats memory (a broadcast or stride-0 view); pass an array that owns its elements"
         for name, x in sources.items():
             if isinstance(x, np.ndarray) and not _same_view(out, x) and np.may_share_memory(out, x):

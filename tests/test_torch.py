@@ -110,7 +110,9 @@ def test_cayley_spectrum_is_in_right_half_plane():
 
 def test_initializer_errors():
     with pytest.raises(ValueError, match=r"shape \(\.\.\., n, n\)"):
-        haar_(torch.empty(3, 4))
+        henaff_(torch.empty(3, 4))
+    with pytest.raises(ValueError, match=r"haar_: tensor must have shape \(\.\.\., n, p\)"):
+        haar_(torch.empty(4))
     with pytest.raises(TypeError, match="float16"):
         henaff_(torch.empty(4, 4, dtype=torch.float16))
 

@@ -181,14 +181,16 @@ def test_reorthonormalize_arguments(rng):
 
 
 def test_check_finite_false_skips_value_checks(operands):
-    """The adapters' fast path: no value read back (a GPU sync) for NaN checks or the singular warning."""
+    """The adapters' fast path: no value read back (a GPU sync) for NaN checks or the singular warning.
+
+    Non-finite input then flows through to NaN output (never an error of ours, never a hang).
+    """
     U, A, B = operands
     bad = A.copy()
     bad[0, 0] = np.nan
-    with pytest.raises(np.linalg.LinAlgError):  # NaN reaches LAPACK: no ValueError of ours first
-        ul.transport(U, bad, B, check_finite=False)
-    with pytest.raises(np.linalg.LinAlgError):
-        ul.sketch(np.full((4, 4), np.nan), 1, method="svd", check_finite=False)
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(ul.transport(U, bad, B, check_finite=False)).any()
+        assert np.isnan(ul.sketch(np.full((4, 4), np.nan), 1, method="svd", check_finite=False)[0]).all()
     x = B[:, :1] / np.linalg.norm(B[:, :1])
     import warnings
 

@@ -78,8 +78,13 @@ def qr(xp: Any, X: Any) -> tuple[Any, Any]:
 
 
 def orthonormal_basis(xp: Any, X: Any) -> Any:
-    """Orthonormal columns spanning ``X``: the ``Q`` of the backend's reduced Householder QR."""
-    return qr(xp, X)[0]
+    """Orthonormal columns spanning ``X``: the ``Q`` of the backend's reduced Householder QR.
+
+    ``X`` is first divided by its largest entry: ``Q`` does not change, and
+    subnormal or huge columns (whose squared norms would underflow or
+    overflow inside the QR) cannot turn into NaN.
+    """
+    return qr(xp, divide_by_scale(xp, X, max_abs(xp, X)))[0]
 
 
 def max_abs(xp: Any, X: Any) -> Any:
@@ -92,6 +97,16 @@ def max_abs(xp: Any, X: Any) -> Any:
         return xp.ones(tuple(X.shape[:-2]) + (1, 1), dtype=real_dtype(xp, X.dtype), device=device_of(X))
     scale = xp.max(xp.abs(X), axis=(-2, -1), keepdims=True)
     return xp.where(scale > 0, scale, xp.ones_like(scale))
+
+
+def divide_by_scale(xp: Any, X: Any, scale: Any) -> Any:
+    """``X / scale`` for a positive real ``scale`` (..., 1, 1), exact to rounding for any finite scale.
+
+    Multiplies twice by ``1/√scale``: ``1/scale`` itself overflows for a
+    subnormal scale, and a complex division by it squares it (to zero).
+    """
+    inverse_root = xp.astype(1 / xp.sqrt(scale), X.dtype)
+    return X * inverse_root * inverse_root
 
 
 def _finite_matrices(xp: Any, X: Any) -> Any:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._linalg import batch_shape, device_of, max_abs
+from ._linalg import batch_shape, device_of, divide_by_scale, max_abs
 from ._validate import check_factors, check_finite, namespace
 
 
@@ -94,7 +94,7 @@ def span(xp: Any, left: Any, right: Any) -> tuple[Any, Any, Any, Any, Any]:
     batch = batch_shape(left, right)
     m, k = left.shape[-2], left.shape[-1]
     s_left, s_right = max_abs(xp, left), max_abs(xp, right)
-    parts = [xp.broadcast_to(x / xp.astype(s, x.dtype), batch + (m, k)) for x, s in ((left, s_left), (right, s_right))]
+    parts = [xp.broadcast_to(divide_by_scale(xp, x, s), batch + (m, k)) for x, s in ((left, s_left), (right, s_right))]
     stacked = xp.concat(parts, axis=-1)
     del parts
     Q, R = backend_for(left).qr(xp, stacked)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from ._linalg import adjoint, eps, eye, max_abs, qr, safe_svd
+from ._linalg import adjoint, divide_by_scale, eps, eye, max_abs, qr, safe_svd
 from ._rank_update import add_update, copy_of_U, is_trivial, prepare, scaled_identity_plus, span
 from ._validate import is_concrete
 from .errors import SingularUpdateWarning
@@ -119,10 +119,10 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
         # A⊥ = A − U Uᴴ A = s_A (A / s_A − (U Q) R_A) = s_A s_P P R_P. Orthogonalized twice: after
         # cancellation (A nearly in the range of U) one pass leaves P off U's complement by ε ‖A‖/‖A⊥‖,
         # and a nearly singular K can give that direction O(1) weight.
-        A_perp = A / xp.astype(s_A, A.dtype) - xp.matmul(UQ, R_A)
+        A_perp = divide_by_scale(xp, A, s_A) - xp.matmul(UQ, R_A)
         A_perp = A_perp - xp.matmul(U, adjoint(xp, xp.matmul(adjoint(xp, A_perp), U)))
         s_P = max_abs(xp, A_perp)
-        P, R_P = qr(xp, A_perp / xp.astype(s_P, A.dtype))
+        P, R_P = qr(xp, divide_by_scale(xp, A_perp, s_P))
         del A_perp
         D = xp.matmul(R_P, adjoint(xp, R_B))
         K = xp.concat([K, D * xp.astype(xp.minimum(t, xp.ones_like(t)) * s_P, D.dtype)], axis=-2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._linalg import adjoint, is_complex, orthonormal_basis, real_dtype
+from ._linalg import adjoint, divide_by_scale, is_complex, max_abs, orthonormal_basis, real_dtype, safe_svd
 from ._validate import check_dtype, check_matrix, namespace
 from ._validate import check_finite as _check_finite
 
@@ -52,6 +52,8 @@ def sketch(
     check_finite : bool, default True
         Raise ``ValueError`` if ``G`` holds NaN or Inf. Reading the answer back
         synchronizes a GPU with the host; optimizer adapters pass ``False``.
+        Then a non-finite ``G`` gives NaN factors (never a hang: LAPACK's
+        complex SVD can loop forever on Inf, so no SVD is run on such input).
 
     Returns
     -------
@@ -122,7 +124,7 @@ def sketch(
 
 
 def _truncated_svd(xp: Any, G: Any, rank: int) -> tuple[Any, Any]:
-    W, sigma, Vh = xp.linalg.svd(G, full_matrices=False)
+    W, sigma, Vh = safe_svd(xp, G)
     A = W[..., :rank] * xp.astype(sigma[..., None, :rank], G.dtype)
     return A, adjoint(xp, Vh[..., :rank, :])
 
@@ -151,7 +153,7 @@ def _range_finder(xp: Any, G: Any, rank: int, oversample: int, power_iters: int,
         # Gᴴ P as (Pᴴ G)ᴴ: streams G in its own memory order, no conj(G) copy.
         Z = orthonormal_basis(xp, adjoint(xp, xp.matmul(adjoint(xp, P), G)))
         Y = xp.matmul(G, Z)
-    W, sigma, Vh = xp.linalg.svd(Y, full_matrices=False)
+    W, sigma, Vh = safe_svd(xp, Y)
     A = W[..., :rank] * xp.astype(sigma[..., None, :rank], G.dtype)
     B = xp.matmul(Z, adjoint(xp, Vh[..., :rank, :]))
     return A, B
@@ -159,7 +161,7 @@ def _range_finder(xp: Any, G: Any, rank: int, oversample: int, power_iters: int,
 
 def _lift(xp: Any, P: Any, G: Any, rank: int) -> tuple[Any, Any]:
     """Best rank-k factors of ``P Pᴴ G`` for orthonormal ``P``: one more pass over ``G``."""
-    W, sigma, Vh = xp.linalg.svd(xp.matmul(adjoint(xp, P), G), full_matrices=False)
+    W, sigma, Vh = safe_svd(xp, xp.matmul(adjoint(xp, P), G))
     A = xp.matmul(P, W[..., :rank] * xp.astype(sigma[..., None, :rank], G.dtype))
     return A, adjoint(xp, Vh[..., :rank, :])
 
@@ -173,7 +175,9 @@ def _column_sample(xp: Any, G: Any, rank: int, oversample: int, seed: Any) -> tu
     batch = tuple(G.shape[:-2])
     width = min(rank + oversample, n)
     real = real_dtype(xp, G.dtype)
-    weights = xp.sum(xp.abs(G) ** 2, axis=-2) if is_complex(xp, G) else xp.sum(G * G, axis=-2)
+    scaled = divide_by_scale(xp, G, max_abs(xp, G))  # squares of entries above 1e19 (single) would overflow
+    weights = xp.sum(xp.abs(scaled) ** 2, axis=-2) if is_complex(xp, G) else xp.sum(scaled * scaled, axis=-2)
+    del scaled
     total = xp.sum(weights, axis=-1, keepdims=True)
     probability = weights / xp.where(total > 0, total, xp.ones_like(total))
     tiny = float(xp.finfo(real).smallest_normal)
@@ -184,5 +188,5 @@ def _column_sample(xp: Any, G: Any, rank: int, oversample: int, seed: Any) -> tu
     chosen = xp.argsort(-keys, axis=-1)[..., :width]
     columns = xp.take_along_axis(G, xp.broadcast_to(chosen[..., None, :], batch + (m, width)), axis=-1)
     scale = 1 / xp.sqrt(width * xp.take_along_axis(probability, chosen, axis=-1) + tiny)
-    W, _, _ = xp.linalg.svd(columns * xp.astype(scale[..., None, :], G.dtype), full_matrices=False)
+    W, _, _ = safe_svd(xp, columns * xp.astype(scale[..., None, :], G.dtype))
     return _lift(xp, W[..., :rank], G, rank)

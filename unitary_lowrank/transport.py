@@ -125,8 +125,10 @@ def skew_function_minus_identity(xp: Any, S: Any, t: Any, retraction: str = "exp
     """
     H = xp.astype(S, complex_dtype(xp, S.dtype)) * 1j
     lam, V = safe_eigh(xp, H)
-    lam = lam * xp.astype(t[..., 0], lam.dtype)
-    lam = xp.where(xp.isinf(lam), xp.zeros_like(lam), lam)  # an overflowed angle: any rotation is as exact
+    # λ = t λ'. A zero stays zero when t overflows (a 1×1 or rank-deficient skew part), and an
+    # overflowed angle is meaningless (‖S‖ ≫ 1/ε): any rotation is then as exact, take none.
+    lam = xp.where(lam == 0, lam, lam * xp.astype(t[..., 0], lam.dtype))
+    lam = xp.where(xp.isinf(lam), xp.zeros_like(lam), lam)
     if retraction == "exp":
         half = xp.sin(lam / 2)
         re, im = -2 * half * half, -xp.sin(lam)

@@ -62,7 +62,7 @@ class TorchBackend(Backend):
                 "requires grad, and autograd cannot record an in-place step; run the step under "
                 "torch.no_grad() (as optimizers do) or pass out=W.data"
             )
-        if any(stride == 0 and size > 1 for stride, size in zip(out.stride(), out.shape, strict=True)):
+        if out.numel() and any(stride == 0 and size > 1 for stride, size in zip(out.stride(), out.shape, strict=True)):
             return "repeats memory (an expanded or stride-0 view); pass a tensor that owns its elements"
         for name, x in sources.items():
             if isinstance(x, torch.Tensor) and not _same_view(out, x) and _shares_storage(out, x):
