@@ -15,7 +15,7 @@ import importlib.util
 
 import pytest
 
-from unitary_lowrank.bench import Case, build
+from unitary_lowrank.cli.bench import Case, build
 
 BACKENDS = ["numpy"] + (["torch"] if importlib.util.find_spec("torch") else [])
 DTYPES = ["float32", "float64", "complex64"]

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from unitary_lowrank.bench import Case, extra_memory_elements
 from unitary_lowrank.cli import main
+from unitary_lowrank.cli.bench import Case, extra_memory_elements
 
 
 def test_bench_writes_table_plot_and_json(tmp_path, capsys):

@@ -8,10 +8,9 @@ import sys
 
 import pytest
 
-from unitary_lowrank import verify
-from unitary_lowrank.cli import main
+from unitary_lowrank.cli import main, verify
 
-SMALL = ["verify", "--sizes", "8", "40", "--ranks", "1", "4", "--repeats", "1"]
+SMALL = ["verify", "--sizes", "8", "40", "--ranks", "1", "4", "--repeats", "1", "--tall"]
 
 
 def test_verify_passes_and_prints_table(capsys, tmp_path):
@@ -34,13 +33,27 @@ def test_verify_fails_loudly(monkeypatch, capsys):
 @pytest.mark.parametrize("backend", ["array_api_strict", "torch", "jax"])
 def test_verify_on_other_backends(backend, capsys):
     pytest.importorskip(backend)
-    assert main(["verify", "--backend", backend, "--sizes", "12", "--ranks", "2", "--repeats", "1"]) == 0
-    assert "all 8 cases within tolerance" in capsys.readouterr().out
+    assert (
+        main(["verify", "--backend", backend, "--sizes", "12", "--tall", "20x5", "--ranks", "2", "--repeats", "1"]) == 0
+    )
+    assert "all 16 cases within tolerance" in capsys.readouterr().out
 
 
 def test_python_dash_m():
     result = subprocess.run(
-        [sys.executable, "-m", "unitary_lowrank", "verify", "--sizes", "6", "--ranks", "1", "--dtypes", "float64"],
+        [
+            sys.executable,
+            "-m",
+            "unitary_lowrank",
+            "verify",
+            "--sizes",
+            "6",
+            "--tall",
+            "--ranks",
+            "1",
+            "--dtypes",
+            "float64",
+        ],
         capture_output=True,
         text=True,
     )
@@ -51,3 +64,39 @@ def test_python_dash_m():
 def test_unknown_backend_is_refused():
     with pytest.raises(SystemExit):
         main(["verify", "--backend", "tensorflow"])
+
+
+def test_verify_covers_tall_shapes_and_reports_progress_when_piped(tmp_path):
+    """Tall n×p shapes against polar / expm(skew(A (U B)ᴴ)) @ U; progress lines when stdout is not a terminal."""
+    path = tmp_path / "rows.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "unitary_lowrank",
+            "verify",
+            "--sizes",
+            "--tall",
+            "64x8",
+            "64x1",
+            "--ranks",
+            "1",
+            "4",
+            "--repeats",
+            "1",
+            "--json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "verify: 24/24 (100 %)" in result.stdout
+    rows = json.loads(path.read_text())
+    assert {(r["n"], r["p"]) for r in rows} == {(64, 8), (64, 1)}
+    assert len(rows) == 24 and all(r["ok"] for r in rows)
+
+
+def test_verify_refuses_bad_shapes():
+    with pytest.raises(SystemExit):
+        main(["verify", "--tall", "8x16"])

@@ -511,7 +511,7 @@ def test_unitary_groups_selects_by_parameter_name_or_predicate():
     for groups in (by_param, by_name, by_rule):
         assert groups[1]["param_names"] == ["0.weight"] and groups[1]["unitary"] and groups[1]["rank"] == 2
         assert groups[0]["param_names"] == ["0.bias", "1.weight", "1.bias"]
-    with pytest.raises(ValueError, match="no parameter named 'rnn.weight'"):
+    with pytest.raises(ValueError, match=r"no parameter named 'rnn\.weight'"):
         unitary_groups(model, ["rnn.weight"])
     with pytest.raises(ValueError, match="not a parameter of the model"):
         unitary_groups(model, [torch.zeros(3, 3)])

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from unitary_lowrank.cli import main  # noqa: E402
-from unitary_lowrank.train import PRESETS, Config, run  # noqa: E402
+from unitary_lowrank.cli.train import PRESETS, Config, run  # noqa: E402
 
 
 def quick(task: str, tmp_path, **overrides) -> Config:

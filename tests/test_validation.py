@@ -19,7 +19,9 @@ def operands(rng):
 @pytest.mark.parametrize("step", STEPS)
 def test_wide_U_is_refused_with_the_adjoint_as_fix(step, operands):
     _, A, B = operands
-    with pytest.raises(ValueError, match=r"U must have shape \(\.\.\., n, p\) with p ≤ n .*got shape \(5, 6\).*adjoint"):
+    with pytest.raises(
+        ValueError, match=r"U must have shape \(\.\.\., n, p\) with p ≤ n .*got shape \(5, 6\).*adjoint"
+    ):
         step(np.ones((5, 6)), A[:5], B)
 
 

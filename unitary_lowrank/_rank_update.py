@@ -129,4 +129,3 @@ def add_update(xp: Any, U: Any, X: Any, Y: Any, out: Any) -> Any:
     target = backend_for(out)
     target.copy_(out, U)
     return target.add_product_(out, X, Y)
-

@@ -69,8 +69,9 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
       ``polar(U + A Bᴴ) = U + ((U Q)(F − I) + P F₂) Qᴴ``.
 
     Cost: two passes over ``U`` plus one read-and-write, O(k n p) flops (p < n:
-    two more passes, to orthogonalize ``A⊥`` twice); the QRs are O((n + p) k²). No square of ``U + A Bᴴ`` is formed, so rank
-    deficiency is resolved as well as by a dense SVD.
+    two more passes, to orthogonalize ``A⊥`` twice); the QRs are O((n + p) k²).
+    No square of ``U + A Bᴴ`` is formed, so rank deficiency is resolved as well
+    as by a dense SVD.
     Accuracy: backward stable, error O(ε (1 + ‖A Bᴴ‖)) relative to the dense
     polar factor when ``U + A Bᴴ`` is well conditioned; the test suite holds it
     to 1e-12 (float64) against ``scipy.linalg.polar``.
@@ -141,7 +142,9 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
         F_2 = F[..., r:, :]
         X = X + xp.matmul(P, xp.where(keep, F_2, xp.zeros_like(F_2)))
         del P
-    return add_update(xp, U, X, adjoint(xp, Q), out)
+    Y = adjoint(xp, Q)
+    del Q  # complex: Y is a conjugated copy, and Q can go before the update's row buffer is taken
+    return add_update(xp, U, X, Y, out)
 
 
 def _warn_if_singular(xp: Any, sigma: Any) -> None:

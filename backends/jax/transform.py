@@ -156,7 +156,9 @@ def _check_leaf(path: Any, leaf: Any, rank: int) -> None:
     if leaf.dtype not in (jnp.float32, jnp.float64, jnp.complex64, jnp.complex128):
         raise TypeError(f"projunn: leaf {name} is {leaf.dtype}; use float32, float64, complex64 or complex128")
     if rank > min(shape[-2:]):
-        raise ValueError(f"projunn: rank {rank} exceeds min(n, p) = {min(shape[-2:])} of leaf {name} with shape {shape}")
+        raise ValueError(
+            f"projunn: rank {rank} exceeds min(n, p) = {min(shape[-2:])} of leaf {name} with shape {shape}"
+        )
 
 
 def _check_unitary(path: Any, leaf: Any) -> None:

@@ -13,10 +13,12 @@ The pytest-benchmark suite in ``benchmarks/`` builds its cases from here too.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import platform
 import statistics
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
@@ -25,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from .haar import random_unitary
-from .project import project
-from .sketch import sketch
-from .transport import transport
+from ..haar import random_unitary
+from ..project import project
+from ..sketch import sketch
+from ..transport import transport
 
 STEPS = ("project", "transport")
 OVERSAMPLE = 10
@@ -429,3 +431,58 @@ def main(args: Any) -> int:
     )
     console.print(f"wrote {args.json} and {args.plot}")
     return 0
+
+
+def add_parser(commands: Any) -> argparse.ArgumentParser:
+    """Register ``bench`` and its options on the subcommand parsers ``commands``."""
+    from .verify import DEFAULT_DTYPES
+
+    bench = commands.add_parser(
+        "bench",
+        help="time the steps against the memory floor and dense SVD/expm; table, PNG and JSON",
+        description="Time project, transport (in place) and sketch over a grid, in the same run as the floor "
+        "(one U @ X with X of shape N×2k) and the dense baselines (scipy.linalg.polar / expm, "
+        "torch.linalg.svd / matrix_exp). Prints medians and ratios, writes a log-log plot and the raw numbers.",
+    )
+    bench.add_argument(
+        "--backends",
+        nargs="+",
+        default=None,
+        choices=["numpy", "torch", "cupy"],
+        help="default: numpy, and torch if installed",
+    )
+    bench.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 2048, 4096], metavar="N")
+    bench.add_argument("--ranks", type=int, nargs="+", default=[1, 4, 16], metavar="K")
+    bench.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=["float32", "float64", "complex64"],
+        choices=list(DEFAULT_DTYPES),
+        metavar="DTYPE",
+    )
+    bench.add_argument(
+        "--dense-max",
+        type=int,
+        default=2048,
+        metavar="N",
+        help="largest N for the dense baselines (float64 also at the largest N); default 2048",
+    )
+    bench.add_argument("--min-time", type=float, default=0.3, help="seconds of repeats per case (median taken)")
+    bench.add_argument("--json", default="bench.json", help="raw numbers (default: bench.json)")
+    bench.add_argument("--plot", default="bench.png", help="log-log plot of time against N (default: bench.png)")
+
+    return bench
+
+
+def command(args: Any) -> int:
+    """Run ``unitary-lowrank bench``; 2 if a requested backend is not installed."""
+    from ..backends import available_backends
+
+    installed = available_backends()
+    if args.backends is None:
+        args.backends = [b for b in ("numpy", "torch") if b in installed]
+    missing = [b for b in args.backends if b not in installed]
+    if missing:
+        print(f"unitary-lowrank bench: not installed: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    return main(args)

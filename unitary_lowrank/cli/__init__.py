@@ -1,0 +1,40 @@
+"""The command-line tools: ``unitary-lowrank verify``, ``bench`` and ``train`` (also ``python -m unitary_lowrank``).
+
+One module per command (:mod:`.verify`, :mod:`.bench`, :mod:`.train`), each with
+``add_parser(commands)`` for its arguments and ``command(args)`` to run it.
+The library itself (``unitary_lowrank``) never imports this package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import bench, train, verify
+
+COMMANDS = {"verify": verify, "bench": bench, "train": train}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="unitary-lowrank",
+        description="Orthogonal/unitary low-rank updates (projUNN): checks, benchmarks and the paper's tasks.",
+    )
+    parser.add_argument("--version", action="version", version=f"unitary_lowrank {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for module in COMMANDS.values():
+        module.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``) and run the command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command].command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
