@@ -169,7 +169,7 @@ def run(
                     )
                     result = converter.back(result)
                     # the dense step in the input's own precision, as a user would run it, timed the same way
-                    dense_ms, _ = _median_ms(lambda s=step: _dense(s, U, A, B), lambda x: None, repeats)
+                    dense_ms, _ = _median_ms(lambda s=step, U=U, A=A, B=B: _dense(s, U, A, B), lambda x: None, repeats)
                     reference = _dense(step, *reference_inputs)
                     wide = _wide(result)
                     error = float(np.linalg.norm(wide - reference) / np.linalg.norm(reference))
