@@ -17,6 +17,9 @@ __all__ = ["BACKEND", "NumpyBackend"]
 _PER_MATRIX_BLAS_MIN_N = 128
 # Buffer for batches of small matrices: ~256 KiB in float64, well inside L2.
 _SMALL_BUFFER_ELEMENTS = 1 << 15
+# Smallest row block of the in-place update, in elements: each block costs a few µs of Python and
+# call overhead, so short rows (a tall n×p U) are grouped into blocks of at least this size.
+_MIN_BLOCK_ELEMENTS = 1 << 16
 
 
 class NumpyBackend(Backend):
@@ -91,7 +94,8 @@ class NumpyBackend(Backend):
 
         ``out`` is (..., n, p); ``X`` is (..., n, r) and ``Y`` is (..., r, p),
         broadcastable to ``out``'s batch shape. Rows of ``out`` are updated in
-        blocks of 2r rows (at least 4) through a small buffer, with NumPy's own
+        blocks of 2r rows (at least 4, and at least 64 Ki elements, so that short
+        rows do not pay per-block overhead) through a small buffer, with NumPy's own
         BLAS: no N×N temporary, and no second BLAS library whose thread pool
         would fight NumPy's for the cores (SciPy's ``?gemm`` with β = 1, the
         obvious alternative, ran 2× slower interleaved with NumPy products on
@@ -103,7 +107,7 @@ class NumpyBackend(Backend):
         Y = np.broadcast_to(Y, batch + Y.shape[-2:])
         if max(n, p) < _PER_MATRIX_BLAS_MIN_N:
             return _add_product_small(out, X, Y)
-        rows = max(4, 2 * r)
+        rows = min(n, max(4, 2 * r, _MIN_BLOCK_ELEMENTS // max(p, 1)))
         buffer = np.empty((rows, p), dtype=out.dtype)
         for index in np.ndindex(*batch):
             target, x, y = out[index], X[index], Y[index]

@@ -72,3 +72,12 @@ def test_dense_baseline(benchmark, op, backend, dtype, n, request):
 @pytest.mark.parametrize("op", ["floor", "project", "transport"])
 def test_batched(benchmark, op, backend, dtype):
     run(benchmark, Case(op, backend, 64, 1, dtype, batch=512), group_of(backend, dtype, 64, 1, batch=512))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op", ["floor", "project", "transport", "torch-orthogonal"])
+def test_stiefel(benchmark, op, backend):
+    """n = 4096, p = 256, k = 4, float32: the step against one read of U, and torch's orthogonal parametrization."""
+    if op == "torch-orthogonal" and backend != "torch":
+        pytest.skip("the torch parametrization runs on torch tensors")
+    run(benchmark, Case(op, backend, 4096, 4, "float32", p=256), f"{backend} float32 4096×256 k=4")

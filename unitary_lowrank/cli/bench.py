@@ -40,17 +40,23 @@ OVERSAMPLE = 10
 class Case:
     """One measurement: an operation on a backend at one size, rank and dtype."""
 
-    op: str  # project | transport | sketch | floor | sketch-floor | polar | expm
+    op: str  # project | transport | sketch | floor | sketch-floor | polar | expm | torch-orthogonal
     backend: str  # numpy | torch | cupy
     n: int
     k: int
     dtype: str
     batch: int = 0  # > 0: a batch of that many n×n matrices
+    p: int = 0  # > 0: a tall n×p U with orthonormal columns (the floor then reads U once: U @ X, X p×2k)
+
+    @property
+    def shape(self) -> str:
+        if self.p:
+            return f"{self.n}×{self.p}"
+        return f"({self.batch}, {self.n}, {self.n})" if self.batch else f"N={self.n}"
 
     @property
     def label(self) -> str:
-        shape = f"({self.batch}, {self.n}, {self.n})" if self.batch else f"N={self.n}"
-        return f"{self.op} {self.backend} {self.dtype} {shape} k={self.k}"
+        return f"{self.op} {self.backend} {self.dtype} {self.shape} k={self.k}"
 
 
 @dataclass
@@ -84,22 +90,22 @@ class _Library:
 
 
 def _operands(case: Case) -> dict[str, np.ndarray]:
-    return _cached_operands(case.n, case.k, case.dtype, case.batch)
+    return _cached_operands(case.n, case.k, case.dtype, case.batch, case.p or case.n)
 
 
 @functools.lru_cache(maxsize=4)
-def _haar(n: int, complex_: bool, batch: int) -> np.ndarray:
+def _haar(n: int, complex_: bool, batch: int, p: int) -> np.ndarray:
     return random_unitary(
-        n, dtype="complex128" if complex_ else "float64", batch_shape=(batch,) if batch else (), seed=n
+        n, p, dtype="complex128" if complex_ else "float64", batch_shape=(batch,) if batch else (), seed=n
     )
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_operands(n: int, k: int, dtype: str, batch_size: int) -> dict[str, np.ndarray]:
+def _cached_operands(n: int, k: int, dtype: str, batch_size: int, p: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(n * 1000 + k)
     complex_ = dtype.startswith("complex")
     batch = (batch_size,) if batch_size else ()
-    U = _haar(n, complex_, batch_size)
+    U = _haar(n, complex_, batch_size, p)
 
     def gaussian(*shape: int) -> np.ndarray:
         x = rng.standard_normal(batch + shape)
@@ -110,9 +116,9 @@ def _cached_operands(n: int, k: int, dtype: str, batch_size: int) -> dict[str, n
     operands = {
         "U": U,
         "A": gaussian(n, k),
-        "B": gaussian(n, k),
-        "X": gaussian(n, 2 * k),
-        "G": gaussian(n, n),
+        "B": gaussian(p, k),
+        "X": gaussian(p, 2 * k),
+        "G": gaussian(n, p),
         "Omega": gaussian(n, k + OVERSAMPLE),
     }
     return {name: value.astype(dtype) for name, value in operands.items()}
@@ -136,7 +142,34 @@ def build(case: Case) -> tuple[Callable[[], Any], Callable[[], None]]:
         return (lambda: G @ Omega), library.sync
     if case.op in ("polar", "expm"):
         return _dense(case, U, A, B), library.sync
+    if case.op == "torch-orthogonal":
+        return _torch_parametrization(U), library.sync
     raise ValueError(f"unknown op {case.op!r}")
+
+
+def _torch_parametrization(U: Any) -> Callable[[], Any]:
+    """Forward and backward of ``torch.nn.utils.parametrizations.orthogonal`` on a weight of U's shape.
+
+    What a user of the torch parametrization pays per training step for the
+    constraint alone (the weight is recomputed from its parameter, and the
+    gradient flows back through that map).
+    """
+    import torch
+
+    if not isinstance(U, torch.Tensor):
+        raise ValueError("torch-orthogonal runs on the torch backend")
+    n, p = U.shape[-2:]
+    layer = torch.nn.Linear(p, n, bias=False, dtype=U.dtype, device=U.device)
+    with torch.no_grad():
+        layer.weight.copy_(U)
+    torch.nn.utils.parametrizations.orthogonal(layer)
+
+    def forward_backward():
+        layer.zero_grad(set_to_none=True)
+        layer.weight.sum().backward()
+        return layer.parametrizations.weight.original.grad
+
+    return forward_backward
 
 
 def _dense(case: Case, U: Any, A: Any, B: Any) -> Callable[[], Any]:
@@ -226,13 +259,24 @@ def machine() -> dict[str, Any]:
 
 
 def grid(
-    sizes: Sequence[int], ranks: Sequence[int], dtypes: Sequence[str], backends: Sequence[str], dense_max: int
+    sizes: Sequence[int],
+    ranks: Sequence[int],
+    dtypes: Sequence[str],
+    backends: Sequence[str],
+    dense_max: int,
+    tall: Sequence[tuple[int, int]] = (),
 ) -> list[Case]:
-    """All cases of a run: steps, sketch, floors, dense baselines, and the batched case.
+    """All cases of a run: steps, sketch, floors, dense baselines, the batched case and tall (Stiefel) shapes.
 
     Dense baselines (O(N³), slow) run for N ≤ ``dense_max``, and in float64 at the largest N.
+    Tall n×p shapes run at k = 4 in float32 against one read of U (floor) and,
+    on torch, against ``torch.nn.utils.parametrizations.orthogonal`` (forward + backward).
     """
     cases = []
+    for backend in backends:
+        for n, p in tall:
+            ops = ("floor", *STEPS) + (("torch-orthogonal",) if backend == "torch" else ())
+            cases += [Case(op, backend, n, 4, "float32", p=p) for op in ops]
     for backend in backends:
         for dtype in dtypes:
             for n in sizes:
@@ -254,17 +298,21 @@ def ratios(results: list[Result]) -> list[dict[str, Any]]:
         if c.op not in (*STEPS, "sketch"):
             continue
         floor_op = "sketch-floor" if c.op == "sketch" else "floor"
-        floor = by_case.get(Case(floor_op, c.backend, c.n, c.k, c.dtype, c.batch))
+        floor = by_case.get(Case(floor_op, c.backend, c.n, c.k, c.dtype, c.batch, c.p))
+        parametrization = by_case.get(Case("torch-orthogonal", c.backend, c.n, c.k, c.dtype, c.batch, c.p))
         row = {
             "op": c.op,
             "backend": c.backend,
             "n": c.n,
+            "p": c.p or c.n,
             "k": c.k,
             "dtype": c.dtype,
             "batch": c.batch,
             "median_ms": r.median_s * 1e3,
             "floor_ms": floor.median_s * 1e3 if floor else None,
             "ratio_to_floor": r.median_s / floor.median_s if floor else None,
+            "torch_orthogonal_ms": parametrization.median_s * 1e3 if parametrization else None,
+            "torch_orthogonal_over_step": parametrization.median_s / r.median_s if parametrization else None,
         }
         for dense in ("polar", "expm"):
             d = next(
@@ -276,6 +324,7 @@ def ratios(results: list[Result]) -> list[dict[str, Any]]:
                     and x.case.n == c.n
                     and x.case.dtype == c.dtype
                     and not c.batch
+                    and not c.p
                 ),
                 None,
             )
@@ -302,12 +351,13 @@ def plot(results: list[Result], path: str, backend: str = "numpy", dtype: str = 
             and r.case.backend == backend
             and r.case.dtype == dtype
             and not r.case.batch
+            and not r.case.p
             and (op in ("polar", "expm") or r.case.k == k)
         )
         if points:
             n, t = zip(*points, strict=True)
             ax.loglog(n, np.array(t) * 1e3, style, label=op if op not in STEPS else f"{op} (k={k}, in place)")
-    sizes = sorted({r.case.n for r in results if not r.case.batch})
+    sizes = sorted({r.case.n for r in results if not r.case.batch and not r.case.p})
     if sizes:
         n = np.array(sizes, dtype=float)
         anchor = next(
@@ -349,6 +399,7 @@ def render(rows: list[dict[str, Any]]) -> Any:
         "step/floor",
         "polar/step",
         "expm/step",
+        "torch param./step",
     ):
         table.add_column(name, justify="left" if name in ("op", "backend", "dtype", "shape") else "right")
 
@@ -356,7 +407,10 @@ def render(rows: list[dict[str, Any]]) -> Any:
         return "—" if x is None else format(x, spec)
 
     for r in rows:
-        shape = f"({r['batch']}, {r['n']}, {r['n']})" if r["batch"] else str(r["n"])
+        if r["batch"]:
+            shape = f"({r['batch']}, {r['n']}, {r['n']})"
+        else:
+            shape = str(r["n"]) if r["p"] == r["n"] else f"{r['n']}×{r['p']}"
         table.add_row(
             r["op"],
             r["backend"],
@@ -368,6 +422,7 @@ def render(rows: list[dict[str, Any]]) -> Any:
             fmt(r["ratio_to_floor"], ".2f"),
             fmt(r["polar_over_step"], ".0f"),
             fmt(r["expm_over_step"], ".0f"),
+            fmt(r["torch_orthogonal_over_step"], ".2g"),
         )
     return table
 
@@ -377,7 +432,7 @@ def main(args: Any) -> int:
     from ._console import progress_bar
 
     console = make_console()
-    cases = grid(args.sizes, args.ranks, args.dtypes, args.backends, args.dense_max)
+    cases = grid(args.sizes, args.ranks, args.dtypes, args.backends, args.dense_max, tall=args.tall)
     results = []
     with progress_bar("bench", console) as bar:
         task = bar.add_task("", total=len(cases))
@@ -435,7 +490,7 @@ def main(args: Any) -> int:
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
     """Register ``bench`` and its options on the subcommand parsers ``commands``."""
-    from .verify import DEFAULT_DTYPES
+    from .verify import DEFAULT_DTYPES, parse_shape
 
     bench = commands.add_parser(
         "bench",
@@ -466,6 +521,14 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         default=2048,
         metavar="N",
         help="largest N for the dense baselines (float64 also at the largest N); default 2048",
+    )
+    bench.add_argument(
+        "--tall",
+        type=parse_shape,
+        nargs="*",
+        default=[(4096, 256)],
+        metavar="NxP",
+        help="tall (Stiefel) shapes, stepped at k = 4 in float32 (default: 4096x256; give none to skip)",
     )
     bench.add_argument("--min-time", type=float, default=0.3, help="seconds of repeats per case (median taken)")
     bench.add_argument("--json", default="bench.json", help="raw numbers (default: bench.json)")

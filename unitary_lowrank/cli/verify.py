@@ -251,7 +251,7 @@ def main(args: Any) -> int:
     return 0
 
 
-def _shape(text: str) -> tuple[int, int]:
+def parse_shape(text: str) -> tuple[int, int]:
     try:
         n, p = (int(part) for part in text.lower().replace("×", "x").split("x"))
     except ValueError:
@@ -286,7 +286,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     )
     verify.add_argument(
         "--tall",
-        type=_shape,
+        type=parse_shape,
         nargs="*",
         default=list(DEFAULT_TALL),
         metavar="NxP",
