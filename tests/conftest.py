@@ -119,3 +119,42 @@ def tolerance(dtype, update_norm: float = 1.0) -> float:
 def rng(request) -> np.random.Generator:
     """A generator seeded from the test's name: reproducible, distinct per test."""
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+# -- which extras were missing ------------------------------------------------------------------
+
+#: module that a skipped test could not import → the extra of pyproject.toml that installs it
+_EXTRA_OF_MODULE = {
+    "torch": "torch",
+    "jax": "jax",
+    "optax": "jax",
+    "mlxtend": "experiments",
+    "tqdm": "experiments",
+    "matplotlib": "experiments",
+    "mkdocs": "docs",
+    "mathjax": "docs",
+    "mkdocstrings": "docs",
+    "array_api_strict": "dev",
+    "mpmath": "dev",
+    "hypothesis": "dev",
+}
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """After a run with missing extras, say how many tests each missing extra skipped, and how to install it."""
+    import re
+    from collections import Counter
+
+    missing: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        match = re.search(r"could not import '([\w.]+)'", reason)
+        if match:
+            module = match.group(1).split(".")[0]
+            missing[_EXTRA_OF_MODULE.get(module, module)] += 1
+    if missing:
+        terminalreporter.section("skipped for missing extras")
+        for extra, count in sorted(missing.items()):
+            terminalreporter.write_line(
+                f'{count} test item(s) skipped: extra [{extra}] not installed (pip install -e ".[{extra}]")'
+            )

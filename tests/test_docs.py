@@ -16,6 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def test_docs_build_strict(tmp_path):
     pytest.importorskip("mkdocs")
     pytest.importorskip("mkdocstrings")
+    pytest.importorskip("mathjax")
     if not (ROOT / "mkdocs.yml").exists():
         pytest.skip("not a source checkout")
     result = subprocess.run(
@@ -27,8 +28,14 @@ def test_docs_build_strict(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "WARNING" not in result.stderr
-    assert (tmp_path / "site" / "api" / "index.html").exists()
-    shutil.rmtree(tmp_path / "site")
+    site = tmp_path / "site"
+    assert (site / "api" / "index.html").exists()
+    # math renders offline: the MathJax bundle ships with the site and every page loads it
+    math_page = (site / "math" / "index.html").read_text()
+    assert 'src="../assets/mathjax/tex-svg.js"' in math_page and 'class="arithmatex"' in math_page
+    assert (site / "assets" / "mathjax" / "tex-svg.js").stat().st_size > 1_000_000
+    assert not (site / "_hooks").exists()
+    shutil.rmtree(site)
 
 
 def python_blocks(path: pathlib.Path) -> list[str]:

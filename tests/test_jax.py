@@ -137,6 +137,7 @@ def test_learns_haar_target_rank_one_sgd():
     assert loss <= 1e-6
 
 
+@pytest.mark.slow
 def test_drift_after_ten_thousand_jitted_float32_steps():
     loss, W = learn_haar_target("float32", lambda: optax.rmsprop(1e-3), 10_000, rank=1)
     assert float(ul.unitarity_error(W)) <= 1e-5

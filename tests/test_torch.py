@@ -436,6 +436,7 @@ def test_rank_larger_than_parameter():
 
 
 @pytest.mark.parametrize(("dtype", "bound"), [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+@pytest.mark.slow
 def test_drift_after_ten_thousand_steps_with_default_reorthonormalization(dtype, bound):
     g = torch.Generator().manual_seed(0)
     n = 32

@@ -1,5 +1,6 @@
-// MathJax configuration for pymdownx.arithmatex (generic mode). MathJax itself is
-// loaded only if the reader's browser can fetch it; the formulas stay readable as TeX otherwise.
+// MathJax 3 configuration for pymdownx.arithmatex (generic mode). MathJax itself (tex-svg.js,
+// fonts included) is shipped with the site by docs/_hooks/mathjax.py from the django-static-mathjax
+// package: no CDN, no network at build or reading time.
 window.MathJax = {
   tex: { inlineMath: [["\\(", "\\)"]], displayMath: [["\\[", "\\]"]], processEscapes: true },
   options: { ignoreHtmlClass: ".*|", processHtmlClass: "arithmatex" },

@@ -322,7 +322,7 @@ def _plot(rows: list[dict[str, Any]], task: Any, name: str, path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
-    ax.set_title(f"{name} ({task.note})")
+    ax.set_title(f"{name}\n{task.note}", fontsize=10)  # the note on its own line: long notes are not clipped
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
