@@ -16,9 +16,9 @@ import argparse
 import time
 
 import torch
+from unitary_lowrank.backends.torch import ProjUNN, haar_
 
 import unitary_lowrank as ul
-from unitary_lowrank.backends.torch import ProjUNN, haar_
 
 
 def fit(n: int, steps: int, method: str, rank: int, lr: float, seed: int = 0) -> dict:
