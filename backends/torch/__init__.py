@@ -7,9 +7,11 @@ core function (or importing this module) does.
     unitary_groups(model, [weights], **options)      param groups with the unitary weights marked
     haar_, henaff_, cayley_                          unitary initializers (in place)
     OrthogonalRNN, UnitaryRNN, LSTMBaseline          recurrent layers for the paper's tasks
+    UnitaryConv2d                                     orthogonal circular convolution, one unitary per frequency
 """
 
 from ._backend import BACKEND, TorchBackend, generator
+from .conv import UnitaryConv2d
 from .init import cayley_, haar_, henaff_
 from .layers import LSTMBaseline, ModReLU, OrthogonalRNN, UnitaryRNN
 from .optim import DEFAULT_REORTHONORMALIZE_EVERY, ProjUNN, unitary_groups
@@ -22,6 +24,7 @@ __all__ = [
     "OrthogonalRNN",
     "ProjUNN",
     "TorchBackend",
+    "UnitaryConv2d",
     "UnitaryRNN",
     "cayley_",
     "generator",
