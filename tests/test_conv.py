@@ -142,5 +142,5 @@ def test_bad_input_names_the_expected_shape():
         layer(torch.zeros(2, 3, 8, 6, dtype=torch.complex64))
     with pytest.raises(ValueError, match="channels must be a positive int"):
         UnitaryConv2d(0, 4)
-    with pytest.raises(TypeError, match="float32 or torch.float64"):
+    with pytest.raises(TypeError, match=r"float32 or torch\.float64"):
         UnitaryConv2d(2, 4, dtype=torch.float16)
