@@ -24,15 +24,29 @@ def is_single(dtype) -> bool:
     return np.dtype(dtype) in (np.float32, np.complex64)
 
 
-def haar(n: int, dtype: str, rng: np.random.Generator, batch: tuple[int, ...] = ()) -> np.ndarray:
-    """Haar unitary drawn here (not through the library), rounded to ``dtype``."""
+def haar(n: int, dtype: str, rng: np.random.Generator, batch: tuple[int, ...] = (), p: int | None = None) -> np.ndarray:
+    """Haar unitary drawn here (not through the library), rounded to ``dtype``; its first ``p`` columns if given.
+
+    The first p columns of a Haar unitary are Haar distributed on the Stiefel manifold.
+    """
     shape = batch + (n, n)
     Z = rng.standard_normal(shape)
     if np.dtype(dtype).kind == "c":
         Z = Z + 1j * rng.standard_normal(shape)
     Q, R = np.linalg.qr(Z)
     d = np.diagonal(R, axis1=-2, axis2=-1)
-    return (Q * (d / np.abs(d))[..., None, :]).astype(dtype)
+    Q = Q * (d / np.abs(d))[..., None, :]
+    return np.ascontiguousarray(Q[..., : n if p is None else p]).astype(dtype)
+
+
+def scaled_update(n, k, dtype, rng, norm, batch=(), p=None):
+    """A (n×k), B (p×k, default p = n) with ‖A Bᴴ‖₂ = norm (per matrix)."""
+    A = gaussian(batch + (n, k), dtype, rng).astype(np.complex128)
+    B = gaussian(batch + (n if p is None else p, k), dtype, rng).astype(np.complex128)
+    current = np.linalg.norm(A @ np.swapaxes(B, -1, -2).conj(), ord=2, axis=(-2, -1))
+    A = A * (norm / current)[..., None, None]
+    real = np.dtype(dtype).kind == "f"
+    return (A.real if real else A).astype(dtype), (B.real if real else B).astype(dtype)
 
 
 def gaussian(shape: tuple[int, ...], dtype: str, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:

@@ -256,3 +256,26 @@ def test_rectangular_leaves_stay_orthonormal_and_descend():
 def test_init_refuses_a_non_unitary_leaf():
     with pytest.raises(ValueError, match=r"leaf \['w'\] is not unitary.*random_unitary"):
         projunn().init({"w": 2 * jnp.eye(4)})
+
+
+def test_per_frequency_leaf_is_one_batched_call(rng):
+    """A convolution's (H, W//2 + 1, c, c) complex leaf: the jitted batched step equals a per-frequency loop."""
+    H, Wf, c = 4, 3, 3
+    U = jnp.asarray(haar(c, "complex128", rng, batch=(H, Wf)))
+    A = jnp.asarray(gaussian((H, Wf, c, 1), "complex128", rng, 0.3))
+    B = jnp.asarray(gaussian((H, Wf, c, 1), "complex128", rng, 0.3))
+    batched = jax.jit(ul.transport)(U, A, B)
+    for h in range(H):
+        for w in range(Wf):
+            single = ul.transport(U[h, w], A[h, w], B[h, w])
+            assert float(jnp.abs(batched[h, w] - single).max()) <= 1e-12
+    tx = optax.chain(optax.adam(1e-2), projunn(rank=1))
+    state = tx.init(U)
+    target = jnp.eye(c, dtype=U.dtype)
+    loss = lambda W: jnp.sum(jnp.abs(W - target) ** 2)  # noqa: E731
+    first = float(loss(U))
+    step = jax.jit(lambda W, s: tx.update(jax.grad(loss)(W), s, W))
+    for _ in range(20):
+        updates, state = step(U, state)
+        U = optax.apply_updates(U, updates)
+    assert float(loss(U)) < first and float(ul.unitarity_error(U).max()) <= 1e-13

@@ -12,9 +12,9 @@ from conftest import (
     dense_cayley,
     dense_project,
     dense_transport,
-    gaussian,
     haar,
     relative_error,
+    scaled_update,
     tolerance,
     unitarity,
 )
@@ -33,16 +33,6 @@ STEPS = {
     "transport": (ul.transport, dense_transport),
     "cayley": (cayley, dense_cayley),
 }
-
-
-def scaled_update(n, k, dtype, rng, norm, batch=()):
-    """A, B with ‖A Bᴴ‖₂ = norm (per matrix)."""
-    A = gaussian(batch + (n, k), dtype, rng).astype(np.complex128)
-    B = gaussian(batch + (n, k), dtype, rng).astype(np.complex128)
-    current = np.linalg.norm(A @ np.swapaxes(B, -1, -2).conj(), ord=2, axis=(-2, -1))
-    A = A * (norm / current)[..., None, None]
-    real = np.dtype(dtype).kind == "f"
-    return (A.real if real else A).astype(dtype), (B.real if real else B).astype(dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

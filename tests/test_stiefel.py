@@ -10,20 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.linalg
-from conftest import DTYPES, EPS, dense_project, gaussian, relative_error, tolerance, unitarity
+from conftest import DTYPES, EPS, dense_project, gaussian, haar, relative_error, scaled_update, tolerance, unitarity
 
 import unitary_lowrank as ul
 
 
 def stiefel(n: int, p: int, dtype: str, rng: np.random.Generator, batch: tuple[int, ...] = ()) -> np.ndarray:
-    """First p columns of a Haar unitary, drawn here (not through the library)."""
-    shape = batch + (n, n)
-    Z = rng.standard_normal(shape)
-    if np.dtype(dtype).kind == "c":
-        Z = Z + 1j * rng.standard_normal(shape)
-    Q, R = np.linalg.qr(Z)
-    d = np.diagonal(R, axis1=-2, axis2=-1)
-    return np.ascontiguousarray((Q * (d / np.abs(d))[..., None, :])[..., :p]).astype(dtype)
+    return haar(n, dtype, rng, batch=batch, p=p)
 
 
 def _wide(x):
@@ -71,12 +64,7 @@ STEPS = {
 
 def scaled_factors(n, p, k, dtype, rng, norm, batch=()):
     """A (n×k), B (p×k) with ‖A Bᴴ‖₂ = norm per matrix."""
-    A = gaussian(batch + (n, k), dtype, rng).astype(np.complex128)
-    B = gaussian(batch + (p, k), dtype, rng).astype(np.complex128)
-    current = np.linalg.norm(A @ np.swapaxes(B, -1, -2).conj(), ord=2, axis=(-2, -1))
-    A = A * (norm / current)[..., None, None]
-    real = np.dtype(dtype).kind == "f"
-    return (A.real if real else A).astype(dtype), (B.real if real else B).astype(dtype)
+    return scaled_update(n, k, dtype, rng, norm, batch=batch, p=p)
 
 
 def stiefel_error(X) -> float:
@@ -129,7 +117,7 @@ def test_batched_and_broadcast(step, dtype, rng):
 @pytest.mark.parametrize("step", ["transport", "cayley"])
 def test_left_form_equals_right_form_for_square_U(step, dtype, rng):
     """For square U, exp(skew(A (U B)ᴴ)) U = U exp(skew(Uᴴ A Bᴴ)): one definition for both shapes."""
-    from conftest import dense_cayley, dense_transport, haar
+    from conftest import dense_cayley, dense_transport
 
     n, k = 16, 3
     U = haar(n, dtype, rng)

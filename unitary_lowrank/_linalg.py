@@ -80,33 +80,37 @@ def qr(xp: Any, X: Any) -> tuple[Any, Any]:
 def orthonormal_basis(xp: Any, X: Any) -> Any:
     """Orthonormal columns spanning ``X``: the ``Q`` of the backend's reduced Householder QR.
 
-    ``X`` is first divided by its largest entry: ``Q`` does not change, and
-    subnormal or huge columns (whose squared norms would underflow or
-    overflow inside the QR) cannot turn into NaN.
+    ``X`` is first scaled by a power of two to entries of order 1: ``Q`` does
+    not change, and subnormal or huge columns (whose squared norms would
+    underflow or overflow inside the QR) cannot turn into NaN.
     """
-    return qr(xp, divide_by_scale(xp, X, max_abs(xp, X)))[0]
+    return qr(xp, times_power_of_two(xp, X, -scale_exponent(xp, X)))[0]
 
 
-def max_abs(xp: Any, X: Any) -> Any:
-    """``max |X|`` over the last two axes, shape (..., 1, 1); 1 where ``X`` is zero or empty.
+def scale_exponent(xp: Any, X: Any) -> Any:
+    """``e`` with ``2^e ≤ max |X| < 2^(e+1)`` over the last two axes, shape (..., 1, 1), real; 0 for zero or empty X.
 
-    The scale that factors are divided by before they are multiplied or
-    squared, so that neither overflows nor underflows.
+    Factors are multiplied by ``2^−e`` before they are multiplied together or
+    squared, so that neither overflows nor underflows: a power of two scales
+    exactly, with no rounding, and exponents add without overflow.
     """
+    real = real_dtype(xp, X.dtype)
     if X.shape[-1] == 0 or X.shape[-2] == 0:
-        return xp.ones(tuple(X.shape[:-2]) + (1, 1), dtype=real_dtype(xp, X.dtype), device=device_of(X))
-    scale = xp.max(xp.abs(X), axis=(-2, -1), keepdims=True)
-    return xp.where(scale > 0, scale, xp.ones_like(scale))
+        return xp.zeros(tuple(X.shape[:-2]) + (1, 1), dtype=real, device=device_of(X))
+    largest = xp.max(xp.abs(X), axis=(-2, -1), keepdims=True)
+    positive = largest > 0
+    return xp.where(positive, xp.floor(xp.log2(xp.where(positive, largest, xp.ones_like(largest)))), 0.0 * largest)
 
 
-def divide_by_scale(xp: Any, X: Any, scale: Any) -> Any:
-    """``X / scale`` for a positive real ``scale`` (..., 1, 1), exact to rounding for any finite scale.
+def power_of_two(xp: Any, e: Any) -> Any:
+    """``2^e`` for integer-valued real ``e``, exact while representable."""
+    return xp.pow(xp.full_like(e, 2.0), e)
 
-    Multiplies twice by ``1/√scale``: ``1/scale`` itself overflows for a
-    subnormal scale, and a complex division by it squares it (to zero).
-    """
-    inverse_root = xp.astype(1 / xp.sqrt(scale), X.dtype)
-    return X * inverse_root * inverse_root
+
+def times_power_of_two(xp: Any, X: Any, e: Any) -> Any:
+    """``X · 2^e``, exact: in two half-way factors, so that neither over- nor underflows for ``e`` of a finite scale."""
+    half = xp.floor(e / 2)
+    return X * xp.astype(power_of_two(xp, half), X.dtype) * xp.astype(power_of_two(xp, e - half), X.dtype)
 
 
 def _finite_matrices(xp: Any, X: Any) -> Any:

@@ -15,17 +15,18 @@ weights.
 Cost: two passes over ``U`` to reduce, one read and one write to update;
 everything else is O(n k²) or O(k³).
 
-The factors are scaled before the QR (each by its largest entry), so that
-subnormal or huge updates neither underflow to NaN in the QR nor overflow in
-``C = R_A R_Bᴴ``: :func:`span` returns the scales, and the r×r work runs on
-``C / t`` with ``t = s_A s_B``.
+The factors are scaled before the QR (each by a power of two, to entries of
+order 1: exact), so that subnormal or huge updates neither underflow to NaN
+in the QR nor overflow in ``C = R_A R_Bᴴ``: :func:`span` returns the
+exponents, and the r×r work runs on ``C`` with the scale ``t = 2^(e_A + e_B)``
+kept apart (:func:`update_scale`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ._linalg import batch_shape, device_of, divide_by_scale, max_abs
+from ._linalg import batch_shape, device_of, eps, power_of_two, scale_exponent, times_power_of_two
 from ._validate import check_factors, check_finite, namespace
 
 
@@ -85,20 +86,35 @@ def span(xp: Any, left: Any, right: Any) -> tuple[Any, Any, Any, Any, Any]:
     """Orthonormal basis of ``[left, right]`` (..., m, k each) and the coordinates of both in it.
 
     Returns ``Q`` (..., m, r), ``R_left`` and ``R_right`` (..., r, k) and the
-    scales ``s_left``, ``s_right`` (..., 1, 1) with ``left = s_left Q R_left``
-    and ``right = s_right Q R_right``. Householder QR keeps ``Q`` orthonormal even when
-    ``[left, right]`` is rank deficient.
+    exponents ``e_left``, ``e_right`` (..., 1, 1) with ``left = 2^e_left Q
+    R_left`` and ``right = 2^e_right Q R_right``. Householder QR keeps ``Q``
+    orthonormal even when ``[left, right]`` is rank deficient.
     """
     from .backends import backend_for
 
     batch = batch_shape(left, right)
     m, k = left.shape[-2], left.shape[-1]
-    s_left, s_right = max_abs(xp, left), max_abs(xp, right)
-    parts = [xp.broadcast_to(divide_by_scale(xp, x, s), batch + (m, k)) for x, s in ((left, s_left), (right, s_right))]
+    e_left, e_right = scale_exponent(xp, left), scale_exponent(xp, right)
+    parts = [
+        xp.broadcast_to(times_power_of_two(xp, x, -e), batch + (m, k)) for x, e in ((left, e_left), (right, e_right))
+    ]
     stacked = xp.concat(parts, axis=-1)
     del parts
     Q, R = backend_for(left).qr(xp, stacked)
-    return Q, R[..., :, :k], R[..., :, k:], s_left, s_right
+    return Q, R[..., :, :k], R[..., :, k:], e_left, e_right
+
+
+def update_scale(xp: Any, e: Any, dtype: Any) -> Any:
+    """``t = 2^e``, capped at ``2^⌈log2(1000/ε)⌉``.
+
+    Beyond the cap the r×r problem is already decided to rounding: the
+    identity (or an angle's rounding error, ε t ≥ 1000 radians) is below the
+    precision of ``t C``. The cap keeps ``t``, and angles ``t λ``, finite.
+    """
+    import math
+
+    cap = math.ceil(math.log2(1000 / eps(xp, dtype)))
+    return power_of_two(xp, xp.minimum(e, xp.full_like(e, float(cap))))
 
 
 def scaled_identity_plus(xp: Any, C: Any, t: Any) -> Any:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from ._linalg import adjoint, divide_by_scale, eps, eye, max_abs, qr, safe_svd
-from ._rank_update import add_update, copy_of_U, is_trivial, prepare, scaled_identity_plus, span
+from ._linalg import adjoint, eps, eye, qr, safe_svd, scale_exponent, times_power_of_two
+from ._rank_update import add_update, copy_of_U, is_trivial, prepare, scaled_identity_plus, span, update_scale
 from ._validate import is_concrete
 from .errors import SingularUpdateWarning
 
@@ -108,25 +108,31 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
     n, p = U.shape[-2], U.shape[-1]
     # Â = Uᴴ A as (Aᴴ U)ᴴ: reads U once in its own memory order, no conj(U) copy.
     A_hat = adjoint(xp, xp.matmul(adjoint(xp, A), U))
-    Q, R_A, R_B, s_A, s_B = span(xp, A_hat, B)
+    Q, R_A, R_B, e_A, e_B = span(xp, A_hat, B)  # Â = 2^e_A Q R_A, B = 2^e_B Q R_B
     del A_hat
-    t = s_A * s_B
+    t = update_scale(xp, e_A + e_B, U.dtype)
     r = Q.shape[-1]
     C = xp.matmul(R_A, adjoint(xp, R_B))
     UQ = xp.matmul(U, Q)
     K = scaled_identity_plus(xp, C, t)
     vanishing = is_zero(xp, C)
     if p < n:
-        # A⊥ = A − U Uᴴ A = s_A (A / s_A − (U Q) R_A) = s_A s_P P R_P. Orthogonalized twice: after
-        # cancellation (A nearly in the range of U) one pass leaves P off U's complement by ε ‖A‖/‖A⊥‖,
-        # and a nearly singular K can give that direction O(1) weight.
-        A_perp = divide_by_scale(xp, A, s_A) - xp.matmul(UQ, R_A)
+        # A⊥ = A − U Uᴴ A = 2^e_a (2^−e_a A − (U Q) R_A 2^(e_A − e_a)) = 2^(e_a + e_P) P R_P.
+        # Orthogonalized twice: after cancellation (A nearly in the range of U) one pass leaves P off
+        # U's complement by ε ‖A‖/‖A⊥‖, and a nearly singular K can give that direction O(1) weight.
+        e_a = scale_exponent(xp, A)
+        A_perp = times_power_of_two(xp, A, -e_a) - times_power_of_two(xp, xp.matmul(UQ, R_A), e_A - e_a)
         A_perp = A_perp - xp.matmul(U, adjoint(xp, xp.matmul(adjoint(xp, A_perp), U)))
-        s_P = max_abs(xp, A_perp)
-        P, R_P = qr(xp, divide_by_scale(xp, A_perp, s_P))
+        e_P = scale_exponent(xp, A_perp)
+        P, R_P = qr(xp, times_power_of_two(xp, A_perp, -e_P))
         del A_perp
+        # The rows R_P R_Bᴴ 2^(e_a + e_P + e_B), scaled as the top block was (by t / 2^(e_A + e_B) and
+        # 1/max(t, 1)); capped like t, past which the top block is below rounding against them.
+        log_t = xp.log2(t)
+        exponent = e_a + e_P - e_A + xp.minimum(log_t, 0.0 * log_t)
+        exponent = xp.minimum(exponent, xp.log2(update_scale(xp, exponent, U.dtype)))
         D = xp.matmul(R_P, adjoint(xp, R_B))
-        K = xp.concat([K, D * xp.astype(xp.minimum(t, xp.ones_like(t)) * s_P, D.dtype)], axis=-2)
+        K = xp.concat([K, times_power_of_two(xp, D, exponent)], axis=-2)
         vanishing = vanishing & is_zero(xp, D)
     W, sigma, Vh = safe_svd(xp, K)
     if check_finite and is_concrete(sigma):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._linalg import adjoint, divide_by_scale, is_complex, max_abs, orthonormal_basis, real_dtype, safe_svd
+from ._linalg import adjoint, is_complex, orthonormal_basis, real_dtype, safe_svd, scale_exponent, times_power_of_two
 from ._validate import check_dtype, check_matrix, namespace
 from ._validate import check_finite as _check_finite
 
@@ -175,7 +175,7 @@ def _column_sample(xp: Any, G: Any, rank: int, oversample: int, seed: Any) -> tu
     batch = tuple(G.shape[:-2])
     width = min(rank + oversample, n)
     real = real_dtype(xp, G.dtype)
-    scaled = divide_by_scale(xp, G, max_abs(xp, G))  # squares of entries above 1e19 (single) would overflow
+    scaled = times_power_of_two(xp, G, -scale_exponent(xp, G))  # squares above 1e19 (single) would overflow
     weights = xp.sum(xp.abs(scaled) ** 2, axis=-2) if is_complex(xp, G) else xp.sum(scaled * scaled, axis=-2)
     del scaled
     total = xp.sum(weights, axis=-1, keepdims=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._linalg import adjoint, complex_dtype, eye, is_complex, real_part, safe_eigh, safe_svd
-from ._rank_update import add_update, copy_of_U, is_trivial, prepare, span
+from ._rank_update import add_update, copy_of_U, is_trivial, prepare, span, update_scale
 
 __all__ = ["transport"]
 
@@ -107,10 +107,11 @@ def transport(
     if is_trivial(U, A, B):
         return copy_of_U(xp, U, A, B, out)
     UB = xp.matmul(U, B)
-    Q, R_A, R_UB, s_A, s_UB = span(xp, A, UB)
+    Q, R_A, R_UB, e_A, e_UB = span(xp, A, UB)  # A = 2^e_A Q R_A, U B = 2^e_UB Q R_UB
     del UB
     C = xp.matmul(R_A, adjoint(xp, R_UB))
-    F_minus_I = skew_function_minus_identity(xp, (C - adjoint(xp, C)) / 2, s_A * s_UB, retraction)
+    t = update_scale(xp, e_A + e_UB, U.dtype)
+    F_minus_I = skew_function_minus_identity(xp, (C - adjoint(xp, C)) / 2, t, retraction)
     Y = xp.matmul(F_minus_I, xp.matmul(adjoint(xp, Q), U))  # (F − I)(Qᴴ U): the second pass over U
     return add_update(xp, U, Q, Y, out)
 
@@ -121,14 +122,13 @@ def skew_function_minus_identity(xp: Any, S: Any, t: Any, retraction: str = "exp
     ``f`` is ``exp`` or the Cayley transform ``(I − X/2)⁻¹ (I + X/2)``. Through
     the eigendecomposition of the Hermitian ``i S``; real ``S`` gives a real
     result (complex arithmetic stays on r×r arrays). The scale ``t`` multiplies
-    the eigenvalues, never the matrix, so that no entry overflows.
+    the eigenvalues, never the matrix, so that no entry overflows; it is capped
+    (:func:`~unitary_lowrank._rank_update.update_scale`) where angles carry no
+    information any more.
     """
     H = xp.astype(S, complex_dtype(xp, S.dtype)) * 1j
     lam, V = safe_eigh(xp, H)
-    # λ = t λ'. A zero stays zero when t overflows (a 1×1 or rank-deficient skew part), and an
-    # overflowed angle is meaningless (‖S‖ ≫ 1/ε): any rotation is then as exact, take none.
-    lam = xp.where(lam == 0, lam, lam * xp.astype(t[..., 0], lam.dtype))
-    lam = xp.where(xp.isinf(lam), xp.zeros_like(lam), lam)
+    lam = lam * xp.astype(t[..., 0], lam.dtype)  # t is capped: finite angles, whatever the norm
     if retraction == "exp":
         half = xp.sin(lam / 2)
         re, im = -2 * half * half, -xp.sin(lam)

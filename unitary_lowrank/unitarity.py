@@ -6,7 +6,7 @@ import math
 import warnings
 from typing import Any
 
-from ._linalg import adjoint, device_of, divide_by_scale, eps, eye, max_abs, real_dtype
+from ._linalg import adjoint, device_of, eps, eye, real_dtype, scale_exponent, times_power_of_two
 from ._validate import check_dtype, check_finite, check_matrix, is_concrete, namespace
 from .errors import NotUnitaryError, SingularUpdateWarning
 
@@ -43,8 +43,9 @@ def unitarity_error(U: Any) -> Any:
     -----
     Costs one O(n p²) product: a diagnostic, not something to run every step
     (see ``check=True`` of :func:`project` for an O(n p) probe). ``U`` is
-    divided by its largest entry ``s`` before the product, and the Gram matrix
-    multiplied by ``s²`` after, so that huge entries give ``inf``, never NaN.
+    scaled by a power of two ``2^−e`` to entries of order 1 before the product,
+    and the Gram matrix by ``2^(2e)`` after, so that huge entries give ``inf``,
+    never NaN.
 
     Examples
     --------
@@ -61,13 +62,14 @@ def unitarity_error(U: Any) -> Any:
         U = adjoint(xp, U)
     if U.shape[-1] == 0 or U.shape[-2] == 0:
         return xp.zeros(tuple(U.shape[:-2]), dtype=real_dtype(xp, U.dtype), device=device_of(U))
-    scale = max_abs(xp, U)
-    V = divide_by_scale(xp, U, scale)
+    e = scale_exponent(xp, U)
+    V = times_power_of_two(xp, U, -e)
     gram = xp.matmul(adjoint(xp, V), V)
-    square = scale * scale
-    residual = gram * xp.astype(square, U.dtype) - eye(xp, U.shape[-1], U)
+    # Uᴴ U = 2^(2e) Vᴴ V; past the largest exponent it overflows, and the error is inf
+    overflow = 2 * e >= math.log2(float(xp.finfo(real_dtype(xp, U.dtype)).max))
+    residual = times_power_of_two(xp, gram, xp.where(overflow, 0.0 * e, 2 * e)) - eye(xp, U.shape[-1], U)
     error = xp.max(xp.abs(residual), axis=(-2, -1))
-    return xp.where(xp.isinf(square[..., 0, 0]), xp.full_like(error, float("inf")), error)
+    return xp.where(overflow[..., 0, 0], xp.full_like(error, float("inf")), error)
 
 
 def reorthonormalize(U: Any, method: str = "newton-schulz", *, steps: int | None = None) -> Any:
