@@ -1,12 +1,12 @@
 """The deep-CNN stability study: orthogonal (projUNN-T, projUNN-D, dense) against plain convolutions.
 
 Runs ``unitary-lowrank train conv`` for every depth and method (two runs at a
-time, one thread each, the same wall-clock budget per run), then writes into
+time, one thread each, the same CPU-time budget per run), then writes into
 the output folder a table (``study.md``), the per-run logs, curves and JSON
 summaries, and ``gradient-norms.png``: the norm of the gradient reaching each
 layer's input, at initialization and after training, orthogonal vs plain::
 
-    python benchmarks/conv_study.py                       # depths 8 32 128, 2 minutes a run
+    python benchmarks/conv_study.py                       # depths 8 32 128, 2 CPU-minutes a run
     python benchmarks/conv_study.py --depths 8 --minutes 0.5 --out /tmp/study
 """
 

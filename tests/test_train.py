@@ -88,3 +88,22 @@ def test_paper_preset_settings():
         "modrelu",
         "identity",
     )
+
+
+def test_conv_stack_preserves_gradient_norms_exactly_and_plain_does_not(tmp_path, capsys):
+    """Orthogonal convolutions + MaxMin: the gradient reaching every layer has the same norm, at any depth."""
+    pytest.importorskip("mlxtend")
+    common = ["--depth", "6", "--minutes", "0.03", "--eval-every", "5", "--out", str(tmp_path), "--no-progress"]
+    assert main(["train", "conv", "--method", "transport", *common]) == 0
+    assert main(["train", "conv", "--method", "plain", *common]) == 0
+    assert "gradient norm first/last layer" in capsys.readouterr().out
+    orthogonal = json.loads((tmp_path / "conv-L6-transport-k1.json").read_text())
+    plain = json.loads((tmp_path / "conv-L6-plain.json").read_text())
+    for key in ("gradient_norm_per_layer_init", "gradient_norm_per_layer_end"):
+        norms = orthogonal[key]
+        assert len(norms) == 6 and max(norms) / min(norms) <= 1 + 1e-4
+    assert orthogonal["max_unitarity_error"] <= 1e-5 and orthogonal["steps"] > 0
+    assert abs(plain["first_over_last_init"] - 1) > 0.1  # ordinary convolutions shrink or grow the gradient
+    assert plain["max_unitarity_error"] is None
+    assert (tmp_path / "conv-L6-plain.png").stat().st_size > 10_000
+    assert orthogonal["log"] == "conv-L6-transport-k1.csv" and orthogonal["config"]["out"] == "."

@@ -379,7 +379,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     train.add_argument("--depth", type=int, help="conv: number of convolution layers (default 8)")
     train.add_argument("--channels", type=int, help="conv: channels, even (default 8)")
     train.add_argument("--size", type=int, help="conv: image side after average pooling (default 14)")
-    train.add_argument("--minutes", type=float, help="conv: wall-clock budget of the run (default 2)")
+    train.add_argument("--minutes", type=float, help="conv: CPU-time budget of the run, in minutes (default 2)")
     train.add_argument("--seed", type=int)
     train.add_argument("--threads", type=int, help="torch CPU threads")
     train.add_argument("--out", help="output folder (default: runs)")
