@@ -19,14 +19,14 @@ The factors are scaled before the QR (each by a power of two, to entries of
 order 1: exact), so that subnormal or huge updates neither underflow to NaN
 in the QR nor overflow in ``C = R_A R_Bᴴ``: :func:`span` returns the
 exponents, and the r×r work runs on ``C`` with the scale ``t = 2^(e_A + e_B)``
-kept apart (:func:`update_scale`).
+kept apart (:func:`update_exponent`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ._linalg import batch_shape, device_of, eps, power_of_two, scale_exponent, times_power_of_two
+from ._linalg import batch_shape, device_of, eps, scale_exponent, times_power_of_two
 from ._validate import check_factors, check_finite, namespace
 
 
@@ -104,17 +104,18 @@ def span(xp: Any, left: Any, right: Any) -> tuple[Any, Any, Any, Any, Any]:
     return Q, R[..., :, :k], R[..., :, k:], e_left, e_right
 
 
-def update_scale(xp: Any, e: Any, dtype: Any) -> Any:
-    """``t = 2^e``, capped at ``2^⌈log2(1000/ε)⌉``.
+def update_exponent(xp: Any, e: Any, dtype: Any) -> Any:
+    """The exponent of the update's scale ``t = 2^e``, capped at ``⌈log2(1000/ε)⌉``.
 
     Beyond the cap the r×r problem is already decided to rounding: the
     identity (or an angle's rounding error, ε t ≥ 1000 radians) is below the
-    precision of ``t C``. The cap keeps ``t``, and angles ``t λ``, finite.
+    precision of ``t C``. The cap keeps ``t``, and angles ``t λ``, finite; a
+    very negative exponent lets ``t`` underflow to 0, which is as exact.
     """
     import math
 
     cap = math.ceil(math.log2(1000 / eps(xp, dtype)))
-    return power_of_two(xp, xp.minimum(e, xp.full_like(e, float(cap))))
+    return xp.minimum(e, xp.full_like(e, float(cap)))
 
 
 def scaled_identity_plus(xp: Any, C: Any, t: Any) -> Any:

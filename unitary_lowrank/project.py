@@ -5,8 +5,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from ._linalg import adjoint, eps, eye, qr, safe_svd, scale_exponent, times_power_of_two
-from ._rank_update import add_update, copy_of_U, is_trivial, prepare, scaled_identity_plus, span, update_scale
+from ._linalg import adjoint, eps, eye, power_of_two, qr, safe_svd, scale_exponent, times_power_of_two
+from ._rank_update import add_update, copy_of_U, is_trivial, prepare, scaled_identity_plus, span, update_exponent
 from ._validate import is_concrete
 from .errors import SingularUpdateWarning
 
@@ -110,7 +110,8 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
     A_hat = adjoint(xp, xp.matmul(adjoint(xp, A), U))
     Q, R_A, R_B, e_A, e_B = span(xp, A_hat, B)  # Â = 2^e_A Q R_A, B = 2^e_B Q R_B
     del A_hat
-    t = update_scale(xp, e_A + e_B, U.dtype)
+    e_t = update_exponent(xp, e_A + e_B, U.dtype)
+    t = power_of_two(xp, e_t)
     r = Q.shape[-1]
     C = xp.matmul(R_A, adjoint(xp, R_B))
     UQ = xp.matmul(U, Q)
@@ -128,9 +129,7 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
         del A_perp
         # The rows R_P R_Bᴴ 2^(e_a + e_P + e_B), scaled as the top block was (by t / 2^(e_A + e_B) and
         # 1/max(t, 1)); capped like t, past which the top block is below rounding against them.
-        log_t = xp.log2(t)
-        exponent = e_a + e_P - e_A + xp.minimum(log_t, 0.0 * log_t)
-        exponent = xp.minimum(exponent, xp.log2(update_scale(xp, exponent, U.dtype)))
+        exponent = update_exponent(xp, e_a + e_P - e_A + xp.minimum(e_t, 0.0 * e_t), U.dtype)
         D = xp.matmul(R_P, adjoint(xp, R_B))
         K = xp.concat([K, times_power_of_two(xp, D, exponent)], axis=-2)
         vanishing = vanishing & is_zero(xp, D)

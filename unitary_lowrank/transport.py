@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._linalg import adjoint, complex_dtype, eye, is_complex, real_part, safe_eigh, safe_svd
-from ._rank_update import add_update, copy_of_U, is_trivial, prepare, span, update_scale
+from ._linalg import adjoint, complex_dtype, eye, is_complex, power_of_two, real_part, safe_eigh, safe_svd
+from ._rank_update import add_update, copy_of_U, is_trivial, prepare, span, update_exponent
 
 __all__ = ["transport"]
 
@@ -110,7 +110,7 @@ def transport(
     Q, R_A, R_UB, e_A, e_UB = span(xp, A, UB)  # A = 2^e_A Q R_A, U B = 2^e_UB Q R_UB
     del UB
     C = xp.matmul(R_A, adjoint(xp, R_UB))
-    t = update_scale(xp, e_A + e_UB, U.dtype)
+    t = power_of_two(xp, update_exponent(xp, e_A + e_UB, U.dtype))
     F_minus_I = skew_function_minus_identity(xp, (C - adjoint(xp, C)) / 2, t, retraction)
     Y = xp.matmul(F_minus_I, xp.matmul(adjoint(xp, Q), U))  # (F − I)(Qᴴ U): the second pass over U
     return add_update(xp, U, Q, Y, out)
@@ -123,7 +123,7 @@ def skew_function_minus_identity(xp: Any, S: Any, t: Any, retraction: str = "exp
     the eigendecomposition of the Hermitian ``i S``; real ``S`` gives a real
     result (complex arithmetic stays on r×r arrays). The scale ``t`` multiplies
     the eigenvalues, never the matrix, so that no entry overflows; it is capped
-    (:func:`~unitary_lowrank._rank_update.update_scale`) where angles carry no
+    (:func:`~unitary_lowrank._rank_update.update_exponent`) where angles carry no
     information any more.
     """
     H = xp.astype(S, complex_dtype(xp, S.dtype)) * 1j
