@@ -256,6 +256,8 @@ def test_rectangular_leaves_stay_orthonormal_and_descend():
 def test_init_refuses_a_non_unitary_leaf():
     with pytest.raises(ValueError, match=r"leaf \['w'\] is not unitary.*random_unitary"):
         projunn().init({"w": 2 * jnp.eye(4)})
+    with pytest.raises(ValueError, match=r"leaf \['w'\] contains NaN"):
+        projunn().init({"w": jnp.full((4, 4), jnp.nan)})
 
 
 def test_per_frequency_leaf_is_one_batched_call(rng):

@@ -520,6 +520,12 @@ def test_unitary_groups_selects_by_parameter_name_or_predicate():
         unitary_groups(model, [])
 
 
+def test_non_finite_parameter_is_named():
+    W = torch.nn.Parameter(torch.full((3, 3), float("nan")))
+    with pytest.raises(ValueError, match=r"parameter param_groups\[0\]\['params'\]\[0\] contains NaN"):
+        ProjUNN(torch.optim.SGD([{"params": [W], "unitary": True}], lr=0.1))
+
+
 def test_no_unitary_group_warns():
     W = torch.nn.Parameter(torch.eye(3))
     with pytest.warns(UserWarning, match="no param group is marked unitary=True"):

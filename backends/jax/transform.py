@@ -165,10 +165,12 @@ def _check_unitary(path: Any, leaf: Any) -> None:
     """At init, refuse a concrete leaf that is not unitary (orthonormal rows or columns); tracers pass."""
     if isinstance(leaf, jax.core.Tracer):
         return
+    name = jax.tree_util.keystr(path) or "params"
+    if not bool(jnp.all(jnp.isfinite(leaf))):
+        raise ValueError(f"projunn: leaf {name} contains NaN or Inf")
     error = float(jnp.max(ul.unitarity_error(leaf)))
     tolerance = 10 * float(jnp.finfo(leaf.dtype).eps) ** 0.5
     if not error <= tolerance:
-        name = jax.tree_util.keystr(path) or "params"
         raise ValueError(
             f"projunn: leaf {name} is not unitary (max|WᴴW − I| = {error:.3g} > {tolerance:.2g}); projUNN steps keep "
             "a unitary weight unitary but cannot make one. Initialize it with unitary_lowrank.random_unitary(n, p, "

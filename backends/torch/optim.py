@@ -201,6 +201,8 @@ class ProjUNN(torch.optim.Optimizer):
                     f"with shape {tuple(p.shape)}"
                 )
             if self.check_unitary:
+                if not bool(torch.isfinite(p.detach()).all()):
+                    raise ValueError(f"ProjUNN: parameter {name} contains NaN or Inf; initialize it with haar_")
                 with torch.no_grad():
                     error = float(ul.unitarity_error(p.detach()).max())
                 tolerance = 10 * math.sqrt(torch.finfo(p.dtype).eps)
