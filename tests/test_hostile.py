@@ -314,6 +314,9 @@ def _backends():
     return names
 
 
+BACKENDS = _backends()
+
+
 def _convert(x: np.ndarray, backend: str):
     if backend == "torch":
         import torch
@@ -335,7 +338,7 @@ def _convert(x: np.ndarray, backend: str):
     dtype=st.sampled_from(DTYPES),
     log_norm=st.floats(-300, 300),
     fortran=st.booleans(),
-    backend=st.sampled_from(_backends()),
+    backend=st.sampled_from(BACKENDS),
     step=st.sampled_from(sorted(STEPS)),
     seed=st.integers(0, 2**16),
 )
@@ -367,6 +370,8 @@ def _convert(x: np.ndarray, backend: str):
 def test_property_no_crash_no_nan_unitary_and_exact_where_defined(
     n, p_fraction, k, batch, dtype, log_norm, fortran, backend, step, seed
 ):
+    if backend not in BACKENDS:  # an explicit example may name a library this environment lacks
+        return
     rng = np.random.default_rng(seed)
     p = round(p_fraction * n) if n else 0
     U = haar(n, dtype, rng, batch=batch)[..., :p] if n else np.zeros(batch + (0, 0), dtype)
