@@ -68,6 +68,12 @@ class Backend:
     # -- in-place updates ---------------------------------------------------
     supports_inplace = False
 
+    def empty_like(self, xp: Any, U: Any, shape: tuple[int, ...]) -> Any:
+        """An uninitialized array of ``shape`` with ``U``'s dtype and device (and layout, where shapes match)."""
+        import array_api_compat
+
+        return xp.empty(shape, dtype=U.dtype, device=array_api_compat.device(U))
+
     def add_product_(self, out: Any, X: Any, Y: Any) -> Any:
         """``out += X @ Y`` in place, without an N×N temporary; returns ``out``."""
         raise TypeError(

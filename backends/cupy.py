@@ -46,6 +46,9 @@ class CupyBackend(Backend):
         values = _generator(seed).random(shape, dtype=dtype)
         return cupy.maximum(values, cupy.finfo(dtype).tiny)
 
+    def empty_like(self, xp: Any, U: Any, shape: tuple[int, ...]) -> Any:
+        return cupy.empty_like(U) if tuple(U.shape) == tuple(shape) else cupy.empty(shape, dtype=U.dtype)
+
     def row_major(self, X: Any) -> Any:
         return cupy.ascontiguousarray(X)
 

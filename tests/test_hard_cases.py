@@ -140,3 +140,13 @@ def test_mpmath_reference_at_large_norm(rng):
     X = U.T @ A @ B.T
     exact = U @ np.array(mpmath.expm(mpmath.matrix(((X - X.T) / 2).tolist())).tolist(), dtype=float)
     assert relative_error(ul.transport(U, A, B), exact) <= 1e-12
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_new_output_keeps_the_layout_of_U(step, rng):
+    """A column-major U (LAPACK output, a .T view) gets a column-major result: the copy of U streams."""
+    U = np.asfortranarray(haar(140, "float64", rng))
+    A, B = gaussian((140, 2), "float64", rng, 0.2), gaussian((140, 2), "float64", rng, 0.2)
+    result = STEPS[step][0](U, A, B)
+    assert result.flags.f_contiguous
+    np.testing.assert_allclose(result, STEPS[step][0](np.ascontiguousarray(U), A, B), atol=1e-14, rtol=0)

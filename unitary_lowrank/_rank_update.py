@@ -142,7 +142,7 @@ def add_update(xp: Any, U: Any, X: Any, Y: Any, out: Any) -> Any:
         if not backend.supports_inplace:  # immutable arrays (JAX, array_api_strict)
             return U + xp.matmul(X, Y)
         shape = batch_shape(U, X, Y) + tuple(U.shape[-2:])
-        out = xp.empty(shape, dtype=U.dtype, device=device_of(U))
+        out = backend.empty_like(xp, U, shape)  # in U's memory layout: the copy below streams, no transpose
     target = backend_for(out)
     target.copy_(out, U)
     return target.add_product_(out, X, Y)

@@ -72,6 +72,11 @@ class TorchBackend(Backend):
                 )
         return None
 
+    def empty_like(self, xp: Any, U: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        if tuple(U.shape) == tuple(shape):
+            return torch.empty_like(U, memory_format=torch.preserve_format)
+        return torch.empty(shape, dtype=U.dtype, device=U.device)
+
     def row_major(self, X: torch.Tensor) -> torch.Tensor:
         return X.contiguous()
 
