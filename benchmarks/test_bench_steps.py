@@ -45,9 +45,11 @@ def group_of(backend, dtype, n, k, batch=0):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("op", ["floor", "project", "transport"])
+@pytest.mark.parametrize("op", ["floor", "project", "transport", "project-F", "transport-F"])
 def test_step(benchmark, op, backend, dtype, n, k):
-    run(benchmark, Case(op, backend, n, k, dtype), group_of(backend, dtype, n, k))
+    """The steps on a row-major U and (``-F``) on the same U stored column-major, against the same floor."""
+    name, _, layout = op.partition("-")
+    run(benchmark, Case(name, backend, n, k, dtype, layout=layout or "C"), group_of(backend, dtype, n, k))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

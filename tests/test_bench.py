@@ -39,7 +39,10 @@ def test_bench_writes_table_plot_and_json(tmp_path, capsys):
     assert main(argv) == 0
     assert "step/floor" in capsys.readouterr().out
     data = json.loads(out_json.read_text())
-    steps = [r for r in data["rows"] if r["op"] in ("project", "transport") and not r["batch"] and r["p"] == r["n"]]
+    square = [r for r in data["rows"] if r["op"] in ("project", "transport") and not r["batch"] and r["p"] == r["n"]]
+    steps = [r for r in square if r["layout"] == "C"]
+    column_major = [r for r in square if r["layout"] == "F"]
+    assert len(column_major) == len(steps) and all(r["over_row_major"] > 0 for r in column_major)
     tall = [r for r in data["rows"] if r["p"] != r["n"]]
     assert {(r["op"], r["n"], r["p"], r["k"]) for r in tall} == {("project", 64, 8, 4), ("transport", 64, 8, 4)}
     assert all(r["ratio_to_floor"] > 0 for r in tall)

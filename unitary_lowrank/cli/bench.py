@@ -47,12 +47,15 @@ class Case:
     dtype: str
     batch: int = 0  # > 0: a batch of that many n×n matrices
     p: int = 0  # > 0: a tall n×p U with orthonormal columns (the floor then reads U once: U @ X, X p×2k)
+    layout: str = "C"  # memory order of U: "C" row-major, "F" column-major (LAPACK output, a .T view)
 
     @property
     def shape(self) -> str:
         if self.p:
-            return f"{self.n}×{self.p}"
-        return f"({self.batch}, {self.n}, {self.n})" if self.batch else f"N={self.n}"
+            shape = f"{self.n}×{self.p}"
+        else:
+            shape = f"({self.batch}, {self.n}, {self.n})" if self.batch else f"N={self.n}"
+        return shape if self.layout == "C" else f"{shape} column-major"
 
     @property
     def label(self) -> str:
@@ -74,17 +77,20 @@ class _Library:
         self.name = name
         if name == "numpy":
             self.asarray, self.sync = (lambda x: x), (lambda: None)
+            self.column_major = lambda x: np.swapaxes(np.swapaxes(x, -1, -2).copy(), -1, -2)
         elif name == "torch":
             import torch
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
             self.asarray = lambda x: torch.from_numpy(np.ascontiguousarray(x)).to(device)
             self.sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+            self.column_major = lambda x: x.mT.contiguous().mT
         elif name == "cupy":
             import cupy
 
             self.asarray = cupy.asarray
             self.sync = lambda: cupy.cuda.get_current_stream().synchronize()
+            self.column_major = lambda x: cupy.swapaxes(cupy.swapaxes(x, -1, -2).copy(), -1, -2)
         else:
             raise ValueError(f"unknown backend {name!r}")
 
@@ -130,6 +136,8 @@ def build(case: Case) -> tuple[Callable[[], Any], Callable[[], None]]:
     # fresh copies: in-place steps must not change the cached operands
     arrays = {name: library.asarray(np.array(value)) for name, value in _operands(case).items()}
     U, A, B, X, G, Omega = (arrays[n] for n in ("U", "A", "B", "X", "G", "Omega"))
+    if case.layout == "F":
+        U = library.column_major(U)
     if case.op == "project":
         return (lambda: project(U, A, B, out=U, check_finite=False)), library.sync
     if case.op == "transport":
@@ -265,6 +273,7 @@ def grid(
     backends: Sequence[str],
     dense_max: int,
     tall: Sequence[tuple[int, int]] = (),
+    layouts: Sequence[str] = ("C",),
 ) -> list[Case]:
     """All cases of a run: steps, sketch, floors, dense baselines, the batched case and tall (Stiefel) shapes.
 
@@ -281,7 +290,10 @@ def grid(
         for dtype in dtypes:
             for n in sizes:
                 for k in ranks:
-                    cases += [Case(op, backend, n, k, dtype) for op in ("floor", *STEPS, "sketch-floor", "sketch")]
+                    steps = STEPS if "C" in layouts else ()
+                    cases += [Case(op, backend, n, k, dtype) for op in ("floor", *steps, "sketch-floor", "sketch")]
+                    if "F" in layouts:  # the same steps on a column-major U (the floor stays row-major)
+                        cases += [Case(op, backend, n, k, dtype, layout="F") for op in STEPS]
                 if n <= dense_max or (dtype == "float64" and n == max(sizes)):  # the largest N: float64 only
                     k = 4 if 4 in ranks else ranks[0]
                     cases += [Case("polar", backend, n, k, dtype), Case("expm", backend, n, k, dtype)]
@@ -299,18 +311,21 @@ def ratios(results: list[Result]) -> list[dict[str, Any]]:
             continue
         floor_op = "sketch-floor" if c.op == "sketch" else "floor"
         floor = by_case.get(Case(floor_op, c.backend, c.n, c.k, c.dtype, c.batch, c.p))
+        row_major = by_case.get(Case(c.op, c.backend, c.n, c.k, c.dtype, c.batch, c.p)) if c.layout == "F" else None
         parametrization = by_case.get(Case("torch-orthogonal", c.backend, c.n, c.k, c.dtype, c.batch, c.p))
         row = {
             "op": c.op,
             "backend": c.backend,
             "n": c.n,
             "p": c.p or c.n,
+            "layout": c.layout,
             "k": c.k,
             "dtype": c.dtype,
             "batch": c.batch,
             "median_ms": r.median_s * 1e3,
             "floor_ms": floor.median_s * 1e3 if floor else None,
             "ratio_to_floor": r.median_s / floor.median_s if floor else None,
+            "over_row_major": r.median_s / row_major.median_s if row_major else None,
             "torch_orthogonal_ms": parametrization.median_s * 1e3 if parametrization else None,
             "torch_orthogonal_over_step": parametrization.median_s / r.median_s if parametrization else None,
         }
@@ -400,6 +415,7 @@ def render(rows: list[dict[str, Any]]) -> Any:
         "polar/step",
         "expm/step",
         "torch param./step",
+        "F/C",
     ):
         table.add_column(name, justify="left" if name in ("op", "backend", "dtype", "shape") else "right")
 
@@ -411,6 +427,8 @@ def render(rows: list[dict[str, Any]]) -> Any:
             shape = f"({r['batch']}, {r['n']}, {r['n']})"
         else:
             shape = str(r["n"]) if r["p"] == r["n"] else f"{r['n']}×{r['p']}"
+        if r["layout"] == "F":
+            shape += " (column-major)"
         table.add_row(
             r["op"],
             r["backend"],
@@ -423,6 +441,7 @@ def render(rows: list[dict[str, Any]]) -> Any:
             fmt(r["polar_over_step"], ".0f"),
             fmt(r["expm_over_step"], ".0f"),
             fmt(r["torch_orthogonal_over_step"], ".2g"),
+            fmt(r["over_row_major"], ".2f"),
         )
     return table
 
@@ -432,7 +451,8 @@ def main(args: Any) -> int:
     from ._console import progress_bar
 
     console = make_console()
-    cases = grid(args.sizes, args.ranks, args.dtypes, args.backends, args.dense_max, tall=args.tall)
+    layouts = ("C", "F") if args.layout == "both" else (args.layout,)
+    cases = grid(args.sizes, args.ranks, args.dtypes, args.backends, args.dense_max, tall=args.tall, layouts=layouts)
     results = []
     with progress_bar("bench", console) as bar:
         task = bar.add_task("", total=len(cases))
@@ -529,6 +549,14 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         default=[(4096, 256)],
         metavar="NxP",
         help="tall (Stiefel) shapes, stepped at k = 4 in float32 (default: 4096x256; give none to skip)",
+    )
+    bench.add_argument(
+        "--layout",
+        choices=["C", "F", "both"],
+        default="both",
+        help="memory order of U for the steps: row-major C, column-major F (LAPACK outputs, .T views), or both "
+        "(default; the table then gives F/C, the column-major step's time over the row-major one's). "
+        "The floor is always one product with a row-major U",
     )
     bench.add_argument("--min-time", type=float, default=0.3, help="seconds of repeats per case (median taken)")
     bench.add_argument("--json", default="bench.json", help="raw numbers (default: bench.json)")
