@@ -81,11 +81,11 @@ class Backend:
             "call without out= and use the returned array"
         )
 
-    def out_problem(self, out: Any, sources: dict[str, Any]) -> str | None:
-        """Why ``out`` cannot receive a step computed from ``sources``, or ``None`` if it can.
+    def out_problem(self, out: Any, U: Any) -> str | None:
+        """Why ``out`` cannot receive the step of ``U``, or ``None`` if it can.
 
         Checked before any work: read-only, broadcast or stride-0 outputs,
-        outputs that overlap an operand without being that same array, and
+        outputs that overlap ``U`` without being ``U`` itself (``out=U.T``), and
         (torch) outputs that autograd records.
         """
         return None

@@ -52,13 +52,12 @@ class CupyBackend(Backend):
     def row_major(self, X: Any) -> Any:
         return cupy.ascontiguousarray(X)
 
-    def out_problem(self, out: Any, sources: dict[str, Any]) -> str | None:
+    def out_problem(self, out: Any, U: Any) -> str | None:
         if out.size and any(stride == 0 and size > 1 for stride, size in zip(out.strides, out.shape, strict=True)):
             return "repeats memory (a broadcast or stride-0 view); pass an array that owns its elements"
-        for name, x in sources.items():
-            same = x.data.ptr == out.data.ptr and x.shape == out.shape and x.strides == out.strides
-            if not same and cupy.shares_memory(out, x):
-                return f"overlaps {name} without being the same view of it; pass out={name} itself or a separate array"
+        same = U.data.ptr == out.data.ptr and U.shape == out.shape and U.strides == out.strides
+        if not same and cupy.shares_memory(out, U):
+            return "overlaps U without being the same view of it; pass out=U itself or a separate array"
         return None
 
     def copy_(self, out: Any, U: Any) -> Any:

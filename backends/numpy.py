@@ -68,17 +68,13 @@ class NumpyBackend(Backend):
             Q, R = scipy.linalg.qr(X, mode="economic", overwrite_a=True, check_finite=False)
         return Q, R
 
-    def out_problem(self, out: np.ndarray, sources: dict[str, Any]) -> str | None:
+    def out_problem(self, out: np.ndarray, U: np.ndarray) -> str | None:
         if not out.flags.writeable:
             return "is read-only (or a broadcast view); pass a writable array, e.g. out=U.copy()"
         if out.size and any(stride == 0 and size > 1 for stride, size in zip(out.strides, out.shape, strict=True)):
             return "repeats memory (a broadcast or stride-0 view); pass an array that owns its elements"
-        for name, x in sources.items():
-            if isinstance(x, np.ndarray) and not _same_view(out, x) and np.may_share_memory(out, x):
-                return (
-                    f"overlaps {name} without being the same view of it; pass out={name} itself "
-                    "(in place) or a separate array"
-                )
+        if not _same_view(out, U) and np.may_share_memory(out, U):
+            return "overlaps U without being the same view of it; pass out=U itself (in place) or a separate array"
         return None
 
     def empty_like(self, xp: Any, U: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -10,17 +10,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.linalg
-from conftest import DTYPES, EPS, dense_project, gaussian, haar, relative_error, scaled_update, tolerance, unitarity
+from conftest import (
+    DTYPES,
+    EPS,
+    _per_matrix,
+    _wide,
+    dense_project,
+    gaussian,
+    haar,
+    relative_error,
+    scaled_update,
+    tolerance,
+    unitarity,
+)
 
 import unitary_lowrank as ul
 
 
 def stiefel(n: int, p: int, dtype: str, rng: np.random.Generator, batch: tuple[int, ...] = ()) -> np.ndarray:
     return haar(n, dtype, rng, batch=batch, p=p)
-
-
-def _wide(x):
-    return x.astype(np.complex128 if x.dtype.kind == "c" else np.float64)
 
 
 def _left_skew(U, A, B):
@@ -43,16 +51,6 @@ def dense_cayley_left(U, A, B):
         return np.linalg.solve(identity - S / 2, (identity + S / 2) @ U)
 
     return _per_matrix(one, U, A, B)
-
-
-def _per_matrix(f, U, A, B):
-    U, A, B = _wide(U), _wide(A), _wide(B)
-    batch = np.broadcast_shapes(U.shape[:-2], A.shape[:-2], B.shape[:-2])
-    U, A, B = (np.broadcast_to(x, batch + x.shape[-2:]) for x in (U, A, B))
-    out = np.empty(batch + U.shape[-2:], dtype=np.result_type(U, A, B))
-    for index in np.ndindex(*batch):
-        out[index] = f(U[index], A[index], B[index])
-    return out
 
 
 STEPS = {

@@ -61,7 +61,7 @@ def _check_out(xp: Any, func: str, U: Any, A: Any, B: Any, out: Any) -> None:
             "call without out= and use the returned array"
         )
     # A and B are read only before the first write; U is read again by the copy into out.
-    problem = backend.out_problem(out, {"U": U})
+    problem = backend.out_problem(out, U)
     if problem is not None:
         raise ValueError(f"{func}: out {problem}")
 

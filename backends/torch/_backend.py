@@ -56,7 +56,7 @@ class TorchBackend(Backend):
         values = torch.rand(shape, dtype=dtype, device=device, generator=generator(seed, device))
         return values.clamp_min_(torch.finfo(dtype).tiny)
 
-    def out_problem(self, out: torch.Tensor, sources: dict[str, Any]) -> str | None:
+    def out_problem(self, out: torch.Tensor, U: torch.Tensor) -> str | None:
         if out.requires_grad and torch.is_grad_enabled():
             return (
                 "requires grad, and autograd cannot record an in-place step; run the step under "
@@ -64,12 +64,11 @@ class TorchBackend(Backend):
             )
         if out.numel() and any(stride == 0 and size > 1 for stride, size in zip(out.stride(), out.shape, strict=True)):
             return "repeats memory (an expanded or stride-0 view); pass a tensor that owns its elements"
-        for name, x in sources.items():
-            if isinstance(x, torch.Tensor) and not _same_view(out, x) and _shares_storage(out, x):
-                return (
-                    f"overlaps {name} without being the same view of it (e.g. out={name}.mT); pass out={name} "
-                    "itself (in place) or a separate tensor"
-                )
+        if not _same_view(out, U) and _shares_storage(out, U):
+            return (
+                "overlaps U without being the same view of it (e.g. out=U.mT); pass out=U itself (in place) "
+                "or a separate tensor"
+            )
         return None
 
     def empty_like(self, xp: Any, U: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
