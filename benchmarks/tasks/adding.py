@@ -2,7 +2,9 @@
 
 Each step carries a value uniform in [0, 1] and a marker; exactly one marker
 is set in each half of the sequence. The target is the sum of the two marked
-values; the loss is the mean squared error. Predicting 1 always scores 1/6 ≈ 0.167.
+values; the loss is the mean squared error. The first marker falls in
+positions [0, h), the second in [h, T), h = ⌊(T − 1)/2⌋ (the projUNN authors'
+split). Predicting 1 always scores 1/6 ≈ 0.167.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from ._task import Task
 
 
 def adding_batch(T: int, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    if T < 3:
+        raise ValueError(f"the adding task needs T >= 3 (a marker in each half); got T = {T}")
     values = torch.rand(T, batch, generator=generator)
-    half = T // 2
+    half = (T - 1) // 2
     first = torch.randint(0, half, (batch,), generator=generator)
     second = torch.randint(half, T, (batch,), generator=generator)
     markers = torch.zeros(T, batch)

@@ -1,8 +1,10 @@
 """Copy task: remember 10 symbols over T blank steps, then reproduce them after a marker.
 
 Input alphabet: 0 = blank, 1–8 = symbols, 9 = marker, one-hot (10 features).
-A sequence has T + 20 steps: 10 random symbols, T − 1 blanks, the marker, 10
-blanks. The target is blank for T + 10 steps, then the 10 symbols. The loss is
+A sequence has T + 20 steps: 10 random symbols, T blanks, the marker, 9
+blanks. The target is blank for T + 10 steps, then the 10 symbols, the first
+of them due at the marker's own step (the convention of the expRNN and
+projUNN authors' scripts: marker at position T + 10, counting from 0). The loss is
 the cross-entropy over all steps (9 classes); a memoryless predictor that
 outputs blanks and then uniform guesses scores ``10 log 8 / (T + 20)``.
 """
@@ -20,7 +22,7 @@ def copy_batch(T: int, batch: int, generator: torch.Generator) -> tuple[torch.Te
     symbols = torch.randint(1, 9, (10, batch), generator=generator)
     inputs = torch.zeros(T + 20, batch, dtype=torch.long)
     inputs[:10] = symbols
-    inputs[T + 9] = 9
+    inputs[T + 10] = 9
     targets = torch.zeros(T + 20, batch, dtype=torch.long)
     targets[T + 10 :] = symbols
     return torch.nn.functional.one_hot(inputs, 10).float(), targets

@@ -1,0 +1,156 @@
+"""The paper's RNN tasks at CPU scale: every method side by side, over several seeds.
+
+Runs ``unitary-lowrank train TASK --preset cpu`` for every task, method and
+seed (two runs at a time, one thread each; a run whose JSON summary already
+exists in the output folder is not run again), then writes into the output
+folder, per task, one plot with every method's test-loss curve (mean over the
+seeds, the band from the lowest to the highest seed) and ``study.md``: a table
+of the final test figures, mean and spread over the seeds::
+
+    python benchmarks/rnn_study.py                                  # adding, copy, pmnist; 5 methods, 2 seeds
+    python benchmarks/rnn_study.py --tasks adding --methods transport project --seeds 0
+    python benchmarks/rnn_study.py --report-only                    # tables and plots from the runs present
+    python benchmarks/rnn_study.py --preset quick --tasks copy adding --seeds 0 --out docs/runs/quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from unitary_lowrank.cli.train import METHODS, PRESETS, Config, run
+
+LABELS = {
+    "transport": "projUNN-T (k = 1)",
+    "project": "projUNN-D (k = 1)",
+    "dense": "dense Riemannian step",
+    "rnn": "unconstrained RNN",
+    "lstm": "LSTM",
+}
+
+
+def one(config: Config) -> dict:
+    return run(config, progress=False)
+
+
+def summaries_in(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if p.name != "study.json"]
+
+
+def _curves(folder: Path, summaries: list[dict]) -> dict[str, list[list[dict]]]:
+    by_method: dict[str, list[list[dict]]] = {}
+    for s in summaries:
+        rows = list(csv.DictReader(open(folder / s["log"])))
+        by_method.setdefault(s["config"]["method"], []).append(rows)
+    return by_method
+
+
+def plot(folder: Path, task: str, summaries: list[dict], preset: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    metric_name = summaries[0]["metric_name"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    curves = sorted(_curves(folder, summaries).items(), key=lambda m: METHODS.index(m[0]))
+    for index, (method, runs) in enumerate(curves):
+        length = min(len(rows) for rows in runs)
+        steps = [int(r["step"]) for r in runs[0][:length]]
+        for ax, key in zip(axes, ("test_loss", "metric"), strict=True):
+            values = np.array([[float(r[key]) for r in rows[:length]] for rows in runs])
+            label = f"{LABELS[method]} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"
+            ax.plot(steps, values.mean(0), color=f"C{index}", label=label)
+            ax.fill_between(steps, values.min(0), values.max(0), color=f"C{index}", alpha=0.2, linewidth=0)
+    axes[0].axhline(summaries[0]["baseline"], color="grey", linestyle="--", label="memoryless baseline")
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("test loss")
+    axes[1].set_ylabel(metric_name)
+    if metric_name == "test MSE":
+        axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("iteration")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{task}, --preset {preset} ({summaries[0]['note']}): mean over seeds, band = min to max", fontsize=10)
+    fig.tight_layout()
+    path = folder / f"{task}-methods.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def table(summaries: list[dict]) -> str:
+    import numpy as np
+
+    def spread(values: list[float], spec: str) -> str:
+        if len(values) == 1:
+            return format(values[0], spec)
+        return f"{format(np.mean(values), spec)} ({format(min(values), spec)} – {format(max(values), spec)})"
+
+    lines = [
+        "| task | method | seeds | iterations | minutes per run | final test loss, mean (min – max) "
+        "| figure of merit, mean (min – max) | memoryless baseline | max unitarity error |",
+        "|---|---|---:|---:|---:|---|---|---:|---:|",
+    ]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for s in summaries:
+        groups.setdefault((s["task"], s["config"]["method"]), []).append(s)
+    for (task, method), runs in sorted(groups.items(), key=lambda g: (g[0][0], METHODS.index(g[0][1]))):
+        unitarity = [r["unitarity"] for r in runs if r["unitarity"] is not None]
+        minutes = spread([r["seconds"] / 60 for r in runs], ".1f")
+        loss = spread([r["final_test_loss"] for r in runs], ".3g")
+        metric = spread([r["final_metric"] for r in runs], ".3g")
+        lines.append(
+            f"| {task} ({runs[0]['note']}) | {LABELS[method]} | {len(runs)} | {runs[0]['steps']} | {minutes} | {loss} "
+            f"| {runs[0]['metric_name']} {metric} | {runs[0]['baseline']:.3g} | "
+            f"{f'{max(unitarity):.1e}' if unitarity else '—'} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="cpu", choices=["cpu", "quick"])
+    parser.add_argument("--tasks", nargs="+", default=["adding", "copy", "pmnist"], choices=sorted(PRESETS["quick"]))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", help="output folder (default docs/runs/PRESET)")
+    parser.add_argument("--report-only", action="store_true", help="only tables and plots from the runs present")
+    args = parser.parse_args()
+    root = Path(args.out or f"docs/runs/{args.preset}")
+    if not args.report_only:
+        configs = []
+        for task in args.tasks:
+            for seed in args.seeds:
+                for method in args.methods:
+                    config = Config(
+                        **{**PRESETS[args.preset][task], "task": task, "method": method, "seed": seed},
+                        out=str(root / task),
+                        threads=1,
+                    )
+                    name = f"{task}-{method}" + (f"-k{config.rank}" if method in ("transport", "project") else "")
+                    if not (root / task / f"{name}{f'-seed{seed}' if seed else ''}.json").exists():
+                        configs.append(config)
+        with ProcessPoolExecutor(args.workers) as pool:
+            for summary in pool.map(one, configs):
+                print(f"{summary['name']}: test loss {summary['final_test_loss']:.4g}, "
+                      f"{summary['metric_name']} {summary['final_metric']:.4g}", flush=True)  # fmt: skip
+    everything = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        summaries = summaries_in(folder)
+        if summaries:
+            plot(folder, folder.name, summaries, args.preset)
+            everything += summaries
+    text = table(everything)
+    (root / "study.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
