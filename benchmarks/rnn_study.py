@@ -1,8 +1,9 @@
 """The paper's RNN tasks at CPU scale: every method side by side, over several seeds.
 
 Runs ``unitary-lowrank train TASK --preset cpu`` for every task, method and
-seed (two runs at a time, one thread each; a run whose JSON summary already
-exists in the output folder is not run again), then writes into the output
+seed (two runs at a time, one thread each; with ``--workers 1`` one after the
+other in this process; a run whose JSON summary already exists in the output
+folder is not run again), then writes into the output
 folder, per task, one plot with every method's test-loss curve (mean over the
 seeds, the band from the lowest to the highest seed) and ``study.md``: a table
 of the final test figures, mean and spread over the seeds::
@@ -19,6 +20,7 @@ import argparse
 import csv
 import json
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 from unitary_lowrank.cli.train import METHODS, PRESETS, Config, run
@@ -113,32 +115,32 @@ def table(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu", choices=["cpu", "quick"])
     parser.add_argument("--tasks", nargs="+", default=["adding", "copy", "pmnist"], choices=sorted(PRESETS["quick"]))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--steps", type=int, help="iterations per run instead of the preset's (smoke runs)")
     parser.add_argument("--out", help="output folder (default docs/runs/PRESET)")
     parser.add_argument("--report-only", action="store_true", help="only tables and plots from the runs present")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     root = Path(args.out or f"docs/runs/{args.preset}")
     if not args.report_only:
         configs = []
         for task in args.tasks:
             for seed in args.seeds:
                 for method in args.methods:
-                    config = Config(
-                        **{**PRESETS[args.preset][task], "task": task, "method": method, "seed": seed},
-                        out=str(root / task),
-                        threads=1,
-                    )
+                    settings = {**PRESETS[args.preset][task], "task": task, "method": method, "seed": seed}
+                    if args.steps:
+                        settings.update(steps=args.steps, eval_every=max(1, args.steps // 4))
+                    config = Config(**settings, out=str(root / task), threads=1)
                     name = f"{task}-{method}" + (f"-k{config.rank}" if method in ("transport", "project") else "")
                     if not (root / task / f"{name}{f'-seed{seed}' if seed else ''}.json").exists():
                         configs.append(config)
-        with ProcessPoolExecutor(args.workers) as pool:
-            for summary in pool.map(one, configs):
+        with ProcessPoolExecutor(args.workers) if args.workers > 1 else nullcontext() as pool:
+            for summary in pool.map(one, configs) if pool else map(one, configs):
                 print(f"{summary['name']}: test loss {summary['final_test_loss']:.4g}, "
                       f"{summary['metric_name']} {summary['final_metric']:.4g}", flush=True)  # fmt: skip
     everything = []

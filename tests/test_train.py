@@ -36,7 +36,12 @@ def test_quick_pmnist_learns(tmp_path):
 
 @pytest.mark.parametrize("method", ["project", "dense", "rnn", "lstm"])
 def test_every_method_runs(method, tmp_path):
+    def flushing() -> bool:
+        return bool((torch.tensor([1e-39]) * 1.0)[0] == 0)
+
+    before = flushing()
     summary = run(quick("adding", tmp_path, method=method, steps=30, eval_every=10), progress=False)
+    assert flushing() == before  # run() flushes subnormals to zero while it trains, and restores the state
     assert summary["final_test_loss"] > 0
     if method in ("project", "dense"):
         assert summary["unitarity"] <= 1e-5
@@ -141,3 +146,30 @@ def test_conv_stack_preserves_gradient_norms_exactly_and_plain_does_not(tmp_path
     assert plain["max_unitarity_error"] is None
     assert (tmp_path / "conv-L6-plain.png").stat().st_size > 10_000
     assert orthogonal["log"] == "conv-L6-transport-k1.csv" and orthogonal["config"]["out"] == "."
+
+
+def test_rnn_study_runs_every_method_and_reports_mean_and_spread(tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "rnn_study.py"
+    spec = importlib.util.spec_from_file_location("rnn_study", path)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    study.main(["--preset", "quick", "--tasks", "adding", "--methods", "transport", "lstm", "--seeds", "0", "1",
+                "--steps", "8", "--workers", "1", "--out", str(tmp_path)])  # fmt: skip
+    names = sorted(p.name for p in (tmp_path / "adding").glob("*.json"))
+    assert names == ["adding-lstm-seed1.json", "adding-lstm.json", "adding-transport-k1-seed1.json",
+                     "adding-transport-k1.json"]  # fmt: skip
+    table = (tmp_path / "study.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| adding")]
+    assert len(rows) == 2 and all("| 2 | 8 |" in row for row in rows)  # two seeds, 8 iterations each
+    assert " – " in rows[0]  # mean (min – max) over the seeds
+    assert (tmp_path / "adding" / "adding-methods.png").stat().st_size > 10_000
+
+
+def test_cpu_time_budget_stops_a_run_and_says_so(tmp_path):
+    summary = run(quick("adding", tmp_path, steps=1_000_000, eval_every=1_000, minutes=0.02), progress=False)
+    assert summary["stopped_by_budget"] and 0 < summary["steps"] < 1_000_000
+    rows = list(csv.DictReader(open(tmp_path / summary["log"])))
+    assert int(rows[-1]["step"]) == summary["steps"]  # the last row is the evaluation at the stop

@@ -40,6 +40,15 @@ def eps(xp: Any, dtype: Any) -> float:
     return float(xp.finfo(real_dtype(xp, dtype)).eps)
 
 
+def on_host(x: Any) -> bool:
+    """True for NumPy arrays and CPU torch tensors: reading a value decides a branch without a device sync."""
+    import array_api_compat
+
+    if array_api_compat.is_numpy_array(x):
+        return True
+    return array_api_compat.is_torch_array(x) and x.device.type == "cpu"
+
+
 def eye(xp: Any, n: int, like: Any) -> Any:
     return xp.eye(n, dtype=like.dtype, device=device_of(like))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._linalg import adjoint, complex_dtype, eye, is_complex, power_of_two, real_part, safe_eigh, safe_svd
+from ._linalg import adjoint, complex_dtype, eye, is_complex, on_host, power_of_two, real_part, safe_eigh, safe_svd
 from ._rank_update import add_update, copy_of_U, is_trivial, prepare, span, update_exponent
 
 __all__ = ["transport"]
@@ -141,9 +141,11 @@ def skew_function_minus_identity(xp: Any, S: Any, t: Any, retraction: str = "exp
     E = xp.astype(real_part(xp, E), S.dtype)
     # ±λ pairs of a real skew matrix are rounded independently: at large norms
     # I + E drifts off the orthogonal group by ~ε‖tS‖. Its polar factor does not.
+    large = xp.max(xp.abs(lam), axis=-1, keepdims=True)[..., None] > 1
+    if on_host(lam) and not bool(xp.any(large)):
+        return E  # the common case, decided without a device synchronization: no SVD needed
     identity = eye(xp, S.shape[-1], S)
     W, _, Vh = safe_svd(xp, identity + E)
-    large = xp.max(xp.abs(lam), axis=-1, keepdims=True)[..., None] > 1
     return xp.where(large, xp.matmul(W, Vh) - identity, E)
 
 

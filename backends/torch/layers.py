@@ -88,18 +88,14 @@ class _RealRecurrence(torch.autograd.Function):
         W_t = weight.T
         sign = torch.empty((batch, n), dtype=drive.dtype, device=drive.device) if kind == "modrelu" else None
         for t in range(T):
-            z = H[t]
-            if t == 0:
-                z.copy_(drive[0])
-            else:
-                torch.addmm(drive[t], H[t - 1], W_t, out=z)
+            z = drive[0].clone() if t == 0 else torch.addmm(drive[t], H[t - 1], W_t)
             if kind == "relu":
-                z.clamp_(min=0)
+                torch.clamp(z, min=0, out=H[t])
             elif kind == "tanh":
-                z.tanh_()
+                torch.tanh(z, out=H[t])
             else:
                 torch.sign(z, out=sign)
-                z.abs_().add_(bias).clamp_(min=0).mul_(sign)
+                torch.mul(z.abs_().add_(bias).clamp_(min=0), sign, out=H[t])
         ctx.save_for_backward(H, weight)
         ctx.kind, ctx.last = kind, last
         return H[-1].clone() if last else H
@@ -110,21 +106,20 @@ class _RealRecurrence(torch.autograd.Function):
         H, weight = ctx.saved_tensors
         T, _, n = H.shape
         if ctx.kind == "relu":
-            slope = H > 0
+            slope = (H > 0).to(H.dtype)  # in H's dtype: a float-by-bool product is 2× slower
         elif ctx.kind == "tanh":
             slope = 1 - H * H
         else:
-            slope = H != 0
+            slope = (H != 0).to(H.dtype)
         D = torch.empty_like(H)  # δ_t = ∂L/∂z_t
         for t in range(T - 1, -1, -1):
-            d = D[t]
             if t == T - 1:
-                d.copy_(grad if ctx.last else grad[t])
-            else:
-                torch.mm(D[t + 1], weight, out=d)
+                g = grad if ctx.last else grad[t]
+            else:  # a fresh product, then one write into D: faster than mm(..., out=D[t]) on small blocks
+                g = D[t + 1] @ weight
                 if not ctx.last:
-                    d.add_(grad[t])
-            d.mul_(slope[t])
+                    g += grad[t]
+            torch.mul(g, slope[t], out=D[t])
         grad_weight = grad_bias = None
         if ctx.needs_input_grad[1] and T > 1:
             grad_weight = D[1:].reshape(-1, n).T @ H[:-1].reshape(-1, n)
