@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 
@@ -173,3 +174,48 @@ def test_cpu_time_budget_stops_a_run_and_says_so(tmp_path):
     assert summary["stopped_by_budget"] and 0 < summary["steps"] < 1_000_000
     rows = list(csv.DictReader(open(tmp_path / summary["log"])))
     assert int(rows[-1]["step"]) == summary["steps"]  # the last row is the evaluation at the stop
+
+
+def test_a_diverging_run_stops_and_says_where(tmp_path, capsys):
+    """The unconstrained RNN at a large learning rate explodes: the run records it instead of crashing."""
+    args = [
+        "train",
+        "adding",
+        "--preset",
+        "quick",
+        "--method",
+        "rnn",
+        "--lr",
+        "1e3",
+        "--init",
+        "identity",
+        "--steps",
+        "200",
+        "--eval-every",
+        "100",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
+    assert main(args) == 0  # fmt: skip
+    summary = json.loads((tmp_path / "adding-rnn.json").read_text())
+    assert summary["diverged_at"] is not None and summary["steps"] == summary["diverged_at"] < 200
+    assert math.isnan(summary["unitarity"]) and not summary["stopped_by_budget"]
+    assert "diverged" in capsys.readouterr().out
+
+
+def test_gradient_clipping_bounds_every_step(tmp_path, monkeypatch):
+    norms = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def recording(parameters, max_norm):
+        parameters = list(parameters)
+        clip(parameters, max_norm)
+        norms.append(float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in parameters]))))
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording)
+    summary = run(quick("adding", tmp_path, method="rnn", clip=1e-3, steps=20, eval_every=10), progress=False)
+    assert len(norms) == 20 and max(norms) <= 1e-3 * (1 + 1e-5)
+    assert summary["config"]["clip"] == 1e-3

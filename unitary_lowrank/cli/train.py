@@ -211,6 +211,7 @@ class Config:
     decay_every: int | None = None
     decay_epochs: tuple[int, ...] | None = None
     minutes: float | None = None
+    clip: float | None = None
     eval_every: int = 50
     test_size: int = 1000
     limit: int | None = None
@@ -315,11 +316,17 @@ def decays_after(config: Config, step: int, steps_per_epoch: int | None) -> bool
 
 
 def unitarity(model: Any) -> float | None:
+    """``max|WᴴW − I|`` of the recurrent weight; NaN once training has diverged; None for the LSTM."""
+    import torch
+
     if not hasattr(model, "weight_hh"):
         return None
     from ..unitarity import unitarity_error
 
-    return float(unitarity_error(model.weight_hh.detach()))
+    weight = model.weight_hh.detach()
+    if not bool(torch.isfinite(weight).all()):
+        return math.nan
+    return float(unitarity_error(weight))
 
 
 def run(config: Config, progress: bool = True) -> dict[str, Any]:
@@ -369,13 +376,17 @@ def _train(config: Config, progress: bool) -> dict[str, Any]:
         optimizer.zero_grad()
         loss = task.loss(model(inputs), targets)
         loss.backward()
+        if config.clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         optimizer.step()
         if decays_after(config, step, task.steps_per_epoch):
             for group in optimizer.param_groups:
                 group["lr"] *= config.decay
-        running = loss.item() if math.isnan(running) else 0.9 * running + 0.1 * loss.item()
+        value = loss.item()
+        diverged = not math.isfinite(value)  # an unconstrained recurrence can explode: record it and stop
+        running = value if math.isnan(running) or diverged else 0.9 * running + 0.1 * value
         out_of_time = config.minutes is not None and time.process_time() - cpu_started > 60 * config.minutes
-        if step % config.eval_every == 0 or step == steps or out_of_time:
+        if step % config.eval_every == 0 or step == steps or out_of_time or diverged:
             test_loss, metric = evaluate(model, task, config.device)
             rows.append(
                 {
@@ -396,7 +407,7 @@ def _train(config: Config, progress: bool) -> dict[str, Any]:
             bar.set_postfix(
                 loss=f"{running:.4g}", test=f"{test_loss:.4g}", **{task.metric_name.split()[-1]: f"{metric:.3g}"}
             )
-        if out_of_time:
+        if out_of_time or diverged:
             break
     elapsed = time.perf_counter() - started
     log.close()
@@ -412,7 +423,8 @@ def _train(config: Config, progress: bool) -> dict[str, Any]:
         "metric_name": task.metric_name,
         "best_test_loss": min(r["test_loss"] for r in rows),
         "steps": rows[-1]["step"],
-        "stopped_by_budget": rows[-1]["step"] < steps,
+        "stopped_by_budget": rows[-1]["step"] < steps and not diverged,
+        "diverged_at": rows[-1]["step"] if diverged else None,
         "seconds": elapsed,
         "unitarity": rows[-1]["unitarity"],
         "log": log_path.name,  # relative to the output folder: summaries do not record the machine's paths
@@ -449,6 +461,8 @@ def main(args: Any) -> int:
     config = config_from_args(args)
     summary = run(config, progress=not args.no_progress)
     metric = summary["final_metric"]
+    if summary["diverged_at"] is not None:
+        print(f"{summary['name']}: diverged (loss not finite) at iteration {summary['diverged_at']}; stopped there")
     print(
         f"{summary['name']}: final test loss {summary['final_test_loss']:.5g} "
         f"(memoryless baseline {summary['baseline']:.4g}), {summary['metric_name']} {metric:.4g}, "
@@ -486,6 +500,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     train.add_argument("--batch", type=int, help="batch size")
     train.add_argument("--lr", type=float, help="RMSprop learning rate")
     train.add_argument("--lr-unitary", type=float, dest="lr_unitary", help="learning rate of the unitary weight")
+    train.add_argument("--clip", type=float, help="clip the gradient norm of all parameters to this (default: off)")
     train.add_argument("--rank", type=int, help="rank k of the projUNN sketch")
     train.add_argument("--sketch", choices=["randomized", "column", "svd"])
     train.add_argument("--init", choices=["henaff", "haar", "cayley", "identity"])
