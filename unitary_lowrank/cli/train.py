@@ -280,15 +280,17 @@ def build_model_and_optimizer(config: Config, task: Any):
             generator=generator,
         )
     model = model.to(config.device)
-    if config.method == "rnn":
-        return model, torch.optim.RMSprop(model.parameters(), lr=config.lr)
+    # the unconstrained baseline ("rnn") differs from the orthogonal runs by the constraint alone:
+    # same model, same initialization, same learning rate for the recurrent weight
     base = torch.optim.RMSprop(
         [
             {"params": model.other_parameters()},
-            {"params": model.unitary_parameters(), "unitary": True, "lr": config.lr_unitary},
+            {"params": model.unitary_parameters(), "unitary": config.method != "rnn", "lr": config.lr_unitary},
         ],
         lr=config.lr,
     )
+    if config.method == "rnn":
+        return model, base
     return model, ProjUNN(base, rank=config.rank, method=config.method, sketch=config.sketch, seed=config.seed)
 
 
