@@ -178,28 +178,9 @@ def test_cpu_time_budget_stops_a_run_and_says_so(tmp_path):
 
 def test_a_diverging_run_stops_and_says_where(tmp_path, capsys):
     """The unconstrained RNN at a large learning rate explodes: the run records it instead of crashing."""
-    args = [
-        "train",
-        "adding",
-        "--preset",
-        "quick",
-        "--method",
-        "rnn",
-        "--lr",
-        "1e3",
-        "--init",
-        "identity",
-        "--steps",
-        "200",
-        "--eval-every",
-        "100",
-        "--out",
-        str(tmp_path),
-        "--no-progress",
-        "--threads",
-        "1",
-    ]
-    assert main(args) == 0  # fmt: skip
+    common = "--preset quick --method rnn --init identity --steps 200 --eval-every 100 --no-progress --threads 1"
+    args = ["train", "adding", *common.split(), "--lr", "1e3", "--lr-unitary", "1e3", "--out", str(tmp_path)]
+    assert main(args) == 0
     summary = json.loads((tmp_path / "adding-rnn.json").read_text())
     assert summary["diverged_at"] is not None and summary["steps"] == summary["diverged_at"] < 200
     assert math.isnan(summary["unitarity"]) and not summary["stopped_by_budget"]
