@@ -1,7 +1,7 @@
 """Iterations per second of one training step (forward, backward, ProjUNN step) of the paper's RNNs.
 
-Compares the recurrence through autograd's Python loop (``autograd_loop=True``)
-with the hand-written backward (the default), on the adding task (T = 200,
+Compares the recurrence through autograd's Python loop (``backward="autograd"``)
+with the hand-written backward (``backward="manual"``), on the adding task (T = 200,
 hidden 170, batch 50, ReLU) and permuted MNIST (T = 784, hidden 170, batch
 128, modReLU), one torch thread. The two variants alternate, round after
 round, so that a busy machine slows both alike; the median per variant is
@@ -26,11 +26,11 @@ CASES = {
 }
 
 
-def trainer(case: dict, autograd_loop: bool):
+def trainer(case: dict, autograd_loop: bool):  # True: backward="autograd"; False: "manual"
     torch.manual_seed(0)
     model = OrthogonalRNN(
         case["inputs"], 170, case["outputs"], nonlinearity=case["nonlinearity"], init="identity",
-        autograd_loop=autograd_loop,
+        backward="autograd" if autograd_loop else "manual",
     )  # fmt: skip
     optimizer = ProjUNN(
         torch.optim.RMSprop(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
@@ -99,6 +100,8 @@ def table(summaries: list[dict]) -> str:
     import numpy as np
 
     def spread(values: list[float], spec: str) -> str:
+        if any(math.isnan(v) for v in values):
+            return "NaN (diverged)"
         if min(values) == max(values):
             return format(values[0], spec)
         return f"{format(np.mean(values), spec)} ({format(min(values), spec)} – {format(max(values), spec)})"

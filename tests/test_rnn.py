@@ -62,9 +62,9 @@ def test_hand_backward_gradcheck(kind):
 def test_model_fast_path_equals_autograd_loop(nonlinearity):
     x = torch.randn(12, 5, 3, generator=torch.Generator().manual_seed(0))
     grads = []
-    for loop in (False, True):
+    for backward in ("manual", "autograd"):
         model = OrthogonalRNN(
-            3, 8, 2, nonlinearity=nonlinearity, init="haar", autograd_loop=loop,
+            3, 8, 2, nonlinearity=nonlinearity, init="haar", backward=backward,
             generator=torch.Generator().manual_seed(1),
         )  # fmt: skip
         torch.manual_seed(2)
@@ -75,8 +75,9 @@ def test_model_fast_path_equals_autograd_loop(nonlinearity):
         torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
 
 
-def test_empty_sequence_is_refused():
-    model = OrthogonalRNN(2, 4, 1)
+@pytest.mark.parametrize("backward", ["autograd", "manual"])
+def test_empty_sequence_is_refused(backward):
+    model = OrthogonalRNN(2, 4, 1, backward=backward)
     with pytest.raises(ValueError, match="empty"):
         model(torch.zeros(0, 3, 2))
 
@@ -123,3 +124,11 @@ def test_adding_task_marker_halves():
     torch.testing.assert_close(targets[:, 0], inputs[first, columns, 0] + inputs[second, columns, 0])
     with pytest.raises(ValueError, match="T >= 3"):
         adding_batch(2, 1, torch.Generator())
+
+
+def test_backward_choice():
+    assert OrthogonalRNN(2, 4, 1, nonlinearity="modrelu").backward == "manual"
+    assert OrthogonalRNN(2, 4, 1, nonlinearity="relu").backward == "autograd"
+    assert OrthogonalRNN(2, 4, 1, backward="manual").backward == "manual"
+    with pytest.raises(ValueError, match="backward"):
+        OrthogonalRNN(2, 4, 1, backward="fused")

@@ -58,6 +58,8 @@ def _recur(drive: torch.Tensor, weight: torch.Tensor, activation: nn.Module, rea
     per-step gradients instead of scattering each into a zero tensor the size
     of the whole sequence.
     """
+    if drive.shape[0] == 0:
+        raise ValueError("the input sequence is empty (T = 0)")
     steps = drive.unbind(0)
     h = steps[0].new_zeros(steps[0].shape)
     W_t = weight.T
@@ -202,9 +204,13 @@ class OrthogonalRNN(_RecurrentBase):
         0.5 and zero bias (their adding task). The input weight is always
         Xavier-uniform and the modReLU bias uniform in (−0.01, 0.01), as in the
         authors' released scripts.
-    autograd_loop : bool, default False
-        Run the recurrence as a Python loop through autograd instead of the
-        hand-written backward (same numbers; kept for comparison).
+    backward : {"auto", "autograd", "manual"}, default "auto"
+        How the real recurrence is differentiated: through autograd over the
+        Python loop, or by the hand-written backward pass (same numbers to
+        rounding; it saves the per-step temporaries of modReLU). "auto" takes
+        the hand-written pass for modReLU and autograd for relu and tanh, the
+        faster of the two for each on the CPU this was measured on
+        (``benchmarks/rnn_speed.py``).
     """
 
     def __init__(
@@ -218,14 +224,18 @@ class OrthogonalRNN(_RecurrentBase):
         readout: str = "last",
         input_bias: bool = False,
         output_init: str = "default",
-        autograd_loop: bool = False,
+        backward: str = "auto",
         dtype: torch.dtype = torch.float32,
         generator: torch.Generator | None = None,
     ):
         super().__init__()
         if readout not in ("last", "all"):
             raise ValueError(f"readout must be 'last' or 'all'; got {readout!r}")
-        self.hidden_size, self.readout, self.autograd_loop = hidden_size, readout, autograd_loop
+        if backward not in ("auto", "autograd", "manual"):
+            raise ValueError(f"backward must be 'auto', 'autograd' or 'manual'; got {backward!r}")
+        if backward == "auto":
+            backward = "manual" if nonlinearity == "modrelu" else "autograd"
+        self.hidden_size, self.readout, self.backward = hidden_size, readout, backward
         self.weight_hh = nn.Parameter(torch.empty(hidden_size, hidden_size, dtype=dtype))
         _init_recurrent(self.weight_hh, init, generator)
         self.input = nn.Linear(input_size, hidden_size, bias=input_bias, dtype=dtype)
@@ -241,7 +251,7 @@ class OrthogonalRNN(_RecurrentBase):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: (T, batch, input_size) → (batch, output) or (T, batch, output)."""
-        recur = _recur if self.autograd_loop else _recur_real
+        recur = _recur if self.backward == "autograd" else _recur_real
         hs = recur(self.input(x), self.weight_hh, self.activation, self.readout)
         return self.output(hs)
 
