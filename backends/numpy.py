@@ -64,10 +64,8 @@ class NumpyBackend(Backend):
             return Q, R
         import scipy.linalg
 
-        if X.size < 1 << 16:  # too small for BLAS threads: skip the (≈ 50 µs) thread-pool switch
-            Q, R = scipy.linalg.qr(X, mode="economic", overwrite_a=True, check_finite=False)
-            return Q, R
-        with _single_threaded_blas():
+        # a block too small for BLAS threads skips the thread-pool switch (≈ 50 µs a call)
+        with contextlib.nullcontext() if X.size < 1 << 16 else _single_threaded_blas():
             Q, R = scipy.linalg.qr(X, mode="economic", overwrite_a=True, check_finite=False)
         return Q, R
 
