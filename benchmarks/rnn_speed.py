@@ -26,40 +26,31 @@ CASES = {
 }
 
 
+def _training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, case: dict):
+    x = torch.rand(case["T"], case["batch"], case["inputs"])
+
+    def step() -> None:
+        optimizer.zero_grad()
+        model(x).square().mean().backward()
+        optimizer.step()
+
+    return step
+
+
 def trainer(case: dict, autograd_loop: bool):  # True: backward="autograd"; False: "manual"
     torch.manual_seed(0)
     model = OrthogonalRNN(
         case["inputs"], 170, case["outputs"], nonlinearity=case["nonlinearity"], init="identity",
         backward="autograd" if autograd_loop else "manual",
     )  # fmt: skip
-    optimizer = ProjUNN(
-        torch.optim.RMSprop(
-            [{"params": model.other_parameters()}, {"params": model.unitary_parameters(), "unitary": True}], lr=1e-3
-        ),
-        rank=1,
-    )
-    x = torch.rand(case["T"], case["batch"], case["inputs"])
-
-    def step() -> None:
-        optimizer.zero_grad()
-        model(x).square().mean().backward()
-        optimizer.step()
-
-    return step
+    groups = [{"params": model.other_parameters()}, {"params": model.unitary_parameters(), "unitary": True}]
+    return _training_step(model, ProjUNN(torch.optim.RMSprop(groups, lr=1e-3), rank=1), case)
 
 
 def lstm_trainer(case: dict):
     torch.manual_seed(0)
     model = LSTMBaseline(case["inputs"], 170, case["outputs"])
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3)
-    x = torch.rand(case["T"], case["batch"], case["inputs"])
-
-    def step() -> None:
-        optimizer.zero_grad()
-        model(x).square().mean().backward()
-        optimizer.step()
-
-    return step
+    return _training_step(model, torch.optim.RMSprop(model.parameters(), lr=1e-3), case)
 
 
 def alternate(steps: dict, iterations: int, rounds: int, setup=lambda variant: None) -> dict:

@@ -42,20 +42,19 @@ def one(config: Config) -> dict:
 
 
 def summaries_in(folder: Path) -> list[dict]:
-    """The JSON summaries in ``folder``, each with the last rows of its CSV log under ``"tail"``."""
+    """The JSON summaries in ``folder``, each with the rows of its CSV log under ``"rows"``."""
     summaries = []
     for path in sorted(folder.glob("*.json")):
         summary = json.loads(path.read_text())
-        summary["tail"] = list(csv.DictReader(open(folder / summary["log"])))[-TAIL:]
+        summary["rows"] = list(csv.DictReader(open(folder / summary["log"])))
         summaries.append(summary)
     return summaries
 
 
-def _curves(folder: Path, summaries: list[dict]) -> dict[str, list[list[dict]]]:
+def _curves(summaries: list[dict]) -> dict[str, list[list[dict]]]:
     by_method: dict[str, list[list[dict]]] = {}
     for s in summaries:
-        rows = list(csv.DictReader(open(folder / s["log"])))
-        by_method.setdefault(s["config"]["method"], []).append(rows)
+        by_method.setdefault(s["config"]["method"], []).append(s["rows"])
     return by_method
 
 
@@ -70,7 +69,7 @@ def plot(folder: Path, task: str, summaries: list[dict], preset: str) -> Path:
     keys = ("test_loss",) if metric_name == "test MSE" else ("test_loss", "metric")  # adding: the loss is the MSE
     fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
     axes = axes[0]
-    curves = sorted(_curves(folder, summaries).items(), key=lambda m: METHODS.index(m[0]))
+    curves = sorted(_curves(summaries).items(), key=lambda m: METHODS.index(m[0]))
     for index, (method, runs) in enumerate(curves):
         length = min(len(rows) for rows in runs)
         steps = [int(r["step"]) for r in runs[0][:length]]
@@ -121,7 +120,7 @@ def table(summaries: list[dict]) -> str:
         minutes = spread([r["seconds"] / 60 for r in runs], ".1f")
         loss = spread([r["final_test_loss"] for r in runs], ".3g")
         metric = spread([r["final_metric"] for r in runs], ".4g")
-        late = spread([float(np.mean([float(row["metric"]) for row in r["tail"]])) for r in runs], ".4g")
+        late = spread([float(np.mean([float(row["metric"]) for row in r["rows"][-TAIL:]])) for r in runs], ".4g")
         where = f"{task} ({runs[0]['note']})" if len(runs[0]["note"]) < 20 else task  # "T = 200", not the MNIST note
         lines.append(
             f"| {where} | {LABELS[method]} | {len(runs)} | {steps} | {minutes} | {loss} "

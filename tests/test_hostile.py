@@ -329,6 +329,12 @@ def _convert(x: np.ndarray, backend: str):
     return x
 
 
+# found by the property test below: a scale 2^(e_A + e_B) that underflows to 0 (the rectangular project took its log)
+_UNDERFLOWING_SCALE = dict(
+    n=2, p_fraction=0.5, k=1, batch=(), dtype="float32", log_norm=-45.0, fortran=False, step="project", seed=0
+)
+
+
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     n=st.integers(0, 9),
@@ -342,31 +348,8 @@ def _convert(x: np.ndarray, backend: str):
     step=st.sampled_from(sorted(STEPS)),
     seed=st.integers(0, 2**16),
 )
-# found by this test: a scale 2^(e_A + e_B) that underflows to 0 (the rectangular project took its log)
-@example(
-    n=2,
-    p_fraction=0.5,
-    k=1,
-    batch=(),
-    dtype="float32",
-    log_norm=-45.0,
-    fortran=False,
-    backend="numpy",
-    step="project",
-    seed=0,
-)
-@example(
-    n=2,
-    p_fraction=0.5,
-    k=1,
-    batch=(),
-    dtype="float32",
-    log_norm=-45.0,
-    fortran=False,
-    backend="torch",
-    step="project",
-    seed=0,
-)
+@example(**_UNDERFLOWING_SCALE, backend="numpy")
+@example(**_UNDERFLOWING_SCALE, backend="torch")
 def test_property_no_crash_no_nan_unitary_and_exact_where_defined(
     n, p_fraction, k, batch, dtype, log_norm, fortran, backend, step, seed
 ):
