@@ -65,6 +65,18 @@ class Backend:
         """``X`` in row-major (C) order, as users' own arrays usually are (no-op where layout is hidden)."""
         return X
 
+    # -- small r×r work ------------------------------------------------------
+    def host_transfer(self, arrays: Sequence[Any]) -> tuple[Any, Any] | None:
+        """``(to_numpy, back)`` when the step's r×r core of ``arrays`` is better done on the host; else ``None``.
+
+        The core (an r×r eigendecomposition or SVD and a few dozen elementwise
+        operations, r ≤ 2k) is latency-bound. On a GPU each of its operations
+        is a kernel launch and each small cuSOLVER call waits for the device;
+        on the host it costs one round trip. Libraries whose arrays must stay
+        where they are (traced JAX arrays, autograd graphs) return ``None``.
+        """
+        return None
+
     # -- in-place updates ---------------------------------------------------
     supports_inplace = False
 

@@ -52,6 +52,9 @@ class CupyBackend(Backend):
     def row_major(self, X: Any) -> Any:
         return cupy.ascontiguousarray(X)
 
+    def host_transfer(self, arrays: Any) -> tuple[Any, Any] | None:
+        return cupy.asnumpy, cupy.asarray
+
     def out_problem(self, out: Any, U: Any) -> str | None:
         if out.size and any(stride == 0 and size > 1 for stride, size in zip(out.strides, out.shape, strict=True)):
             return "repeats memory (a broadcast or stride-0 view); pass an array that owns its elements"

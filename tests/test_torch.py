@@ -55,6 +55,100 @@ def test_in_place_on_tensors(batch, rng):
     torch.testing.assert_close(U, expected, atol=1e-14, rtol=0)
 
 
+@pytest.fixture
+def host_core(monkeypatch):
+    """Steps on CPU tensors take the GPU route: their r×r core goes through NumPy and back (a copy each way)."""
+    from unitary_lowrank.backends.torch import _backend
+
+    moves = []
+
+    def to_host(x):
+        moves.append(tuple(x.shape))
+        return x.detach().cpu().numpy().copy()
+
+    def transfer(self, arrays):
+        return to_host, (lambda x: torch.from_numpy(x.copy()))
+
+    monkeypatch.setattr(_backend.TorchBackend, "host_transfer", transfer)
+    return moves
+
+
+def dense_transport_left(U, A, B):
+    """``expm(skew(A (U B)ᴴ)) U`` in complex double precision: the step's definition for any n×p ``U``."""
+    import numpy as np
+    import scipy.linalg
+
+    wide = [x.astype(np.complex128) for x in (U, A, B)]
+    U_, A_, B_ = wide
+    X = A_ @ (U_ @ B_).conj().swapaxes(-1, -2)
+    S = (X - X.conj().swapaxes(-1, -2)) / 2
+    result = np.stack(
+        [
+            scipy.linalg.expm(s) @ u
+            for s, u in zip(S.reshape(-1, *S.shape[-2:]), U_.reshape(-1, *U_.shape[-2:]), strict=True)
+        ]
+    )
+    result = result.reshape(U.shape)
+    return result if U.dtype.kind == "c" else result.real
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 20, 20), (20, 6)])
+@pytest.mark.parametrize(("step", "reference"), [(ul.project, dense_project), (ul.transport, dense_transport_left)])
+def test_core_on_the_host_matches_dense(step, reference, shape, dtype, rng, host_core):
+    """The route GPU tensors take (r×r core in NumPy) is as exact as the dense references, in place too."""
+    U = haar(shape[-2], dtype, rng, batch=shape[:-2])[..., : shape[-1]].copy()
+    A, B = gaussian((*shape[:-1], 3), dtype, rng, 0.3), gaussian((*shape[:-2], shape[-1], 3), dtype, rng, 0.3)
+    expected = reference(U, A, B)
+    W = torch.from_numpy(U.copy())
+    assert step(W, torch.from_numpy(A), torch.from_numpy(B), out=W) is W
+    assert host_core, "the host route was not taken"
+    assert relative_error(W.numpy(), expected) <= tolerance(dtype, 3.0)
+    zero = step(torch.from_numpy(U), torch.from_numpy(A), torch.zeros_like(torch.from_numpy(B)))
+    assert torch.equal(zero, torch.from_numpy(U))  # a vanishing update is still exactly U
+
+
+def test_core_on_the_host_warns_at_the_caller(rng, host_core):
+    U = torch.from_numpy(haar(9, "float64", rng))
+    x = torch.from_numpy(gaussian((9, 1), "float64", rng))
+    x = x / torch.linalg.norm(x)
+    with pytest.warns(ul.SingularUpdateWarning, match="not unique") as caught:
+        ul.project(U, -U @ x, x)
+    assert caught[0].filename == __file__
+
+
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+def test_sketch_through_the_host_route_is_exact(dtype, rng, host_core):
+    G = torch.from_numpy(gaussian((40, 3), dtype, rng) @ gaussian((3, 30), dtype, rng))
+    A, B = ul.sketch(G, 3, seed=0)
+    assert host_core, "the host route was not taken"
+    assert torch.dist(A @ B.mH, G) <= 1e-12 * torch.linalg.norm(G)
+
+
+@pytest.mark.parametrize("step", [ul.project, ul.transport])
+def test_batched_steps_through_the_host_route(step, rng, host_core):
+    """A batch goes through the host twice on a GPU: its tall QRs and its r×r cores."""
+    U = torch.from_numpy(haar(12, "float64", rng, batch=(5,)))
+    A, B = (torch.from_numpy(gaussian((5, 12, 2), "float64", rng, 0.3)) for _ in range(2))
+    expected = (dense_project if step is ul.project else dense_transport)(U.numpy(), A.numpy(), B.numpy())
+    assert relative_error(step(U, A, B).numpy(), expected) <= 1e-13
+    assert (5, 12, 4) in host_core  # the stacked QR's input [Uᴴ A, B] or [A, U B]
+    assert (5, 4, 2) in host_core  # the core's coordinates R_A
+
+
+def test_host_route_only_off_the_cpu_and_outside_autograd():
+    from unitary_lowrank.backends.torch import _backend
+
+    backend = _backend.TorchBackend()
+    elsewhere = torch.zeros(2, 2, device="meta")  # stands for a GPU tensor: off the host
+    recorded = torch.zeros(2, 2, device="meta", requires_grad=True)
+    assert backend.host_transfer((torch.zeros(2, 2),)) is None  # CPU tensors: already on the host
+    assert backend.host_transfer((elsewhere, elsewhere)) is not None
+    assert backend.host_transfer((elsewhere, recorded)) is None  # autograd records the step: stay
+    with torch.no_grad():
+        assert backend.host_transfer((elsewhere, recorded)) is not None
+
+
 def test_sketch_on_tensors_is_seeded_and_exact(rng):
     G = torch.from_numpy(gaussian((30, 2), "float64", rng) @ gaussian((2, 30), "float64", rng))
     A1, B1 = ul.sketch(G, 2, seed=(5, 1, 0))

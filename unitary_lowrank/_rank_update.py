@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._linalg import batch_shape, device_of, eps, scale_exponent, times_power_of_two
+from ._linalg import batch_shape, device_of, eps, qr, scale_exponent, times_power_of_two
 from ._validate import check_factors, check_finite, namespace
 
 
@@ -90,8 +90,6 @@ def span(xp: Any, left: Any, right: Any) -> tuple[Any, Any, Any, Any, Any]:
     R_left`` and ``right = 2^e_right Q R_right``. Householder QR keeps ``Q``
     orthonormal even when ``[left, right]`` is rank deficient.
     """
-    from .backends import backend_for
-
     batch = batch_shape(left, right)
     m, k = left.shape[-2], left.shape[-1]
     e_left, e_right = scale_exponent(xp, left), scale_exponent(xp, right)
@@ -100,7 +98,7 @@ def span(xp: Any, left: Any, right: Any) -> tuple[Any, Any, Any, Any, Any]:
     ]
     stacked = xp.concat(parts, axis=-1)
     del parts
-    Q, R = backend_for(left).qr(xp, stacked)
+    Q, R = qr(xp, stacked)
     return Q, R[..., :, :k], R[..., :, k:], e_left, e_right
 
 

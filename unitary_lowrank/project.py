@@ -5,7 +5,17 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from ._linalg import adjoint, eps, eye, power_of_two, qr, safe_svd, scale_exponent, times_power_of_two
+from ._linalg import (
+    adjoint,
+    eps,
+    eye,
+    power_of_two,
+    qr,
+    safe_svd,
+    scale_exponent,
+    small_core,
+    times_power_of_two,
+)
 from ._rank_update import add_update, copy_of_U, is_trivial, prepare, scaled_identity_plus, span, update_exponent
 from ._validate import is_concrete
 from .errors import SingularUpdateWarning
@@ -110,13 +120,8 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
     A_hat = adjoint(xp, xp.matmul(adjoint(xp, A), U))
     Q, R_A, R_B, e_A, e_B = span(xp, A_hat, B)  # Â = 2^e_A Q R_A, B = 2^e_B Q R_B
     del A_hat
-    e_t = update_exponent(xp, e_A + e_B, U.dtype)
-    t = power_of_two(xp, e_t)
-    r = Q.shape[-1]
-    C = xp.matmul(R_A, adjoint(xp, R_B))
     UQ = xp.matmul(U, Q)
-    K = scaled_identity_plus(xp, C, t)
-    vanishing = is_zero(xp, C)
+    outside = ()
     if p < n:
         # A⊥ = A − U Uᴴ A = 2^e_a (2^−e_a A − (U Q) R_A 2^(e_A − e_a)) = 2^(e_a + e_P) P R_P.
         # Orthogonalized twice: after cancellation (A nearly in the range of U) one pass leaves P off
@@ -127,29 +132,48 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
         e_P = scale_exponent(xp, A_perp)
         P, R_P = qr(xp, times_power_of_two(xp, A_perp, -e_P))
         del A_perp
-        # The rows R_P R_Bᴴ 2^(e_a + e_P + e_B), scaled as the top block was (by t / 2^(e_A + e_B) and
-        # 1/max(t, 1)); capped like t, past which the top block is below rounding against them.
-        exponent = update_exponent(xp, e_a + e_P - e_A + xp.minimum(e_t, 0.0 * e_t), U.dtype)
-        D = xp.matmul(R_P, adjoint(xp, R_B))
-        K = xp.concat([K, times_power_of_two(xp, D, exponent)], axis=-2)
-        vanishing = vanishing & is_zero(xp, D)
-    W, sigma, Vh = safe_svd(xp, K)
-    if check_finite and is_concrete(sigma):
-        _warn_if_singular(xp, sigma)
-    F = xp.matmul(W, Vh)
-    del W, Vh
-    F_minus_I = F[..., :r, :] - eye(xp, r, F)
-    # Exactly U when the update vanishes (the SVD of I need not return I bit for bit).
-    keep = ~vanishing[..., None, None]
-    X = xp.matmul(UQ, xp.where(keep, F_minus_I, xp.zeros_like(F_minus_I)))
+        outside = (R_P, e_a + e_P)
+    F_minus_I, F_2 = small_core(xp, _core, R_A, R_B, e_A, e_B, *outside, warn=check_finite)
+    X = xp.matmul(UQ, F_minus_I)
     del UQ
     if p < n:
-        F_2 = F[..., r:, :]
-        X = X + xp.matmul(P, xp.where(keep, F_2, xp.zeros_like(F_2)))
+        X = X + xp.matmul(P, F_2)
         del P
     Y = adjoint(xp, Q)
     del Q  # complex: Y is a conjugated copy, and Q can go before the update's row buffer is taken
     return add_update(xp, U, X, Y, out)
+
+
+def _core(
+    xp: Any, R_A: Any, R_B: Any, e_A: Any, e_B: Any, R_P: Any = None, e_P: Any = None, *, warn: bool
+) -> tuple[Any, Any]:
+    """``F − I`` and ``F₂``, the blocks of the r×r (p < n: (r+k)×r) polar factor ``polar(K)`` (see :func:`project`).
+
+    ``R_A``, ``R_B``: coordinates of ``Â = 2^e_A Q R_A`` and ``B = 2^e_B Q R_B``;
+    p < n: ``A⊥ = 2^e_P P R_P`` too. Both blocks are exactly zero when the
+    update vanishes (the SVD of I need not return I bit for bit).
+    """
+    e_t = update_exponent(xp, e_A + e_B, R_A.dtype)
+    t = power_of_two(xp, e_t)
+    r = R_A.shape[-2]
+    C = xp.matmul(R_A, adjoint(xp, R_B))
+    K = scaled_identity_plus(xp, C, t)
+    vanishing = is_zero(xp, C)
+    if R_P is not None:
+        # The rows R_P R_Bᴴ 2^(e_P + e_B), scaled as the top block was (by t / 2^(e_A + e_B) and
+        # 1/max(t, 1)); capped like t, past which the top block is below rounding against them.
+        exponent = update_exponent(xp, e_P - e_A + xp.minimum(e_t, 0.0 * e_t), R_A.dtype)
+        D = xp.matmul(R_P, adjoint(xp, R_B))
+        K = xp.concat([K, times_power_of_two(xp, D, exponent)], axis=-2)
+        vanishing = vanishing & is_zero(xp, D)
+    W, sigma, Vh = safe_svd(xp, K)
+    if warn and is_concrete(sigma):
+        _warn_if_singular(xp, sigma)
+    F = xp.matmul(W, Vh)
+    del W, Vh
+    keep = ~vanishing[..., None, None]
+    F_minus_I, F_2 = F[..., :r, :] - eye(xp, r, F), F[..., r:, :]
+    return xp.where(keep, F_minus_I, xp.zeros_like(F_minus_I)), xp.where(keep, F_2, xp.zeros_like(F_2))
 
 
 def _warn_if_singular(xp: Any, sigma: Any) -> None:
@@ -169,7 +193,7 @@ def _warn_if_singular(xp: Any, sigma: Any) -> None:
             "project: U + A Bᴴ is numerically singular, so its closest unitary is not unique; "
             "returning one valid polar factor",
             SingularUpdateWarning,
-            stacklevel=3,
+            stacklevel=5,  # _warn_if_singular, _core, small_core, project, the caller
         )
 
 

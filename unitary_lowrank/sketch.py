@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._linalg import adjoint, is_complex, orthonormal_basis, real_dtype, safe_svd, scale_exponent, times_power_of_two
+from ._linalg import (
+    adjoint,
+    is_complex,
+    orthonormal_basis,
+    qr,
+    real_dtype,
+    safe_svd,
+    scale_exponent,
+    small_core,
+    times_power_of_two,
+)
 from ._validate import check_dtype, check_matrix, namespace
 from ._validate import check_finite as _check_finite
 
@@ -153,10 +163,29 @@ def _range_finder(xp: Any, G: Any, rank: int, oversample: int, power_iters: int,
         # Gᴴ P as (Pᴴ G)ᴴ: streams G in its own memory order, no conj(G) copy.
         Z = orthonormal_basis(xp, adjoint(xp, xp.matmul(adjoint(xp, P), G)))
         Y = xp.matmul(G, Z)
-    W, sigma, Vh = safe_svd(xp, Y)
+    W, sigma, Vh = _tall_svd(xp, Y)
     A = W[..., :rank] * xp.astype(sigma[..., None, :rank], G.dtype)
     B = xp.matmul(Z, adjoint(xp, Vh[..., :rank, :]))
     return A, B
+
+
+def _tall_svd(xp: Any, Y: Any) -> tuple[Any, Any, Any]:
+    """Thin SVD of a tall (..., m, l) ``Y``; on a GPU as ``Y = Q R`` there and the l×l SVD of ``R`` on the host.
+
+    LAPACK's SVD of a tall matrix takes the same QR first; cuSOLVER's waits for
+    the device and runs latency-bound at small l.
+    """
+    from .backends import backend_for
+
+    if backend_for(Y).host_transfer((Y,)) is None:
+        return safe_svd(xp, Y)
+    Q, R = qr(xp, Y)
+    W, sigma, Vh = small_core(xp, _svd, R)
+    return xp.matmul(Q, W), sigma, Vh
+
+
+def _svd(xp: Any, R: Any) -> tuple[Any, Any, Any]:
+    return safe_svd(xp, R)
 
 
 def _lift(xp: Any, P: Any, G: Any, rank: int) -> tuple[Any, Any]:

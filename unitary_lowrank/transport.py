@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._linalg import adjoint, complex_dtype, eye, is_complex, on_host, power_of_two, real_part, safe_eigh, safe_svd
+from ._linalg import (
+    adjoint,
+    complex_dtype,
+    eye,
+    is_complex,
+    on_host,
+    power_of_two,
+    real_part,
+    safe_eigh,
+    safe_svd,
+    small_core,
+)
 from ._rank_update import add_update, copy_of_U, is_trivial, prepare, span, update_exponent
 
 __all__ = ["transport"]
@@ -109,11 +120,16 @@ def transport(
     UB = xp.matmul(U, B)
     Q, R_A, R_UB, e_A, e_UB = span(xp, A, UB)  # A = 2^e_A Q R_A, U B = 2^e_UB Q R_UB
     del UB
-    C = xp.matmul(R_A, adjoint(xp, R_UB))
-    t = power_of_two(xp, update_exponent(xp, e_A + e_UB, U.dtype))
-    F_minus_I = skew_function_minus_identity(xp, (C - adjoint(xp, C)) / 2, t, retraction)
+    (F_minus_I,) = small_core(xp, _core, R_A, R_UB, e_A, e_UB, retraction=retraction)
     Y = xp.matmul(F_minus_I, xp.matmul(adjoint(xp, Q), U))  # (F − I)(Qᴴ U): the second pass over U
     return add_update(xp, U, Q, Y, out)
+
+
+def _core(xp: Any, R_A: Any, R_UB: Any, e_A: Any, e_UB: Any, *, retraction: str) -> tuple[Any]:
+    """``F − I`` (r×r) from the coordinates ``R_A``, ``R_UB`` and their exponents (see :func:`transport`)."""
+    C = xp.matmul(R_A, adjoint(xp, R_UB))
+    t = power_of_two(xp, update_exponent(xp, e_A + e_UB, R_A.dtype))
+    return (skew_function_minus_identity(xp, (C - adjoint(xp, C)) / 2, t, retraction),)
 
 
 def skew_function_minus_identity(xp: Any, S: Any, t: Any, retraction: str = "exp") -> Any:

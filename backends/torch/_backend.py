@@ -79,6 +79,13 @@ class TorchBackend(Backend):
     def row_major(self, X: torch.Tensor) -> torch.Tensor:
         return X.contiguous()
 
+    def host_transfer(self, arrays: Any) -> tuple[Any, Any] | None:
+        like = arrays[0]
+        if like.device.type == "cpu" or (torch.is_grad_enabled() and any(a.requires_grad for a in arrays)):
+            return None  # already on the host; or autograd records the step through these tensors
+        device = like.device
+        return (lambda x: x.detach().cpu().numpy()), (lambda x: torch.from_numpy(x).to(device))
+
     def copy_(self, out: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
         if out is not U:
             out.copy_(U)
