@@ -84,3 +84,12 @@ def test_stiefel(benchmark, op, backend):
         pytest.skip("the torch parametrization runs on torch tensors")
     rounds = 1 if op == "torch-orthogonal" else None  # about 20 s a call on 2 CPU cores
     run(benchmark, Case(op, backend, 4096, 4, "float32", p=256), f"{backend} float32 4096×256 k=4", rounds=rounds)
+
+
+@pytest.mark.skipif("torch" not in BACKENDS, reason="training steps run on torch")
+@pytest.mark.parametrize("op", ["train-adam", "train-projunn", "train-orthogonal"])
+def test_training_step(benchmark, op, n):
+    """One whole step of an N×N Linear (batch 64, float32): ProjUNN(Adam, rank 4) against plain Adam and torch's
+    orthogonal parametrization."""
+    rounds = 3 if op == "train-orthogonal" and n >= 2048 else None
+    run(benchmark, Case(op, "torch", n, 4, "float32"), f"torch float32 training step N={n}", rounds=rounds)

@@ -52,6 +52,21 @@ def test_bench_writes_table_plot_and_json(tmp_path, capsys):
     assert out_png.stat().st_size > 10_000
 
 
+def test_bench_times_training_steps_against_adam(tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
+    out_json = tmp_path / "bench.json"
+    argv = ["bench", "--backends", "torch", "--sizes", "16", "--ranks", "1", "--dtypes", "float32", "--tall"]
+    argv += ["--train", "32", "--layout", "C", "--min-time", "0.01", "--json", str(out_json)]
+    argv += ["--plot", str(tmp_path / "bench.png")]
+    assert main(argv) == 0
+    rows = [r for r in json.loads(out_json.read_text())["rows"] if r["op"] == "train-projunn"]
+    assert [(r["n"], r["k"]) for r in rows] == [(32, 4)]
+    # ProjUNN's step over plain Adam's, and torch's parametrization over ProjUNN's: both measured, both positive
+    assert rows[0]["ratio_to_floor"] > 0 and rows[0]["torch_orthogonal_over_step"] > 0
+    assert "train-projunn" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64", "complex64", "complex128"])
 @pytest.mark.parametrize("k", [1, 4, 16])
 @pytest.mark.parametrize("op", ["project", "transport"])

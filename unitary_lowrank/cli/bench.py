@@ -33,6 +33,7 @@ from ..sketch import sketch
 from ..transport import transport
 
 STEPS = ("project", "transport")
+TRAINING = ("train-adam", "train-projunn", "train-orthogonal")
 OVERSAMPLE = 10
 
 
@@ -40,7 +41,7 @@ OVERSAMPLE = 10
 class Case:
     """One measurement: an operation on a backend at one size, rank and dtype."""
 
-    op: str  # project | transport | sketch | floor | sketch-floor | polar | expm | torch-orthogonal
+    op: str  # project | transport | sketch | floor | sketch-floor | polar | expm | torch-orthogonal | train-*
     backend: str  # numpy | torch | cupy
     n: int
     k: int
@@ -152,6 +153,8 @@ def build(case: Case) -> tuple[Callable[[], Any], Callable[[], None]]:
         return _dense(case, U, A, B), library.sync
     if case.op == "torch-orthogonal":
         return _torch_parametrization(U), library.sync
+    if case.op in TRAINING:
+        return _training_step(case.op, U, case.k), library.sync
     raise ValueError(f"unknown op {case.op!r}")
 
 
@@ -178,6 +181,40 @@ def _torch_parametrization(U: Any) -> Callable[[], Any]:
         return layer.parametrizations.weight.original.grad
 
     return forward_backward
+
+
+def _training_step(op: str, U: Any, k: int) -> Callable[[], None]:
+    """One training step (forward, backward, optimizer) of an N×N ``nn.Linear`` on a batch of 64, float32.
+
+    ``train-adam``: unconstrained ``torch.optim.Adam``; ``train-projunn``:
+    ``ProjUNN(Adam, rank=k)``; ``train-orthogonal``: Adam on
+    ``torch.nn.utils.parametrizations.orthogonal`` — what users would pick otherwise.
+    """
+    import torch
+
+    from ..backends.torch import ProjUNN
+
+    if not isinstance(U, torch.Tensor):
+        raise ValueError("training steps run on the torch backend")
+    n = U.shape[-1]
+    generator = torch.Generator().manual_seed(n)
+    x, y = (torch.randn(64, n, generator=generator).to(U.device, U.dtype) for _ in range(2))
+    layer = torch.nn.Linear(n, n, bias=False, dtype=U.dtype, device=U.device)
+    with torch.no_grad():
+        layer.weight.copy_(U)
+    if op == "train-orthogonal":
+        torch.nn.utils.parametrizations.orthogonal(layer)
+    if op == "train-projunn":
+        optimizer = ProjUNN(torch.optim.Adam([{"params": [layer.weight], "unitary": True}], lr=1e-3), rank=k)
+    else:
+        optimizer = torch.optim.Adam(layer.parameters(), lr=1e-3)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        (layer(x) - y).pow(2).mean().backward()
+        optimizer.step()
+
+    return step
 
 
 def _dense(case: Case, U: Any, A: Any, B: Any) -> Callable[[], Any]:
@@ -219,7 +256,7 @@ def time_case(case: Case, *, min_time: float = 0.3, max_rounds: int = 30, min_ro
         function()
         sync()
         times.append(time.perf_counter() - start)
-        if case.op in ("polar", "expm", "torch-orthogonal") and times[-1] > 2.0:
+        if case.op in ("polar", "expm", "torch-orthogonal", "train-orthogonal") and times[-1] > 2.0:
             break  # one slow dense run is enough to know it is slow
     return Result(case, statistics.median(times), len(times))
 
@@ -274,6 +311,7 @@ def grid(
     dense_max: int,
     tall: Sequence[tuple[int, int]] = (),
     layouts: Sequence[str] = ("C",),
+    train: Sequence[int] = (),
 ) -> list[Case]:
     """All cases of a run: steps, sketch, floors, dense baselines, the batched case and tall (Stiefel) shapes.
 
@@ -282,6 +320,8 @@ def grid(
     on torch, against ``torch.nn.utils.parametrizations.orthogonal`` (forward + backward).
     """
     cases = []
+    if "torch" in backends:  # whole training steps: N×N Linear, batch 64, float32, rank 4
+        cases += [Case(op, "torch", n, 4, "float32") for n in train for op in TRAINING]
     for backend in backends:
         for n, p in tall:
             ops = ("floor", *STEPS) + (("torch-orthogonal",) if backend == "torch" else ())
@@ -307,12 +347,14 @@ def ratios(results: list[Result]) -> list[dict[str, Any]]:
     rows = []
     for r in results:
         c = r.case
-        if c.op not in (*STEPS, "sketch"):
+        if c.op not in (*STEPS, "sketch", "train-projunn"):
             continue
-        floor_op = "sketch-floor" if c.op == "sketch" else "floor"
+        # the baseline of a training step is the same step with plain Adam
+        floor_op = {"sketch": "sketch-floor", "train-projunn": "train-adam"}.get(c.op, "floor")
         floor = by_case.get(Case(floor_op, c.backend, c.n, c.k, c.dtype, c.batch, c.p))
         row_major = by_case.get(Case(c.op, c.backend, c.n, c.k, c.dtype, c.batch, c.p)) if c.layout == "F" else None
-        parametrization = by_case.get(Case("torch-orthogonal", c.backend, c.n, c.k, c.dtype, c.batch, c.p))
+        reference = "train-orthogonal" if c.op == "train-projunn" else "torch-orthogonal"
+        parametrization = by_case.get(Case(reference, c.backend, c.n, c.k, c.dtype, c.batch, c.p))
         row = {
             "op": c.op,
             "backend": c.backend,
@@ -452,7 +494,16 @@ def main(args: Any) -> int:
 
     console = make_console()
     layouts = ("C", "F") if args.layout == "both" else (args.layout,)
-    cases = grid(args.sizes, args.ranks, args.dtypes, args.backends, args.dense_max, tall=args.tall, layouts=layouts)
+    cases = grid(
+        args.sizes,
+        args.ranks,
+        args.dtypes,
+        args.backends,
+        args.dense_max,
+        tall=args.tall,
+        layouts=layouts,
+        train=args.train,
+    )
     results = []
     with progress_bar("bench", console) as bar:
         task = bar.add_task("", total=len(cases))
@@ -557,6 +608,16 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         help="memory order of U for the steps: row-major C, column-major F (LAPACK outputs, .T views), or both "
         "(default; the table then gives F/C, the column-major step's time over the row-major one's). "
         "The floor is always one product with a row-major U",
+    )
+    bench.add_argument(
+        "--train",
+        type=int,
+        nargs="*",
+        default=[512, 1024, 2048],
+        metavar="N",
+        help="torch: whole training steps of an N×N Linear (batch 64, float32) with ProjUNN(Adam, rank 4), against "
+        "plain Adam (the 'floor' column) and Adam on torch's orthogonal parametrization (default: 512 1024 2048; "
+        "give none to skip)",
     )
     bench.add_argument("--min-time", type=float, default=0.3, help="seconds of repeats per case (median taken)")
     bench.add_argument("--json", default="bench.json", help="raw numbers (default: bench.json)")
