@@ -53,19 +53,22 @@ class NumpyBackend(Backend):
     def qr(self, xp: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Householder QR of the N×2k block.
 
-        Double precision: NumPy's LAPACK. Single precision: ``numpy.linalg.qr``
-        would compute in double (twice the memory), so SciPy's ``?geqrf`` runs
-        in the input's precision — single-threaded, because SciPy links its
-        own OpenBLAS whose threads would otherwise contend with NumPy's for the
-        cores in the products around it (2× slower steps at N = 4096 on 2 cores).
+        NumPy's LAPACK, except for large single-precision blocks: ``numpy.linalg.qr``
+        computes those in double (twice the memory), so SciPy's ``?geqrf`` runs in
+        the input's precision — single-threaded, because SciPy links its own
+        OpenBLAS, whose threads would otherwise contend with NumPy's for the cores
+        in the products around it. Small blocks (under 64 Ki elements) stay in
+        NumPy: the double-precision copy is cheap there, and switching SciPy's
+        thread pool costs about 50 µs a call — while leaving SciPy's pool
+        multi-threaded made float32 steps at N = 4096, k = 4 take 29–45 ms
+        instead of about 12 (measured, 2 cores).
         """
-        if X.ndim != 2 or X.dtype.char not in "fF":
+        if X.ndim != 2 or X.dtype.char not in "fF" or X.size < 1 << 16:
             Q, R = np.linalg.qr(X, mode="reduced")
             return Q, R
         import scipy.linalg
 
-        # a block too small for BLAS threads skips the thread-pool switch (≈ 50 µs a call)
-        with contextlib.nullcontext() if X.size < 1 << 16 else _single_threaded_blas():
+        with _single_threaded_blas():
             Q, R = scipy.linalg.qr(X, mode="economic", overwrite_a=True, check_finite=False)
         return Q, R
 

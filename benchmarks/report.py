@@ -13,19 +13,27 @@ import sys
 def bench_table(path: str) -> str:
     data = json.load(open(path))
     lines = [
-        "| op | backend | dtype | shape | k | median ms | floor ms | step / floor | polar / step | expm / step |",
-        "|---|---|---|---|---|---:|---:|---:|---:|---:|",
+        "| op | backend | dtype | shape | k | median ms | floor ms | step / floor | polar / step | expm / step "
+        "| torch param. / step | column-major / row-major |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def fmt(x, spec):
         return "—" if x is None else format(x, spec)
 
     for r in data["rows"]:
-        shape = f"({r['batch']}, {r['n']}, {r['n']})" if r["batch"] else str(r["n"])
+        if r["batch"]:
+            shape = f"({r['batch']}, {r['n']}, {r['n']})"
+        else:
+            shape = str(r["n"]) if r["p"] == r["n"] else f"{r['n']}×{r['p']}"
+        if r.get("layout") == "F":
+            shape += " column-major"
+        op = "training step" if r["op"] == "train-projunn" else r["op"]
         lines.append(
-            f"| {r['op']} | {r['backend']} | {r['dtype']} | {shape} | {r['k']} | {fmt(r['median_ms'], '.2f')} | "
+            f"| {op} | {r['backend']} | {r['dtype']} | {shape} | {r['k']} | {fmt(r['median_ms'], '.2f')} | "
             f"{fmt(r['floor_ms'], '.2f')} | {fmt(r['ratio_to_floor'], '.2f')} | "
-            f"{fmt(r['polar_over_step'], '.0f')} | {fmt(r['expm_over_step'], '.0f')} |"
+            f"{fmt(r['polar_over_step'], '.0f')} | {fmt(r['expm_over_step'], '.0f')} | "
+            f"{fmt(r.get('torch_orthogonal_over_step'), '.3g')} | {fmt(r.get('over_row_major'), '.2f')} |"
         )
     if data.get("memory"):
         lines += ["", "| in-place step (NumPy) | dtype | N | k | extra memory / (N k) |", "|---|---|---:|---:|---:|"]
