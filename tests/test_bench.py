@@ -67,15 +67,17 @@ def test_bench_times_training_steps_against_adam(tmp_path, capsys):
     assert "train-projunn" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("layout", ["C", "F"])
 @pytest.mark.parametrize("dtype", ["float32", "float64", "complex64", "complex128"])
 @pytest.mark.parametrize("k", [1, 4, 16])
 @pytest.mark.parametrize("op", ["project", "transport"])
-def test_in_place_step_extra_memory_is_8Nk(op, k, dtype):
-    """tracemalloc peak of one in-place NumPy step: ≤ 8 N k elements, plus the update's row buffer.
+def test_in_place_step_extra_memory_is_8Nk(op, k, dtype, layout):
+    """tracemalloc peak of one in-place NumPy step on a row- or column-major U: ≤ 8 N k elements, plus the update's
+    row buffer.
 
     The buffer holds max(2r, 4) rows, and at least 64 Ki elements (a constant,
     512 KiB in double precision, so that short rows do not pay per-block overhead).
     """
     n = 1024
-    extra = extra_memory_elements(Case(op, "numpy", n, k, dtype))
+    extra = extra_memory_elements(Case(op, "numpy", n, k, dtype, layout=layout))
     assert extra <= 8 * n * k + 4 * n + (1 << 16) + 64 * k * k

@@ -50,6 +50,13 @@ def on_host(x: Any) -> bool:
     return array_api_compat.is_torch_array(x) and x.device.type == "cpu"
 
 
+def stream(xp: Any, X: Any, Y: Any) -> Any:
+    """``X @ Y`` with one large operand (U, G): through the backend, which may reorient it to its memory order."""
+    from .backends import backend_for
+
+    return backend_for(X).stream_product(xp, X, Y)
+
+
 def small_core(xp: Any, function: Any, *arrays: Any, **options: Any) -> Any:
     """``function(xp, *arrays, **options)`` — on the host, in NumPy, when the arrays live on a GPU.
 

@@ -14,6 +14,7 @@ from ._linalg import (
     safe_svd,
     scale_exponent,
     small_core,
+    stream,
     times_power_of_two,
 )
 from ._rank_update import add_update, copy_of_U, is_trivial, prepare, scaled_identity_plus, span, update_exponent
@@ -117,10 +118,10 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
         return copy_of_U(xp, U, A, B, out)
     n, p = U.shape[-2], U.shape[-1]
     # Â = Uᴴ A as (Aᴴ U)ᴴ: reads U once in its own memory order, no conj(U) copy.
-    A_hat = adjoint(xp, xp.matmul(adjoint(xp, A), U))
+    A_hat = adjoint(xp, stream(xp, adjoint(xp, A), U))
     Q, R_A, R_B, e_A, e_B = span(xp, A_hat, B)  # Â = 2^e_A Q R_A, B = 2^e_B Q R_B
     del A_hat
-    UQ = xp.matmul(U, Q)
+    UQ = stream(xp, U, Q)
     outside = ()
     if p < n:
         # A⊥ = A − U Uᴴ A = 2^e_a (2^−e_a A − (U Q) R_A 2^(e_A − e_a)) = 2^(e_a + e_P) P R_P.
@@ -128,7 +129,7 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
         # U's complement by ε ‖A‖/‖A⊥‖, and a nearly singular K can give that direction O(1) weight.
         e_a = scale_exponent(xp, A)
         A_perp = times_power_of_two(xp, A, -e_a) - times_power_of_two(xp, xp.matmul(UQ, R_A), e_A - e_a)
-        A_perp = A_perp - xp.matmul(U, adjoint(xp, xp.matmul(adjoint(xp, A_perp), U)))
+        A_perp = A_perp - stream(xp, U, adjoint(xp, stream(xp, adjoint(xp, A_perp), U)))
         e_P = scale_exponent(xp, A_perp)
         P, R_P = qr(xp, times_power_of_two(xp, A_perp, -e_P))
         del A_perp

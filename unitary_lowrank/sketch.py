@@ -13,6 +13,7 @@ from ._linalg import (
     safe_svd,
     scale_exponent,
     small_core,
+    stream,
     times_power_of_two,
 )
 from ._validate import check_dtype, check_matrix, namespace
@@ -155,14 +156,14 @@ def _range_finder(xp: Any, G: Any, rank: int, oversample: int, power_iters: int,
         omega = _gaussian(xp, G, batch + (n, width), seed)
     else:
         omega = init
-    Y = xp.matmul(G, omega)
+    Y = stream(xp, G, omega)
     if power_iters == 0:
         return _lift(xp, orthonormal_basis(xp, Y), G, rank)
     for _ in range(power_iters):
         P = orthonormal_basis(xp, Y)
         # Gᴴ P as (Pᴴ G)ᴴ: streams G in its own memory order, no conj(G) copy.
-        Z = orthonormal_basis(xp, adjoint(xp, xp.matmul(adjoint(xp, P), G)))
-        Y = xp.matmul(G, Z)
+        Z = orthonormal_basis(xp, adjoint(xp, stream(xp, adjoint(xp, P), G)))
+        Y = stream(xp, G, Z)
     W, sigma, Vh = _tall_svd(xp, Y)
     A = W[..., :rank] * xp.astype(sigma[..., None, :rank], G.dtype)
     B = xp.matmul(Z, adjoint(xp, Vh[..., :rank, :]))
@@ -190,7 +191,7 @@ def _svd(xp: Any, R: Any) -> tuple[Any, Any, Any]:
 
 def _lift(xp: Any, P: Any, G: Any, rank: int) -> tuple[Any, Any]:
     """Best rank-k factors of ``P Pᴴ G`` for orthonormal ``P``: one more pass over ``G``."""
-    W, sigma, Vh = safe_svd(xp, xp.matmul(adjoint(xp, P), G))
+    W, sigma, Vh = safe_svd(xp, stream(xp, adjoint(xp, P), G))
     A = xp.matmul(P, W[..., :rank] * xp.astype(sigma[..., None, :rank], G.dtype))
     return A, adjoint(xp, Vh[..., :rank, :])
 

@@ -15,6 +15,7 @@ from ._linalg import (
     safe_eigh,
     safe_svd,
     small_core,
+    stream,
 )
 from ._rank_update import add_update, copy_of_U, is_trivial, prepare, span, update_exponent
 
@@ -117,11 +118,11 @@ def transport(
     xp = prepare("transport", U, A, B, check=check, check_finite_=check_finite, out=out)
     if is_trivial(U, A, B):
         return copy_of_U(xp, U, A, B, out)
-    UB = xp.matmul(U, B)
+    UB = stream(xp, U, B)
     Q, R_A, R_UB, e_A, e_UB = span(xp, A, UB)  # A = 2^e_A Q R_A, U B = 2^e_UB Q R_UB
     del UB
     (F_minus_I,) = small_core(xp, _core, R_A, R_UB, e_A, e_UB, retraction=retraction)
-    Y = xp.matmul(F_minus_I, xp.matmul(adjoint(xp, Q), U))  # (F − I)(Qᴴ U): the second pass over U
+    Y = xp.matmul(F_minus_I, stream(xp, adjoint(xp, Q), U))  # (F − I)(Qᴴ U): the second pass over U
     return add_update(xp, U, Q, Y, out)
 
 
