@@ -125,3 +125,26 @@ def test_property_matches_dense(n, k_fraction, dtype, step, batch, log_norm, see
         assert unitarity(result) <= 1e-4
     else:
         assert relative_error(result, expected) <= tolerance(dtype, 10.0**log_norm)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("norm", [0.0, 1e-30, 1e-6, 1.0, 1e3, 1e30])
+@pytest.mark.parametrize(("step", "reference"), [(ul.transport, dense_transport), (cayley, dense_cayley)])
+def test_real_rank_one_takes_the_closed_form_rotation(step, reference, norm, dtype, rng, monkeypatch):
+    """Real k = 1: the 2×2 core is a plane rotation computed in closed form, never through eigh."""
+    import importlib
+
+    module = importlib.import_module("unitary_lowrank.transport")  # the module; the package exports the function
+
+    def no_eigh(*args, **kwargs):
+        raise AssertionError("the real rank-2 core must not take the eigendecomposition")
+
+    monkeypatch.setattr(module, "safe_eigh", no_eigh)
+    U = haar(12, dtype, rng, batch=(3,))
+    A, B = scaled_update(12, 1, dtype, rng, norm, batch=(3,))
+    V = step(U, A, B)
+    if norm <= 1e3:  # beyond, the dense reference itself is no longer accurate
+        assert relative_error(V, reference(U, A, B)) <= tolerance(dtype, max(norm, 1.0))
+    assert unitarity(V) <= 20 * EPS[dtype]
+    if norm == 0.0:
+        assert np.array_equal(V, U)

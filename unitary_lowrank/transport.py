@@ -121,7 +121,11 @@ def transport(
     UB = stream(xp, U, B)
     Q, R_A, R_UB, e_A, e_UB = span(xp, A, UB)  # A = 2^e_A Q R_A, U B = 2^e_UB Q R_UB
     del UB
-    (F_minus_I,) = small_core(xp, _core, R_A, R_UB, e_A, e_UB, retraction=retraction)
+    if R_A.shape[-2] == 2 and not is_complex(xp, R_A):
+        # a real rank-2 core is a plane rotation, in closed form: elementwise, no round trip to the host
+        (F_minus_I,) = _core(xp, R_A, R_UB, e_A, e_UB, retraction=retraction)
+    else:
+        (F_minus_I,) = small_core(xp, _core, R_A, R_UB, e_A, e_UB, retraction=retraction)
     Y = xp.matmul(F_minus_I, stream(xp, adjoint(xp, Q), U))  # (F − I)(Qᴴ U): the second pass over U
     return add_update(xp, U, Q, Y, out)
 
@@ -143,6 +147,8 @@ def skew_function_minus_identity(xp: Any, S: Any, t: Any, retraction: str = "exp
     (:func:`~unitary_lowrank._rank_update.update_exponent`) where angles carry no
     information any more.
     """
+    if S.shape[-1] == 2 and not is_complex(xp, S):
+        return _rotation_minus_identity(xp, S, t, retraction)
     H = xp.astype(S, complex_dtype(xp, S.dtype)) * 1j
     lam, V = safe_eigh(xp, H)
     lam = lam * xp.astype(t[..., 0], lam.dtype)  # t is capped: finite angles, whatever the norm
@@ -164,6 +170,27 @@ def skew_function_minus_identity(xp: Any, S: Any, t: Any, retraction: str = "exp
     identity = eye(xp, S.shape[-1], S)
     W, _, Vh = safe_svd(xp, identity + E)
     return xp.where(large, xp.matmul(W, Vh) - identity, E)
+
+
+def _rotation_minus_identity(xp: Any, S: Any, t: Any, retraction: str) -> Any:
+    """``f(t S) − I`` for a real 2×2 skew ``S = [[0, −a], [a, 0]]``: a rotation by θ, in closed form.
+
+    ``exp``: θ = t a; Cayley: tan(θ/2) = t a / 2. ``cos θ − 1`` is computed as
+    ``−2 sin²(θ/2)`` (full relative accuracy for small steps). Cosine and sine
+    come from one angle, so ``I + E`` is orthogonal to rounding at any θ — the
+    polar correction of the general path is not needed. k = 1 on real weights
+    (rank-1 sketches of orthogonal RNNs) always lands here.
+    """
+    theta = S[..., 1:2, 0:1] * xp.astype(t, S.dtype)
+    if retraction == "exp":
+        half = xp.sin(theta / 2)
+        cos_minus_one, sin = -2 * half * half, xp.sin(theta)
+    else:
+        cos_minus_one, minus_sin = _cayley_phase_minus_one(xp, theta / 2)
+        sin = -minus_sin
+    top = xp.concat([cos_minus_one, -sin], axis=-1)
+    bottom = xp.concat([sin, cos_minus_one], axis=-1)
+    return xp.concat([top, bottom], axis=-2)
 
 
 def _cayley_phase_minus_one(xp: Any, w: Any) -> tuple[Any, Any]:
