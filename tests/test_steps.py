@@ -148,3 +148,39 @@ def test_real_rank_one_takes_the_closed_form_rotation(step, reference, norm, dty
     assert unitarity(V) <= 20 * EPS[dtype]
     if norm == 0.0:
         assert np.array_equal(V, U)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("norm", [0.0, 1e-30, 1e-6, 1.0, 1e3, 1e30])
+def test_real_rank_one_project_takes_the_closed_form_polar(norm, dtype, rng, monkeypatch):
+    """Real square U, k = 1: the 2×2 polar factor in closed form, never through an SVD."""
+    import importlib
+
+    module = importlib.import_module("unitary_lowrank.project")
+
+    def no_svd(*args, **kwargs):
+        raise AssertionError("the real 2×2 polar factor must not take the SVD")
+
+    monkeypatch.setattr(module, "safe_svd", no_svd)
+    U = haar(12, dtype, rng, batch=(3,))
+    A, B = scaled_update(12, 1, dtype, rng, norm, batch=(3,))
+    if norm >= 1e30:  # U + A Bᴴ is rank one to rounding: singular, as the SVD would say too
+        with pytest.warns(ul.SingularUpdateWarning):
+            V = ul.project(U, A, B)
+    else:
+        V = ul.project(U, A, B)
+    if norm <= 1e3:
+        assert relative_error(V, dense_project(U, A, B)) <= tolerance(dtype, max(norm, 1.0))
+    assert unitarity(V) <= 20 * EPS[dtype]
+    if norm == 0.0:
+        assert np.array_equal(V, U)
+
+
+def test_real_rank_one_singular_project_warns_at_the_caller(rng):
+    U = haar(9, "float64", rng)
+    x = rng.standard_normal((9, 1))
+    x /= np.linalg.norm(x)
+    with pytest.warns(ul.SingularUpdateWarning, match="not unique") as caught:
+        V = ul.project(U, -U @ x, x)
+    assert caught[0].filename == __file__
+    assert unitarity(V) <= 20 * EPS["float64"]

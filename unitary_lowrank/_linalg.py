@@ -57,18 +57,19 @@ def stream(xp: Any, X: Any, Y: Any) -> Any:
     return backend_for(X).stream_product(xp, X, Y)
 
 
-def small_core(xp: Any, function: Any, *arrays: Any, **options: Any) -> Any:
+def small_core(xp: Any, function: Any, *arrays: Any, here: bool = False, **options: Any) -> Any:
     """``function(xp, *arrays, **options)`` — on the host, in NumPy, when the arrays live on a GPU.
 
     For the r×r core of a step, whose arrays are small: where the backend says
     so (:meth:`~unitary_lowrank.backends._base.Backend.host_transfer`), they go
     to NumPy, ``function`` runs there in the same dtype, and the arrays it
     returns (a tuple) come back. One round trip instead of dozens of kernel
-    launches and the synchronizations of small cuSOLVER calls.
+    launches and the synchronizations of small cuSOLVER calls. ``here=True``
+    keeps it where the arrays are (a closed form of a few elementwise operations).
     """
     from .backends import backend_for
 
-    transfer = backend_for(arrays[0]).host_transfer(arrays)
+    transfer = None if here else backend_for(arrays[0]).host_transfer(arrays)
     if transfer is None:
         return function(xp, *arrays, **options)
     import array_api_compat.numpy as host

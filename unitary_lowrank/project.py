@@ -9,6 +9,7 @@ from ._linalg import (
     adjoint,
     eps,
     eye,
+    is_complex,
     power_of_two,
     qr,
     safe_svd,
@@ -134,7 +135,8 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
         P, R_P = qr(xp, times_power_of_two(xp, A_perp, -e_P))
         del A_perp
         outside = (R_P, e_a + e_P)
-    F_minus_I, F_2 = small_core(xp, _core, R_A, R_B, e_A, e_B, *outside, warn=check_finite)
+    closed_form = p == n and R_A.shape[-2] == 2 and not is_complex(xp, R_A)  # real, k = 1: stays on the device
+    F_minus_I, F_2 = small_core(xp, _core, R_A, R_B, e_A, e_B, *outside, here=closed_form, warn=check_finite)
     X = xp.matmul(UQ, F_minus_I)
     del UQ
     if p < n:
@@ -167,14 +169,40 @@ def _core(
         D = xp.matmul(R_P, adjoint(xp, R_B))
         K = xp.concat([K, times_power_of_two(xp, D, exponent)], axis=-2)
         vanishing = vanishing & is_zero(xp, D)
-    W, sigma, Vh = safe_svd(xp, K)
+    if K.shape[-2:] == (2, 2) and not is_complex(xp, K):
+        F, sigma = _polar_2x2(xp, K)  # k = 1 on a real square weight: closed form, no SVD
+    else:
+        W, sigma, Vh = safe_svd(xp, K)
+        F = xp.matmul(W, Vh)
+        del W, Vh
     if warn and is_concrete(sigma):
         _warn_if_singular(xp, sigma)
-    F = xp.matmul(W, Vh)
-    del W, Vh
     keep = ~vanishing[..., None, None]
     F_minus_I, F_2 = F[..., :r, :] - eye(xp, r, F), F[..., r:, :]
     return xp.where(keep, F_minus_I, xp.zeros_like(F_minus_I)), xp.where(keep, F_2, xp.zeros_like(F_2))
+
+
+def _polar_2x2(xp: Any, K: Any) -> tuple[Any, Any]:
+    """Polar factor and singular values (descending, shape (..., 2)) of real 2×2 matrices, in closed form.
+
+    For ``K = [[a, b], [c, d]]`` let ``p = |(a + d, c − b)|`` and
+    ``q = |(a − d, c + b)|``: the singular values are ``(p + q)/2`` and
+    ``|p − q|/2``, and the polar factor is the rotation with cosine and sine
+    ``(a + d, c − b)/p`` when ``p ≥ q`` (det K ≥ 0), else the reflection built
+    from ``(a − d, c + b)/q``. ``K = 0`` gives ``I``; NaN gives NaN.
+    """
+    a, b = K[..., 0:1, 0:1], K[..., 0:1, 1:2]
+    c, d = K[..., 1:2, 0:1], K[..., 1:2, 1:2]
+    p, q = xp.hypot(a + d, c - b), xp.hypot(a - d, c + b)
+    one = xp.ones_like(p)
+    p_safe, q_safe = xp.where(p > 0, p, one), xp.where(q > 0, q, one)
+    cos_r, sin_r = xp.where(p > 0, (a + d) / p_safe, one), (c - b) / p_safe
+    cos_f, sin_f = (a - d) / q_safe, (c + b) / q_safe
+    rotation = ~(p < q)  # ties and NaN: the rotation (NaN propagates through it)
+    top = xp.concat([xp.where(rotation, cos_r, cos_f), xp.where(rotation, -sin_r, sin_f)], axis=-1)
+    bottom = xp.concat([xp.where(rotation, sin_r, sin_f), xp.where(rotation, cos_r, -cos_f)], axis=-1)
+    sigma = xp.concat([(p + q) / 2, xp.abs(p - q) / 2], axis=-1)[..., 0, :]
+    return xp.concat([top, bottom], axis=-2), sigma
 
 
 def _warn_if_singular(xp: Any, sigma: Any) -> None:

@@ -121,11 +121,9 @@ def transport(
     UB = stream(xp, U, B)
     Q, R_A, R_UB, e_A, e_UB = span(xp, A, UB)  # A = 2^e_A Q R_A, U B = 2^e_UB Q R_UB
     del UB
-    if R_A.shape[-2] == 2 and not is_complex(xp, R_A):
-        # a real rank-2 core is a plane rotation, in closed form: elementwise, no round trip to the host
-        (F_minus_I,) = _core(xp, R_A, R_UB, e_A, e_UB, retraction=retraction)
-    else:
-        (F_minus_I,) = small_core(xp, _core, R_A, R_UB, e_A, e_UB, retraction=retraction)
+    # a real rank-2 core is a plane rotation in closed form: elementwise, no round trip to the host
+    closed_form = R_A.shape[-2] == 2 and not is_complex(xp, R_A)
+    (F_minus_I,) = small_core(xp, _core, R_A, R_UB, e_A, e_UB, here=closed_form, retraction=retraction)
     Y = xp.matmul(F_minus_I, stream(xp, adjoint(xp, Q), U))  # (F − I)(Qᴴ U): the second pass over U
     return add_update(xp, U, Q, Y, out)
 
