@@ -308,9 +308,9 @@ class Check:
         if not self.gpu:
             self.rows.append(("ProjUNN step without host sync", True, "not checked on the CPU"))
             return
-        for method in ("transport", "project"):
+        for method, rank in (("transport", 4), ("project", 4), ("transport", 1)):
             W = torch.nn.Parameter(self.unitary(1024, 1024))
-            opt = ProjUNN(torch.optim.Adam([{"params": [W], "unitary": True}], lr=1e-3), rank=4, method=method)
+            opt = ProjUNN(torch.optim.Adam([{"params": [W], "unitary": True}], lr=1e-3), rank=rank, method=method)
             target = torch.eye(1024, device=self.device)
             sites: dict[str, int] = {}
 
@@ -339,7 +339,7 @@ class Check:
                     warnings.showwarning = shown
                     torch.cuda.set_sync_debug_mode("default")
             detail = "none in one Adam step" if not sites else "; ".join(f"{k} (×{v})" for k, v in sites.items())
-            self.rows.append((f"ProjUNN({method}) step without host sync", not sites, detail))
+            self.rows.append((f"ProjUNN({method}, rank {rank}) step without host sync", not sites, detail))
 
 
 def main() -> int:

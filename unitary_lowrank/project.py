@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -135,8 +136,10 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
         P, R_P = qr(xp, times_power_of_two(xp, A_perp, -e_P))
         del A_perp
         outside = (R_P, e_a + e_P)
-    closed_form = p == n and R_A.shape[-2] == 2 and not is_complex(xp, R_A)  # real, k = 1: stays on the device
-    F_minus_I, F_2 = small_core(xp, _core, R_A, R_B, e_A, e_B, *outside, here=closed_form, warn=check_finite)
+    closed_form = p == n and R_A.shape[-2] == 2 and not is_complex(xp, R_A) and _many_or_remote(R_A)
+    F_minus_I, F_2 = small_core(
+        xp, _core, R_A, R_B, e_A, e_B, *outside, here=closed_form, closed_form=closed_form, warn=check_finite
+    )
     X = xp.matmul(UQ, F_minus_I)
     del UQ
     if p < n:
@@ -148,7 +151,16 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
 
 
 def _core(
-    xp: Any, R_A: Any, R_B: Any, e_A: Any, e_B: Any, R_P: Any = None, e_P: Any = None, *, warn: bool
+    xp: Any,
+    R_A: Any,
+    R_B: Any,
+    e_A: Any,
+    e_B: Any,
+    R_P: Any = None,
+    e_P: Any = None,
+    *,
+    warn: bool,
+    closed_form: bool = False,
 ) -> tuple[Any, Any]:
     """``F − I`` and ``F₂``, the blocks of the r×r (p < n: (r+k)×r) polar factor ``polar(K)`` (see :func:`project`).
 
@@ -169,7 +181,7 @@ def _core(
         D = xp.matmul(R_P, adjoint(xp, R_B))
         K = xp.concat([K, times_power_of_two(xp, D, exponent)], axis=-2)
         vanishing = vanishing & is_zero(xp, D)
-    if K.shape[-2:] == (2, 2) and not is_complex(xp, K):
+    if closed_form:
         F, sigma = _polar_2x2(xp, K)  # k = 1 on a real square weight: closed form, no SVD
     else:
         W, sigma, Vh = safe_svd(xp, K)
@@ -180,6 +192,20 @@ def _core(
     keep = ~vanishing[..., None, None]
     F_minus_I, F_2 = F[..., :r, :] - eye(xp, r, F), F[..., r:, :]
     return xp.where(keep, F_minus_I, xp.zeros_like(F_minus_I)), xp.where(keep, F_2, xp.zeros_like(F_2))
+
+
+def _many_or_remote(R: Any) -> bool:
+    """True for a batch, or for arrays on a GPU: where the closed-form 2×2 polar factor beats an SVD.
+
+    It is some 30 elementwise operations. On one matrix on the CPU a 2×2 SVD
+    costs less (measured, N = 128: NumPy 198 µs a step with the SVD against
+    228 µs, torch 352 against ~420 µs); on 512 stacked matrices it is 13×
+    faster (37 against 492 µs), and on a GPU it spares a round trip to the host.
+    """
+    from .backends import backend_for
+
+    batched = math.prod(R.shape[:-2]) > 1
+    return batched or backend_for(R).host_transfer((R,)) is not None
 
 
 def _polar_2x2(xp: Any, K: Any) -> tuple[Any, Any]:
