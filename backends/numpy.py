@@ -61,7 +61,7 @@ class NumpyBackend(Backend):
         NumPy: the double-precision copy is cheap there, and switching SciPy's
         thread pool costs about 50 µs a call — while leaving SciPy's pool
         multi-threaded made float32 steps at N = 4096, k = 4 take 29–45 ms
-        instead of about 12 (measured, 2 cores).
+        instead of 15–20 ms (measured, 2 cores).
         """
         if X.ndim != 2 or X.dtype.char not in "fF" or X.size < 1 << 16:
             Q, R = np.linalg.qr(X, mode="reduced")

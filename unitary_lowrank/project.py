@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
@@ -136,7 +135,7 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
         P, R_P = qr(xp, times_power_of_two(xp, A_perp, -e_P))
         del A_perp
         outside = (R_P, e_a + e_P)
-    closed_form = p == n and R_A.shape[-2] == 2 and not is_complex(xp, R_A) and _many_or_remote(R_A)
+    closed_form = p == n and R_A.shape[-2] == 2 and not is_complex(xp, R_A)  # real, k = 1: stays on the device
     F_minus_I, F_2 = small_core(
         xp, _core, R_A, R_B, e_A, e_B, *outside, here=closed_form, closed_form=closed_form, warn=check_finite
     )
@@ -194,20 +193,6 @@ def _core(
     return xp.where(keep, F_minus_I, xp.zeros_like(F_minus_I)), xp.where(keep, F_2, xp.zeros_like(F_2))
 
 
-def _many_or_remote(R: Any) -> bool:
-    """True for a batch, or for arrays on a GPU: where the closed-form 2×2 polar factor beats an SVD.
-
-    It is some 30 elementwise operations. On one matrix on the CPU a 2×2 SVD
-    costs less (measured, N = 128: NumPy 198 µs a step with the SVD against
-    228 µs, torch 352 against ~420 µs); on 512 stacked matrices it is 13×
-    faster (37 against 492 µs), and on a GPU it spares a round trip to the host.
-    """
-    from .backends import backend_for
-
-    batched = math.prod(R.shape[:-2]) > 1
-    return batched or backend_for(R).host_transfer((R,)) is not None
-
-
 def _polar_2x2(xp: Any, K: Any) -> tuple[Any, Any]:
     """Polar factor and singular values (descending, shape (..., 2)) of real 2×2 matrices, in closed form.
 
@@ -216,6 +201,11 @@ def _polar_2x2(xp: Any, K: Any) -> tuple[Any, Any]:
     ``|p − q|/2``, and the polar factor is the rotation with cosine and sine
     ``(a + d, c − b)/p`` when ``p ≥ q`` (det K ≥ 0), else the reflection built
     from ``(a − d, c + b)/q``. ``K = 0`` gives ``I``; NaN gives NaN.
+
+    Some 30 elementwise operations. Measured against a 2×2 SVD and a product:
+    NumPy 19–21 against 23–29 µs, torch CPU 83–95 against 56–66 µs (its
+    small operations cost more), 512 stacked matrices 37 against 492 µs, and
+    on a GPU it spares the round trip to the host.
     """
     a, b = K[..., 0:1, 0:1], K[..., 0:1, 1:2]
     c, d = K[..., 1:2, 0:1], K[..., 1:2, 1:2]
