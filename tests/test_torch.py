@@ -109,12 +109,14 @@ def test_core_on_the_host_matches_dense(step, reference, shape, dtype, rng, host
 
 
 def test_core_on_the_host_warns_at_the_caller(rng, host_core):
-    U = torch.from_numpy(haar(9, "float64", rng))
-    x = torch.from_numpy(gaussian((9, 1), "float64", rng))
+    """Complex, so that the core takes the host route (a real k = 1 core is a closed form that stays put)."""
+    U = torch.from_numpy(haar(9, "complex128", rng))
+    x = torch.from_numpy(gaussian((9, 1), "complex128", rng))
     x = x / torch.linalg.norm(x)
     with pytest.warns(ul.SingularUpdateWarning, match="not unique") as caught:
         ul.project(U, -U @ x, x)
     assert caught[0].filename == __file__
+    assert host_core, "the host route was not taken"
 
 
 @pytest.mark.parametrize("dtype", ["float64", "complex128"])
@@ -134,6 +136,16 @@ def test_batched_steps_through_the_host_route(step, rng, host_core):
     assert relative_error(step(U, A, B).numpy(), expected) <= 1e-13
     assert (5, 12, 4) in host_core  # the stacked QR's input [Uᴴ A, B] or [A, U B]
     assert (5, 4, 2) in host_core  # the core's coordinates R_A
+
+
+@pytest.mark.parametrize("step", [ul.project, ul.transport])
+def test_real_rank_one_stays_on_the_device(step, rng, host_core):
+    """Real k = 1: the 2×2 core is a closed form of elementwise operations, so nothing goes to the host."""
+    U = torch.from_numpy(haar(12, "float64", rng))
+    A, B = (torch.from_numpy(gaussian((12, 1), "float64", rng, 0.3)) for _ in range(2))
+    expected = (dense_project if step is ul.project else dense_transport)(U.numpy(), A.numpy(), B.numpy())
+    assert relative_error(step(U, A, B).numpy(), expected) <= 1e-13
+    assert host_core == []
 
 
 def test_host_route_only_off_the_cpu_and_outside_autograd():
