@@ -105,6 +105,32 @@ def dense_cayley(U, A, B):
     return _per_matrix(one, U, A, B)
 
 
+def _left_skew(U, A, B):
+    X = A @ (U @ B).conj().T
+    return (X - X.conj().T) / 2
+
+
+def dense_transport_left(U, A, B):
+    """``expm(skew(A (U B)ᴴ)) U``: the step's definition for any n×p ``U`` (for square ``U``, ``dense_transport``)."""
+
+    def one(U, A, B):
+        result = scipy.linalg.expm(_left_skew(U, A, B).astype(np.complex128)) @ U
+        return result if U.dtype.kind == "c" else result.real
+
+    return _per_matrix(one, U, A, B)
+
+
+def dense_cayley_left(U, A, B):
+    """``(I − S/2)⁻¹ (I + S/2) U`` with ``S = skew(A (U B)ᴴ)``, for any n×p ``U``."""
+
+    def one(U, A, B):
+        S = _left_skew(U, A, B)
+        identity = np.eye(len(U))
+        return np.linalg.solve(identity - S / 2, (identity + S / 2) @ U)
+
+    return _per_matrix(one, U, A, B)
+
+
 def relative_error(X, reference) -> float:
     X = np.asarray(X)
     return float(np.linalg.norm((_wide(X) - reference).ravel()) / np.linalg.norm(reference.ravel()))

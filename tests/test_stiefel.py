@@ -13,9 +13,10 @@ import scipy.linalg
 from conftest import (
     DTYPES,
     EPS,
-    _per_matrix,
     _wide,
+    dense_cayley_left,
     dense_project,
+    dense_transport_left,
     gaussian,
     haar,
     relative_error,
@@ -29,28 +30,6 @@ import unitary_lowrank as ul
 
 def stiefel(n: int, p: int, dtype: str, rng: np.random.Generator, batch: tuple[int, ...] = ()) -> np.ndarray:
     return haar(n, dtype, rng, batch=batch, p=p)
-
-
-def _left_skew(U, A, B):
-    X = A @ (U @ B).conj().T
-    return (X - X.conj().T) / 2
-
-
-def dense_transport_left(U, A, B):
-    def one(U, A, B):
-        result = scipy.linalg.expm(_left_skew(U, A, B).astype(np.complex128)) @ U
-        return result if U.dtype.kind == "c" else result.real
-
-    return _per_matrix(one, U, A, B)
-
-
-def dense_cayley_left(U, A, B):
-    def one(U, A, B):
-        S = _left_skew(U, A, B)
-        identity = np.eye(len(U))
-        return np.linalg.solve(identity - S / 2, (identity + S / 2) @ U)
-
-    return _per_matrix(one, U, A, B)
 
 
 STEPS = {

@@ -5,7 +5,16 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import DTYPES, dense_project, dense_transport, gaussian, haar, relative_error, tolerance
+from conftest import (
+    DTYPES,
+    dense_project,
+    dense_transport,
+    dense_transport_left,
+    gaussian,
+    haar,
+    relative_error,
+    tolerance,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -71,25 +80,6 @@ def host_core(monkeypatch):
 
     monkeypatch.setattr(_backend.TorchBackend, "host_transfer", transfer)
     return moves
-
-
-def dense_transport_left(U, A, B):
-    """``expm(skew(A (U B)ᴴ)) U`` in complex double precision: the step's definition for any n×p ``U``."""
-    import numpy as np
-    import scipy.linalg
-
-    wide = [x.astype(np.complex128) for x in (U, A, B)]
-    U_, A_, B_ = wide
-    X = A_ @ (U_ @ B_).conj().swapaxes(-1, -2)
-    S = (X - X.conj().swapaxes(-1, -2)) / 2
-    result = np.stack(
-        [
-            scipy.linalg.expm(s) @ u
-            for s, u in zip(S.reshape(-1, *S.shape[-2:]), U_.reshape(-1, *U_.shape[-2:]), strict=True)
-        ]
-    )
-    result = result.reshape(U.shape)
-    return result if U.dtype.kind == "c" else result.real
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
