@@ -271,36 +271,22 @@ class Check:
 
     # 5. training step
     def training(self) -> None:
+        from unitary_lowrank.cli.bench import training_step  # the step `bench --train` times
+
         for n in (1024, 4096):
-            x, y = self.randn(64, n), self.randn(64, n)
             times = {}
-            for name in ("adam", "projunn", "parametrization"):
-                if name == "parametrization" and n > 1024 and not self.gpu:
+            for name in ("adam", "projunn", "orthogonal"):
+                if name == "orthogonal" and n > 1024 and not self.gpu:
                     continue
-                layer = torch.nn.Linear(n, n, bias=False, device=self.device)
-                with torch.no_grad():
-                    layer.weight.copy_(self.unitary(n, n))
-                if name == "parametrization":
-                    torch.nn.utils.parametrizations.orthogonal(layer)
-                    opt = torch.optim.Adam(layer.parameters(), lr=1e-3)
-                elif name == "projunn":
-                    opt = ProjUNN(torch.optim.Adam([{"params": [layer.weight], "unitary": True}], lr=1e-3), rank=4)
-                else:
-                    opt = torch.optim.Adam(layer.parameters(), lr=1e-3)
-
-                def step(layer=layer, opt=opt, x=x, y=y):
-                    opt.zero_grad(set_to_none=True)
-                    (layer(x) - y).pow(2).mean().backward()
-                    opt.step()
-
-                times[name] = _median_ms(step, self.sync, repeats=10 if name == "parametrization" else 30)
+                step = training_step(f"train-{name}", self.unitary(n, n), 4)
+                times[name] = _median_ms(step, self.sync, repeats=10 if name == "orthogonal" else 30)
             ratio = times["projunn"] / times["adam"]
             detail = (
                 f"ProjUNN(Adam, rank 4) {times['projunn']:.3f} ms = {ratio:.2f} × Adam ({times['adam']:.3f} ms)"
                 " [target ≤ 1.3 ×]"
             )
-            if "parametrization" in times:
-                detail += f"; parametrizations.orthogonal {times['parametrization']:.1f} ms"
+            if "orthogonal" in times:
+                detail += f"; parametrizations.orthogonal {times['orthogonal']:.1f} ms"
             self.rows.append((f"training step Linear({n}, {n}), batch 64", self.target(ratio <= 1.3), detail))
 
     # 6. host synchronization

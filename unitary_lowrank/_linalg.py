@@ -125,14 +125,8 @@ def qr(xp: Any, X: Any) -> tuple[Any, Any]:
     backend = backend_for(X)
     batch = math.prod(X.shape[:-2])
     if batch > 1 and batch * X.shape[-2] * X.shape[-1] <= HOST_QR_ELEMENTS and backend.host_transfer((X,)):
-        return small_core(xp, _qr, X)
+        return small_core(xp, qr, X)  # on the host, NumPy arrays go straight to the NumPy backend
     return backend.qr(xp, X)
-
-
-def _qr(xp: Any, X: Any) -> tuple[Any, Any]:
-    from .backends import backend_for
-
-    return backend_for(X).qr(xp, X)
 
 
 def orthonormal_basis(xp: Any, X: Any) -> Any:

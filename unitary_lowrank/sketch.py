@@ -181,12 +181,8 @@ def _tall_svd(xp: Any, Y: Any) -> tuple[Any, Any, Any]:
     if backend_for(Y).host_transfer((Y,)) is None:
         return safe_svd(xp, Y)
     Q, R = qr(xp, Y)
-    W, sigma, Vh = small_core(xp, _svd, R)
+    W, sigma, Vh = small_core(xp, safe_svd, R)
     return xp.matmul(Q, W), sigma, Vh
-
-
-def _svd(xp: Any, R: Any) -> tuple[Any, Any, Any]:
-    return safe_svd(xp, R)
 
 
 def _lift(xp: Any, P: Any, G: Any, rank: int) -> tuple[Any, Any]:

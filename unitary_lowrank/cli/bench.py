@@ -154,7 +154,7 @@ def build(case: Case) -> tuple[Callable[[], Any], Callable[[], None]]:
     if case.op == "torch-orthogonal":
         return _torch_parametrization(U), library.sync
     if case.op in TRAINING:
-        return _training_step(case.op, U, case.k), library.sync
+        return training_step(case.op, U, case.k), library.sync
     raise ValueError(f"unknown op {case.op!r}")
 
 
@@ -183,7 +183,7 @@ def _torch_parametrization(U: Any) -> Callable[[], Any]:
     return forward_backward
 
 
-def _training_step(op: str, U: Any, k: int) -> Callable[[], None]:
+def training_step(op: str, U: Any, k: int) -> Callable[[], None]:
     """One training step (forward, backward, optimizer) of an N×N ``nn.Linear`` on a batch of 64, float32.
 
     ``train-adam``: unconstrained ``torch.optim.Adam``; ``train-projunn``:
