@@ -63,13 +63,15 @@ class Backend:
         return array_api_compat.is_lazy_array(x)
 
     # -- factorizations -----------------------------------------------------
-    def qr(self, xp: Any, X: Any) -> tuple[Any, Any]:
-        """Reduced Householder QR ``X = Q R`` of a tall N×m matrix (m ≤ 2k).
+    def qr(self, xp: Any, X: Any, shift: Any = None) -> tuple[Any, Any]:
+        """Reduced Householder QR ``X + Δ = Q R`` of a tall N×m matrix (m ≤ 2k).
 
         Householder keeps ``Q`` orthonormal to rounding even when ``X`` is rank
-        deficient (Gram–Schmidt does not).
+        deficient (Gram–Schmidt does not). ``shift``: ``Δ``'s top rows (..., t, m),
+        added to the first t rows of ``X`` in a working copy (``X`` is not
+        changed); its other rows are zero.
         """
-        Q, R = xp.linalg.qr(X, mode="reduced")
+        Q, R = xp.linalg.qr(X if shift is None else add_to_top_rows(xp, X, shift), mode="reduced")
         return Q, R
 
     def row_major(self, X: Any) -> Any:
@@ -123,6 +125,13 @@ class Backend:
             f"arrays of {type(out).__module__}.{type(out).__name__} cannot be written in place; "
             "call without out= and use the returned array"
         )
+
+
+def add_to_top_rows(xp: Any, X: Any, shift: Any) -> Any:
+    """``X`` with ``shift`` (..., t, m) added to its first t rows, as a new array."""
+    top = shift.shape[-2]
+    head = X[..., :top, :] + shift
+    return head if top == X.shape[-2] else xp.concat([head, X[..., top:, :]], axis=-2)
 
 
 def seed_entropy(seed: Any) -> int | tuple[int, ...] | None:

@@ -50,8 +50,8 @@ class NumpyBackend(Backend):
         values[values == 0] = np.finfo(dtype).tiny
         return values
 
-    def qr(self, xp: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Householder QR of the N×2k block.
+    def qr(self, xp: Any, X: np.ndarray, shift: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Householder QR of the N×2k block ``X`` (plus ``shift`` on its top rows, see :meth:`Backend.qr`).
 
         NumPy's LAPACK, except for large single-precision blocks: ``numpy.linalg.qr``
         computes those in double (twice the memory), so SciPy's ``?geqrf`` runs in
@@ -60,16 +60,26 @@ class NumpyBackend(Backend):
         in the products around it. Small blocks (under 64 Ki elements) stay in
         NumPy: the double-precision copy is cheap there, and switching SciPy's
         thread pool costs about 50 µs a call — while leaving SciPy's pool
-        multi-threaded made float32 steps at N = 4096, k = 4 take 29–45 ms
-        instead of 15–20 ms (measured, 2 cores).
+        multi-threaded made float32 steps at N = 4096, k = 4 took 29–45 ms
+        instead of 15–20 ms (measured, 2 cores). The shift is added to the one
+        working copy each path makes anyway (the double-precision copy, or the
+        array SciPy overwrites).
         """
-        if X.ndim != 2 or X.dtype.char not in "fF" or X.size < 1 << 16:
-            Q, R = np.linalg.qr(X, mode="reduced")
-            return Q, R
+        single = X.dtype.char in "fF"
+        if X.ndim != 2 or not single or X.size < 1 << 16:
+            work = X.astype(np.complex128 if X.dtype.char == "F" else np.float64) if single else X.copy()
+            if shift is not None:
+                work[..., : shift.shape[-2], :] += shift
+            Q, R = np.linalg.qr(work, mode="reduced")
+            del work
+            return (Q.astype(X.dtype), R.astype(X.dtype)) if single else (Q, R)
         import scipy.linalg
 
+        work = X.copy()
+        if shift is not None:
+            work[: shift.shape[-2]] += shift
         with _single_threaded_blas():
-            Q, R = scipy.linalg.qr(X, mode="economic", overwrite_a=True, check_finite=False)
+            Q, R = scipy.linalg.qr(work, mode="economic", overwrite_a=True, check_finite=False)
         return Q, R
 
     def out_problem(self, out: np.ndarray, U: np.ndarray) -> str | None:

@@ -632,3 +632,19 @@ def test_no_unitary_group_warns():
     W = torch.nn.Parameter(torch.eye(3))
     with pytest.warns(UserWarning, match="no param group is marked unitary=True"):
         ProjUNN(torch.optim.Adam([W]))
+
+
+def test_repr_shows_each_unitary_groups_effective_settings():
+    """A group's own rank is what the repr shows, not the wrapper's default."""
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 8))
+    for layer in model:
+        haar_(layer.weight.data)
+    groups = [
+        {"params": [model[0].bias, model[1].bias]},
+        {"params": [model[0].weight], "unitary": True, "rank": 4},
+        {"params": [model[1].weight], "unitary": True, "method": "project"},
+    ]
+    text = repr(ProjUNN(torch.optim.Adam(groups, lr=1e-3), rank=2))
+    assert "param_groups[1], unitary, 1 parameter: rank=4, method='transport'" in text
+    assert "param_groups[2], unitary, 1 parameter: rank=2, method='project'" in text
+    assert "base: Adam" in text

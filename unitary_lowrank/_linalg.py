@@ -113,7 +113,20 @@ HOST_QR_ELEMENTS = 1 << 22
 
 
 def qr(xp: Any, X: Any) -> tuple[Any, Any]:
-    """The backend's reduced Householder QR ``X = Q R`` of tall matrices.
+    """Orthonormal ``Q`` (..., m, l) spanning tall ``X`` (..., m, l), and ``R = Qᴴ X``: ``X = Q R`` to rounding.
+
+    ``Q`` is the backend's reduced Householder QR of ``X + Δ``, where ``Δ`` is
+    a tiny fixed perturbation (:func:`generic_shift`: ε times each column's
+    largest entry, in a few rows). On an exactly rank-deficient ``X`` (repeated
+    columns, a rank-1 update sketched at rank 8) each Householder step leaves
+    the next columns' residual at rounding of the last one's: ε, ε², ε³, ...
+    until it is subnormal, where LAPACK builds (MKL's ``cgeqrf`` in torch,
+    measured) return Inf and NaN. ``Δ`` keeps every residual near ε‖X_j‖,
+    so the extra columns of ``Q`` are some orthonormal completion, and changes
+    the span of ``X`` by no more than Householder's own rounding does
+    (columnwise backward error ε‖X_j‖). ``R`` is then taken from ``X`` itself
+    (``Qᴴ X``, not triangular), so a zero block of ``X`` has exactly zero
+    coordinates.
 
     A batch of them on a GPU (up to :data:`HOST_QR_ELEMENTS` elements) goes to
     the host and back: cuSOLVER factors a batch matrix by matrix, about 60 µs
@@ -126,7 +139,43 @@ def qr(xp: Any, X: Any) -> tuple[Any, Any]:
     batch = math.prod(X.shape[:-2])
     if batch > 1 and batch * X.shape[-2] * X.shape[-1] <= HOST_QR_ELEMENTS and backend.host_transfer((X,)):
         return small_core(xp, qr, X)  # on the host, NumPy arrays go straight to the NumPy backend
-    return backend.qr(xp, X)
+    if X.shape[-1] == 0 or X.shape[-2] == 0:
+        return backend.qr(xp, X)
+    Q, _ = backend.qr(xp, X, shift=generic_shift(xp, X))
+    return Q, xp.matmul(adjoint(xp, Q), X)
+
+
+def generic_shift(xp: Any, X: Any) -> Any:
+    """The top rows of ``Δ``, a tiny fixed perturbation of ``X``: ``Δ_ij = δ_j E_ij`` for ``i < min(m, 2l)``, else 0.
+
+    ``δ_j = ε · max(max_i |X_ij|, ε max_ij |X_ij|)``: ε times the column's
+    largest entry, floored so that columns of negligible size do not sit at
+    the bottom of the exponent range again. ``E`` (entries in [−½, ½), complex
+    for complex ``X``) is a hash of the indices, ``frac(43758.5453 sin(12.9898 i
+    + 78.233 j + ½)) − ½``: no random state, the same on every call, and well
+    conditioned (κ < 600 in double precision for every m < 80, l ≤ min(m, 40),
+    real and complex). Its 2l rows leave room for the l − 1 directions a
+    rank-1 ``X`` lacks, whatever direction ``X`` has; the backend adds ``Δ``
+    in the working copy its QR makes anyway.
+    """
+    m, l = X.shape[-2], X.shape[-1]
+    top = min(m, 2 * l)
+    real = real_dtype(xp, X.dtype)
+    device = device_of(X)
+    i = xp.reshape(xp.arange(top, dtype=real, device=device), (top, 1))
+    j = xp.reshape(xp.arange(l, dtype=real, device=device), (1, l))
+
+    def hashed(a: float, b: float) -> Any:
+        h = xp.sin(i * a + j * b + 0.5) * 43758.5453
+        return h - xp.floor(h) - 0.5
+
+    E = hashed(12.9898, 78.233)
+    if is_complex(xp, X):
+        E = xp.astype(E, X.dtype) + 1j * xp.astype(hashed(39.3468, 11.135), X.dtype)
+    column = xp.max(xp.abs(X), axis=-2, keepdims=True)  # (..., 1, l); NaN or Inf in X make X + Δ non-finite anyway
+    u = eps(xp, X.dtype)
+    delta = u * xp.maximum(column, u * xp.max(column, axis=-1, keepdims=True))
+    return E * xp.astype(delta, X.dtype)
 
 
 def orthonormal_basis(xp: Any, X: Any) -> Any:

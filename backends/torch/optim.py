@@ -318,8 +318,17 @@ class ProjUNN(torch.optim.Optimizer):
         self.projunn_defaults = dict(saved["defaults"])
 
     def __repr__(self) -> str:
-        options = ", ".join(f"{k}={v!r}" for k, v in self.projunn_defaults.items())
-        return f"ProjUNN({options},\n{self.optimizer!r})"
+        """Each unitary group's effective settings (its own over the wrapper's defaults), then the base optimizer."""
+        lines = ["ProjUNN("]
+        for index, group in enumerate(self.param_groups):
+            if group.get("unitary", False):
+                count = len(group["params"])
+                options = ", ".join(f"{k}={v!r}" for k, v in self._options(group).items())
+                lines.append(f"  param_groups[{index}], unitary, {count} parameter{'s' * (count != 1)}: {options}")
+        if len(lines) == 1:
+            lines.append("  no unitary group: acts as the base optimizer")
+        lines.append(f"  base: {self.optimizer!r}")
+        return "\n".join(lines) + "\n)"
 
 
 def unitary_groups(
