@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import pytest
 from conftest import DTYPES, EPS, gaussian, haar, unitarity
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import unitary_lowrank as ul
@@ -121,7 +121,6 @@ def test_unitary_conv_stack_with_a_ten_logit_head_stays_finite():
     """
     torch = pytest.importorskip("torch")
     from torch import nn
-
     from unitary_lowrank.backends.torch import ProjUNN, UnitaryConv2d
 
     class MaxMin(nn.Module):
