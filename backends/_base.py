@@ -71,6 +71,8 @@ class Backend:
         added to the first t rows of ``X`` in a working copy (``X`` is not
         changed); its other rows are zero.
         """
+        from unitary_lowrank._linalg import add_to_top_rows
+
         Q, R = xp.linalg.qr(X if shift is None else add_to_top_rows(xp, X, shift), mode="reduced")
         return Q, R
 
@@ -125,13 +127,6 @@ class Backend:
             f"arrays of {type(out).__module__}.{type(out).__name__} cannot be written in place; "
             "call without out= and use the returned array"
         )
-
-
-def add_to_top_rows(xp: Any, X: Any, shift: Any) -> Any:
-    """``X`` with ``shift`` (..., t, m) added to its first t rows, as a new array."""
-    top = shift.shape[-2]
-    head = X[..., :top, :] + shift
-    return head if top == X.shape[-2] else xp.concat([head, X[..., top:, :]], axis=-2)
 
 
 def seed_entropy(seed: Any) -> int | tuple[int, ...] | None:

@@ -100,3 +100,53 @@ def test_verify_covers_tall_shapes_and_reports_progress_when_piped(tmp_path):
 def test_verify_refuses_bad_shapes():
     with pytest.raises(SystemExit):
         main(["verify", "--tall", "8x16"])
+
+
+#: Flags that switch something on and have no value to default to.
+_SWITCHES = {"help", "version", "no_progress", "print_config"}
+
+
+@pytest.mark.parametrize("command", ["verify", "bench", "train"])
+def test_every_option_shows_its_default(command):
+    """`--help` states the default of every option that takes a value (or says a preset sets it)."""
+    from unitary_lowrank.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    missing = [
+        action.option_strings[0]
+        for action in sub._actions
+        if action.option_strings and action.dest not in _SWITCHES and "default" not in (action.help or "")
+    ]
+    assert not missing, f"{command} --help gives no default for {missing}"
+
+
+def test_train_print_config_shows_the_preset_settings(capsys):
+    pytest.importorskip("torch")
+    assert main(["train", "copy", "--preset", "cpu", "--hidden", "33", "--print-config"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert config["T"] == 200 and config["hidden"] == 33 and config["batch"] == 128  # preset, then options
+
+
+def test_verify_times_both_steps_interleaved_and_flags_disagreeing_repeats(monkeypatch, capsys, tmp_path):
+    """Repeats alternate low-rank and dense; a burst of load that slows one repeat 5× marks the row noisy."""
+    calls = []
+
+    def lowrank():
+        calls.append("lowrank")
+
+    def dense():
+        calls.append("dense")
+
+    clock = iter([0.0, 1.0, 0.0, 1.0] + [0.0, 1.0, 0.0, 10.0, 0.0, 5.0, 0.0, 10.0, 0.0, 1.0, 0.0, 10.0])
+    monkeypatch.setattr(verify.time, "perf_counter", lambda: next(clock))
+    timing, _ = verify._interleaved(lowrank, dense, lambda x: None, repeats=3)
+    assert calls == ["lowrank", "dense"] * 4  # one warm-up each, then alternating
+    assert timing.lowrank_spread == 5.0 and timing.dense_spread == 1.0
+    assert timing.speedup == 10.0 and timing.lowrank_ms == 1e3  # median of the ratios 10, 2, 10; of the times
+    monkeypatch.undo()
+    path = tmp_path / "rows.json"
+    monkeypatch.setattr(verify, "NOISY_SPREAD", 0.5)  # every row "noisy": the flag reaches the table and the JSON
+    assert main(["verify", "--sizes", "8", "--ranks", "1", "--dtypes", "float64", "--tall", "--json", str(path)]) == 0
+    assert "noisy timing" in capsys.readouterr().out
+    assert all(row["noisy"] and row["lowrank_spread"] >= 1 for row in json.loads(path.read_text()))

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import pytest
 from conftest import DTYPES, EPS, gaussian, haar, unitarity
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import unitary_lowrank as ul
@@ -209,9 +209,15 @@ _EXAMPLES = int(__import__("os").environ.get("UL_RANK_DEFICIENT_EXAMPLES", "300"
     method=st.sampled_from(["project", "transport", "cayley", "randomized", "column", "svd"]),
     seed=st.integers(0, 2**16),
 )
+@example(  # found by the long search: MKL's cgesdd did not converge on the 20×11 sampled columns
+    n=20, k=1, batch=(), dtype="complex64", structure="equal_columns", log_scale=0.0, backend="torch",
+    method="column", seed=0,
+)  # fmt: skip
 def test_property_rank_deficient_inputs_give_finite_results(
     n, k, batch, dtype, structure, log_scale, backend, method, seed
 ):
+    if backend not in _backends():  # an explicit example may name a library this environment lacks
+        return
     rng = np.random.default_rng(seed)
     k = min(k, n)
     scale = np.asarray(10.0**log_scale).astype(dtype)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -117,7 +118,8 @@ def test_paper_preset_reaches_the_run_with_overrides(tmp_path):
     )  # fmt: skip
     summary = json.loads((tmp_path / "adding-transport-k1.json").read_text())
     assert summary["config"]["hidden"] == 170 and summary["config"]["init"] == "identity"
-    assert summary["config"]["out"] == "." and summary["log"] == "adding-transport-k1.csv"
+    assert Path(summary["config"]["out"]).resolve() == tmp_path.resolve()  # the folder of the files, relative
+    assert not Path(summary["config"]["out"]).is_absolute() and summary["log"] == "adding-transport-k1.csv"
     rows = list(csv.DictReader(open(tmp_path / summary["log"])))
     assert [float(r["lr"]) for r in rows] == pytest.approx([1e-3 * 0.94, 1e-3 * 0.94**2])
 
@@ -146,7 +148,8 @@ def test_conv_stack_preserves_gradient_norms_exactly_and_plain_does_not(tmp_path
     assert abs(plain["first_over_last_init"] - 1) > 0.1  # ordinary convolutions shrink or grow the gradient
     assert plain["max_unitarity_error"] is None
     assert (tmp_path / "conv-L6-plain.png").stat().st_size > 10_000
-    assert orthogonal["log"] == "conv-L6-transport-k1.csv" and orthogonal["config"]["out"] == "."
+    assert orthogonal["log"] == "conv-L6-transport-k1.csv"
+    assert Path(orthogonal["config"]["out"]).resolve() == tmp_path.resolve()
 
 
 def test_rnn_study_runs_every_method_and_reports_mean_and_spread(tmp_path, monkeypatch):
@@ -200,3 +203,14 @@ def test_gradient_clipping_bounds_every_step(tmp_path, monkeypatch):
     summary = run(quick("adding", tmp_path, method="rnn", clip=1e-3, steps=20, eval_every=10), progress=False)
     assert len(norms) == 20 and max(norms) <= 1e-3 * (1 + 1e-5)
     assert summary["config"]["clip"] == 1e-3
+
+
+def test_summary_records_a_relative_output_folder(tmp_path, monkeypatch):
+    """--out runs/sub: the summary says runs/sub (where its files are), not '.' and not the machine's path."""
+    from unitary_lowrank.cli.train import recorded_out
+
+    monkeypatch.chdir(tmp_path)
+    assert recorded_out("runs/sub") == "runs/sub"
+    assert recorded_out(str(tmp_path / "runs")) == "runs"
+    summary = run(quick("copy", tmp_path, steps=2, eval_every=1, out="runs/sub"), progress=False)
+    assert summary["config"]["out"] == "runs/sub" and (tmp_path / "runs/sub" / summary["log"]).exists()

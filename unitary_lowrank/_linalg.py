@@ -220,20 +220,35 @@ def _finite_matrices(xp: Any, X: Any) -> Any:
 
 
 def safe_svd(xp: Any, X: Any) -> tuple[Any, Any, Any]:
-    """Thin SVD that returns NaN factors for a matrix holding NaN or Inf, instead of calling LAPACK on it.
+    """Thin SVD of ``X + Δ`` (:func:`generic_shift`), with NaN factors for a matrix holding NaN or Inf.
 
-    LAPACK's complex SVD can loop forever on an Inf entry; the mask costs one
-    elementwise pass over ``X``, which the callers only use on small
-    (r×r, N×l) matrices or inside O(N³) work.
+    LAPACK's complex SVD can loop forever on an Inf entry, so such a matrix is
+    not passed to it: the mask costs one elementwise pass over ``X``, which
+    the callers only use on small (r×r, N×l) matrices or inside O(N³) work.
+    The shift ``Δ`` (ε times each column's largest entry) keeps an exactly
+    rank-deficient ``X`` from driving the bidiagonalization into subnormals:
+    MKL's ``cgesdd`` (torch, complex64) failed to converge on a 20×11 matrix
+    of equal columns. It moves singular values by at most ``‖Δ‖₂ ≤ ε ‖X‖_F``,
+    as the SVD's own rounding does.
     """
     finite = _finite_matrices(xp, X)
-    W, sigma, Vh = xp.linalg.svd(xp.where(finite, X, xp.zeros_like(X)), full_matrices=False)
+    X = xp.where(finite, X, xp.zeros_like(X))
+    if X.shape[-1] and X.shape[-2]:
+        X = add_to_top_rows(xp, X, generic_shift(xp, X))
+    W, sigma, Vh = xp.linalg.svd(X, full_matrices=False)
     nan = float("nan")
     return (
         xp.where(finite, W, xp.full_like(W, nan)),
         xp.where(finite[..., 0], sigma, xp.full_like(sigma, nan)),
         xp.where(finite, Vh, xp.full_like(Vh, nan)),
     )
+
+
+def add_to_top_rows(xp: Any, X: Any, shift: Any) -> Any:
+    """``X`` with ``shift`` (..., t, m) added to its first t rows, as a new array."""
+    top = shift.shape[-2]
+    head = X[..., :top, :] + shift
+    return head if top == X.shape[-2] else xp.concat([head, X[..., top:, :]], axis=-2)
 
 
 def safe_eigh(xp: Any, H: Any) -> tuple[Any, Any]:

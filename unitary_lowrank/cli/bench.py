@@ -577,14 +577,24 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         choices=["numpy", "torch", "cupy"],
         help="default: numpy, and torch if installed",
     )
-    bench.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 2048, 4096], metavar="N")
-    bench.add_argument("--ranks", type=int, nargs="+", default=[1, 4, 16], metavar="K")
+    bench.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[256, 1024, 2048, 4096],
+        metavar="N",
+        help="square sizes N of U (default: 256 1024 2048 4096)",
+    )
+    bench.add_argument(
+        "--ranks", type=int, nargs="+", default=[1, 4, 16], metavar="K", help="update ranks k (default: 1 4 16)"
+    )
     bench.add_argument(
         "--dtypes",
         nargs="+",
         default=["float32", "float64", "complex64"],
         choices=list(DEFAULT_DTYPES),
         metavar="DTYPE",
+        help=f"dtypes, of {', '.join(DEFAULT_DTYPES)} (default: float32 float64 complex64)",
     )
     bench.add_argument(
         "--dense-max",
@@ -619,7 +629,9 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         "plain Adam (the 'floor' column) and Adam on torch's orthogonal parametrization (default: 512 1024 2048; "
         "give none to skip)",
     )
-    bench.add_argument("--min-time", type=float, default=0.3, help="seconds of repeats per case (median taken)")
+    bench.add_argument(
+        "--min-time", type=float, default=0.3, help="seconds of repeats per case, median taken (default: 0.3)"
+    )
     bench.add_argument("--json", default="bench.json", help="raw numbers (default: bench.json)")
     bench.add_argument("--plot", default="bench.png", help="log-log plot of time against N (default: bench.png)")
 

@@ -13,6 +13,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -369,12 +370,26 @@ def _train(config: Config, progress: bool) -> dict[str, Any]:
         "diverged_at": rows[-1]["step"] if diverged else None,
         "seconds": elapsed,
         "unitarity": rows[-1]["unitarity"],
-        "log": log_path.name,  # relative to the output folder: summaries do not record the machine's paths
+        "log": log_path.name,  # relative to the output folder (config.out): no machine's paths in summaries
         "plot": plot_path.name,
     }
-    summary["config"]["out"] = "."
+    summary["config"]["out"] = recorded_out(config.out)
     summary_path.write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def recorded_out(out: str) -> str:
+    """The output folder as a summary records it: relative (to the working directory, if given absolute).
+
+    The summary lies in that folder, and its ``log`` and ``plot`` are file names in it.
+    """
+    path = Path(out)
+    if not path.is_absolute():
+        return path.as_posix()
+    try:
+        return Path(os.path.relpath(path, Path.cwd())).as_posix()
+    except ValueError:  # another drive (Windows): no relative path exists
+        return path.name
 
 
 def _plot(rows: list[dict[str, Any]], task: Any, name: str, path: Path) -> None:
@@ -401,6 +416,9 @@ def _plot(rows: list[dict[str, Any]], task: Any, name: str, path: Path) -> None:
 
 def main(args: Any) -> int:
     config = config_from_args(args)
+    if getattr(args, "print_config", False):
+        print(json.dumps(asdict(config), indent=1))
+        return 0
     summary = run(config, progress=not args.no_progress)
     metric = summary["final_metric"]
     if summary["diverged_at"] is not None:
@@ -429,7 +447,8 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         "--preset",
         choices=["paper", "cpu", "quick"],
         help="the authors' settings (paper), the largest that solve the task on 2 CPU cores in 30 minutes (cpu), "
-        "or a 2-minute smoke run (quick)",
+        "or a smoke run of 10-15 s on 2 cores (quick). Default: none, so each option's default below applies; "
+        "a preset sets its own values, which --print-config shows",
     )
     train.add_argument(
         "--method",
@@ -475,7 +494,37 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     train.add_argument("--device", help="torch device, e.g. cuda (default cpu)")
     train.add_argument("--out", help="output folder (default: runs)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--print-config",
+        action="store_true",
+        dest="print_config",
+        help="print the settings the run would use (preset, then options) as JSON, and exit",
+    )
+    _show_defaults(train)
     return train
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append each option's default to its help: the RNN tasks' (``Config``) and, where it differs, conv's."""
+    from .train_conv import ConvConfig
+
+    preset_keys = {key for tasks in PRESETS.values() for settings in tasks.values() for key in settings}
+    rnn, conv = Config.__dataclass_fields__, ConvConfig.__dataclass_fields__
+    derived = {"lr_unitary": "--lr's value", "steps": "copy, adding: required; MNIST: --epochs × batches",
+               "epochs": "1", "T": "copy 1000, adding 750", "threads": "torch's own", "complex": "off",
+               "input_bias": "off"}  # fmt: skip
+    for action in parser._actions:
+        dest = action.dest
+        if dest == "task" or dest not in rnn and dest not in conv or action.help and "default" in action.help:
+            continue  # the positional, options of neither config, and those whose help states the default already
+        parts = []
+        if dest in rnn:
+            default = derived.get(dest, rnn[dest].default)
+            parts.append(("none" if default is None else str(default)) + (" without --preset" * (dest in preset_keys)))
+        if dest in conv and (dest not in rnn or conv[dest].default != rnn[dest].default):
+            parts.append(f"conv: {conv[dest].default}")
+        note = "default: " + "; ".join(parts)
+        action.help = f"{action.help} ({note})" if action.help else note
 
 
 def command(args: Any) -> int:

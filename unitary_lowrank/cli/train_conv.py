@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .train import recorded_out
+
 METHODS = ("transport", "project", "dense", "plain")
 
 
@@ -232,7 +234,7 @@ def run(config: ConvConfig, progress: bool = True) -> dict[str, Any]:
     _plot(rows, name, plot_path)
     summary = {
         "name": name,
-        "config": asdict(config) | {"out": "."},  # paths relative to the output folder
+        "config": asdict(config) | {"out": recorded_out(config.out)},  # log and plot are file names in it
         "steps": step,
         "seconds": rows[-1]["seconds"],
         "cpu_seconds": rows[-1]["cpu_seconds"],
@@ -286,7 +288,11 @@ def main(args: Any) -> int:
     method = options.get("method", "transport")
     if method not in METHODS:
         raise SystemExit(f"unitary-lowrank train conv: --method must be one of {', '.join(METHODS)}; got {method}")
-    summary = run(ConvConfig(**options), progress=not args.no_progress)
+    config = ConvConfig(**options)
+    if getattr(args, "print_config", False):
+        print(json.dumps(asdict(config), indent=1))
+        return 0
+    summary = run(config, progress=not args.no_progress)
     print(
         f"{summary['name']}: test accuracy {summary['final_test_accuracy']:.3f} "
         f"(best {summary['best_test_accuracy']:.3f}) after {summary['steps']} iterations in "

@@ -6,7 +6,10 @@ dtype of the grid it draws a Haar ``U`` and a rank-k update ``A Bᴴ`` with
 and compares with ``scipy.linalg.polar(U + A Bᴴ)`` and
 ``scipy.linalg.expm(skew(A (U B)ᴴ)) @ U`` (for square ``U`` the same as
 ``U @ expm(skew(Uᴴ A Bᴴ))``) computed in double precision. The dense baseline
-is timed like the low-rank step: one warm-up, then the median of the repeats.
+is timed like the low-rank step: one warm-up each, then the repeats alternate
+low-rank, dense, low-rank, dense, ..., so that a burst of load on a shared
+machine hits both; the speed-up is the median of the per-pair ratios, and a row
+whose repeats of either step differ by more than 2× is flagged as noisy.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ DEFAULT_TALL = ((1024, 64), (1024, 256))
 DEFAULT_RANKS = (1, 4, 16)
 DEFAULT_DTYPES = ("float32", "float64", "complex64", "complex128")
 TOLERANCE = {"float32": 1e-5, "complex64": 1e-5, "float64": 1e-12, "complex128": 1e-12}
+#: A row whose slowest repeat of a step takes more than this many times its fastest is flagged.
+NOISY_SPREAD = 2.0
 
 
 @dataclass
@@ -47,10 +52,15 @@ class Row:
     lowrank_ms: float
     dense_ms: float
     tolerance: float
+    speedup: float = float("nan")
+    #: slowest over fastest repeat, per step
+    lowrank_spread: float = 1.0
+    dense_spread: float = 1.0
 
     @property
-    def speedup(self) -> float:
-        return self.dense_ms / self.lowrank_ms
+    def noisy(self) -> bool:
+        """The repeats of either step disagree by more than :data:`NOISY_SPREAD`: the timing is not trustworthy."""
+        return max(self.lowrank_spread, self.dense_spread) > NOISY_SPREAD
 
     @property
     def ok(self) -> bool:
@@ -94,16 +104,41 @@ class Converter:
             raise ValueError(f"unknown backend {backend!r}")
 
 
-def _median_ms(function: Callable[[], Any], sync: Callable[[Any], None], repeats: int) -> tuple[float, Any]:
-    result = function()  # warm-up (JIT compilation, BLAS thread start)
-    sync(result)
-    times = []
-    for _ in range(repeats):
+@dataclass
+class Timing:
+    lowrank_ms: float
+    dense_ms: float
+    speedup: float
+    lowrank_spread: float
+    dense_spread: float
+
+
+def _interleaved(
+    lowrank: Callable[[], Any], dense: Callable[[], Any], sync: Callable[[Any], None], repeats: int
+) -> tuple[Timing, Any]:
+    """Time both steps in alternation (after one warm-up each); returns the timing and the low-rank result."""
+
+    def timed(function: Callable[[], Any], wait: Callable[[Any], None]) -> tuple[float, Any]:
         start = time.perf_counter()
-        result = function()
-        sync(result)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times), result
+        value = function()
+        wait(value)
+        return (time.perf_counter() - start) * 1e3, value
+
+    _, result = timed(lowrank, sync)  # warm-ups: JIT compilation, BLAS thread start
+    timed(dense, lambda x: None)
+    fast, slow = [], []
+    for _ in range(max(repeats, 1)):
+        t, result = timed(lowrank, sync)
+        fast.append(t)
+        slow.append(timed(dense, lambda x: None)[0])
+    timing = Timing(
+        lowrank_ms=statistics.median(fast),
+        dense_ms=statistics.median(slow),
+        speedup=statistics.median(d / f for d, f in zip(slow, fast, strict=True)),
+        lowrank_spread=max(fast) / min(fast),
+        dense_spread=max(slow) / min(slow),
+    )
+    return timing, result
 
 
 def _update(n: int, p: int, k: int, dtype: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -164,17 +199,24 @@ def run(
                 Ux, Ax, Bx = converter.to(U), converter.to(A), converter.to(B)
                 reference_inputs = _wide(U), _wide(A), _wide(B)
                 for step, function in (("project", project), ("transport", transport)):
-                    lowrank_ms, result = _median_ms(
-                        lambda f=function, U=Ux, A=Ax, B=Bx: f(U, A, B), converter.sync, repeats
+                    # the dense step in the input's own precision, as a user would run it, timed the same way
+                    timing, result = _interleaved(
+                        lambda f=function, U=Ux, A=Ax, B=Bx: f(U, A, B),
+                        lambda s=step, U=U, A=A, B=B: _dense(s, U, A, B),
+                        converter.sync,
+                        repeats,
                     )
                     result = converter.back(result)
-                    # the dense step in the input's own precision, as a user would run it, timed the same way
-                    dense_ms, _ = _median_ms(lambda s=step, U=U, A=A, B=B: _dense(s, U, A, B), lambda x: None, repeats)
                     reference = _dense(step, *reference_inputs)
                     wide = _wide(result)
                     error = float(np.linalg.norm(wide - reference) / np.linalg.norm(reference))
                     unitarity = float(np.max(np.abs(wide.conj().T @ wide - np.eye(p))))
-                    rows.append(Row(step, n, p, k, dtype, error, unitarity, lowrank_ms, dense_ms, TOLERANCE[dtype]))
+                    rows.append(
+                        Row(
+                            step, n, p, k, dtype, error, unitarity, timing.lowrank_ms, timing.dense_ms,
+                            TOLERANCE[dtype], timing.speedup, timing.lowrank_spread, timing.dense_spread,
+                        )
+                    )  # fmt: skip
                     if progress:
                         progress(f"{step} {n}×{p} k={k} {dtype}")
     return rows
@@ -183,7 +225,11 @@ def run(
 def render(rows: list[Row], backend: str) -> Any:
     from rich.table import Table
 
-    table = Table(title=f"unitary_lowrank verify — backend {backend}, errors relative to dense SciPy (float64)")
+    table = Table(
+        title=f"unitary_lowrank verify — backend {backend}, errors relative to dense SciPy (float64)",
+        caption="times: median of the repeats, low-rank and dense interleaved; speed-up: median of the per-pair "
+        "ratios; spread: slowest over fastest repeat (low-rank / dense)",
+    )
     for column, justify in (
         ("step", "left"),
         ("n×p", "right"),
@@ -194,6 +240,7 @@ def render(rows: list[Row], backend: str) -> Any:
         ("low-rank ms", "right"),
         ("dense ms", "right"),
         ("speed-up", "right"),
+        ("spread", "right"),
         ("tolerance", "right"),
         ("", "left"),
     ):
@@ -209,8 +256,10 @@ def render(rows: list[Row], backend: str) -> Any:
             f"{r.lowrank_ms:.3g}",
             f"{r.dense_ms:.3g}",
             f"{r.speedup:.2g}×",
+            f"{r.lowrank_spread:.2g} / {r.dense_spread:.2g}",
             f"{r.tolerance:.0e}",
-            "[green]ok[/green]" if r.ok else "[bold red]FAIL[/bold red]",
+            ("[green]ok[/green]" if r.ok else "[bold red]FAIL[/bold red]")
+            + (" [yellow]noisy timing[/yellow]" if r.noisy else ""),
         )
     return table
 
@@ -241,9 +290,16 @@ def main(args: Any) -> int:
         )
     console.print(render(rows, args.backend))
     failed = [r for r in rows if not r.ok]
+    noisy = [r for r in rows if r.noisy]
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump([asdict(r) | {"ok": r.ok} for r in rows], handle, indent=1)
+            json.dump([asdict(r) | {"ok": r.ok, "noisy": r.noisy} for r in rows], handle, indent=1)
+    if noisy:
+        console.print(
+            f"[yellow]{len(noisy)} of {len(rows)} rows have timing repeats more than {NOISY_SPREAD:g}× apart (marked "
+            "'noisy timing'): the machine was busy; their times and speed-ups are unreliable (errors are not "
+            "affected). Rerun on a quiet machine, or with more --repeats.[/yellow]"
+        )
     if failed:
         console.print(f"[bold red]{len(failed)} of {len(rows)} cases exceed their tolerance[/bold red]")
         return 1
@@ -309,9 +365,11 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         metavar="DTYPE",
         help="dtypes (default: all four)",
     )
-    verify.add_argument("--repeats", type=int, default=3, help="timed repeats of each low-rank step (median)")
-    verify.add_argument("--seed", type=int, default=0, help="seed of the random test matrices")
-    verify.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    verify.add_argument(
+        "--repeats", type=int, default=3, help="timed repeats of each step, low-rank and dense, interleaved (default: 3)"
+    )
+    verify.add_argument("--seed", type=int, default=0, help="seed of the random test matrices (default: 0)")
+    verify.add_argument("--json", metavar="PATH", help="also write the rows as JSON (default: no file)")
 
     return verify
 
