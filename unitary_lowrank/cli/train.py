@@ -515,7 +515,8 @@ def _show_defaults(parser: argparse.ArgumentParser) -> None:
                "input_bias": "off"}  # fmt: skip
     for action in parser._actions:
         dest = action.dest
-        if dest == "task" or dest not in rnn and dest not in conv or action.help and "default" in action.help:
+        stated = bool(action.help) and "default" in action.help
+        if dest == "task" or (dest not in rnn and dest not in conv) or stated:
             continue  # the positional, options of neither config, and those whose help states the default already
         parts = []
         if dest in rnn:

@@ -366,7 +366,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         help="dtypes (default: all four)",
     )
     verify.add_argument(
-        "--repeats", type=int, default=3, help="timed repeats of each step, low-rank and dense, interleaved (default: 3)"
+        "--repeats", type=int, default=3, help="timed repeats of each step, low-rank and dense interleaved (default: 3)"
     )
     verify.add_argument("--seed", type=int, default=0, help="seed of the random test matrices (default: 0)")
     verify.add_argument("--json", metavar="PATH", help="also write the rows as JSON (default: no file)")
