@@ -34,30 +34,39 @@ _DTYPES = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 
 
 class UnitaryConv2d(nn.Module):
-    """Circular 2-D convolution, ``channels`` → ``channels``, that is an orthogonal operator on real images.
+    """Circular 2-D convolution, ``in_channels`` → ``out_channels``, that is an isometry or a co-isometry.
+
+    ``UnitaryConv2d(in_channels, out_channels, size)``, or ``UnitaryConv2d(channels, size)`` for
+    c → c (an orthogonal operator).
 
     Parameters
     ----------
-    channels : int
-        c, input and output channels.
+    in_channels : int
+        c_in, input channels.
+    out_channels : int
+        c_out, output channels. With two positional arguments (the c → c form) this is the size.
     size : int or (int, int)
         Spatial size (H, W) of the images; the kernel spans all of it.
     dtype : torch.float32 or torch.float64, default torch.float32
         Precision of the images; the frequency matrices are complex of the same precision.
     init : {"identity", "haar"}, default "identity"
-        Identity operator, or independent Haar-random frequency matrices (a
-        random orthogonal convolution).
+        The first min(c_in, c_out) channels passed through (the identity for c → c), or
+        independent Haar-random frequency matrices (a random orthogonal convolution).
     generator : torch.Generator, optional
         For ``init="haar"``.
 
     Notes
     -----
-    ``y = irfft2(M[f] · rfft2(x)[f])`` with orthonormal FFTs. Since every
-    ``M[f]`` is unitary and conjugate frequencies are tied, ``‖y‖ = ‖x‖`` for
-    every real ``x``, and ``inverse`` (the adjoint, ``M[f]ᴴ`` per frequency)
-    undoes the layer exactly. Cost per image: two FFTs, O(c H W log(H W)), and
-    H (W/2 + 1) products of c×c matrices with c-vectors. The equivalent spatial
-    kernel (:meth:`kernel`) is dense, c×c×H×W.
+    ``y = irfft2(M[f] · rfft2(x)[f])`` with orthonormal FFTs and one c_out×c_in
+    matrix ``M[f]`` per frequency. c_out ≥ c_in: every ``M[f]`` has orthonormal
+    columns, so ``‖y‖ = ‖x‖`` for every real ``x`` (an isometry; orthogonal when
+    c_out = c_in) and :meth:`inverse` (the adjoint, ``M[f]ᴴ`` per frequency)
+    recovers ``x``. c_out < c_in: orthonormal rows, so ``‖y‖ ≤ ‖x‖``
+    (1-Lipschitz) and ``forward(inverse(y)) = y``. Conjugate frequencies are
+    tied, so the operator is real. Cost per image: two FFTs and H (W/2 + 1)
+    products of c_out×c_in matrices with vectors. The equivalent spatial
+    kernel (:meth:`kernel`) is dense, c_out×c_in×H×W. ProjUNN steps the
+    matrices as square or rectangular (Stiefel) weights.
 
     References
     ----------
@@ -76,20 +85,27 @@ class UnitaryConv2d(nn.Module):
     >>> y = layer(x)
     >>> bool(torch.isclose(y.norm(), x.norm())), bool(torch.allclose(layer.inverse(y), x))
     (True, True)
+    >>> wider = UnitaryConv2d(3, 5, (8, 6), init="haar", dtype=torch.float64)
+    >>> wider(x).shape, bool(torch.isclose(wider(x).norm(), x.norm()))
+    (torch.Size([2, 5, 8, 6]), True)
     """
 
     def __init__(
         self,
-        channels: int,
-        size: int | tuple[int, int],
+        in_channels: int,
+        out_channels: int | tuple[int, int],
+        size: int | tuple[int, int] | None = None,
         *,
         dtype: torch.dtype = torch.float32,
         init: str = "identity",
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"UnitaryConv2d: channels must be a positive int; got {channels!r}")
+        if size is None:  # the c → c form: UnitaryConv2d(channels, size)
+            out_channels, size = in_channels, out_channels
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"UnitaryConv2d: {name} must be a positive int; got {value!r}")
         H, W = (size, size) if isinstance(size, int) else tuple(size)
         if H < 1 or W < 1:
             raise ValueError(f"UnitaryConv2d: size must be positive; got {size!r}")
@@ -97,7 +113,7 @@ class UnitaryConv2d(nn.Module):
             raise TypeError(f"UnitaryConv2d: dtype must be torch.float32 or torch.float64; got {dtype}")
         if init not in ("identity", "haar"):
             raise ValueError(f"UnitaryConv2d: init must be 'identity' or 'haar'; got {init!r}")
-        self.channels, self.size, self.dtype = channels, (H, W), dtype
+        self.in_channels, self.out_channels, self.size, self.dtype = in_channels, out_channels, (H, W), dtype
         complex_dtype = _DTYPES[dtype]
         columns = W // 2 + 1
         boundary = [0] + ([W // 2] if W % 2 == 0 and W > 1 else [])
@@ -109,17 +125,26 @@ class UnitaryConv2d(nn.Module):
         def matrices(batch: tuple[int, ...], matrix_dtype: torch.dtype) -> nn.Parameter | None:
             if 0 in batch:
                 return None
-            tensor = torch.empty(*batch, channels, channels, dtype=matrix_dtype)
+            tensor = torch.empty(*batch, out_channels, in_channels, dtype=matrix_dtype)
             with torch.no_grad():
                 if init == "haar":
                     haar_(tensor, generator=generator)
                 else:
-                    tensor.copy_(torch.eye(channels, dtype=matrix_dtype).expand_as(tensor))
+                    tensor.copy_(torch.eye(out_channels, in_channels, dtype=matrix_dtype).expand_as(tensor))
             return nn.Parameter(tensor)
 
         self.interior = matrices((H, len(interior)), complex_dtype)
         self.paired = matrices((len(boundary), len(paired)), complex_dtype)
         self.real = matrices((len(boundary), len(selfconj)), dtype)
+
+    @property
+    def channels(self) -> int:
+        """c for a c → c layer (the two-argument form); for c_in ≠ c_out use ``in_channels``/``out_channels``."""
+        if self.in_channels != self.out_channels:
+            raise ValueError(
+                f"UnitaryConv2d maps {self.in_channels} → {self.out_channels} channels: use in_channels or out_channels"
+            )
+        return self.in_channels
 
     # -- parameters -------------------------------------------------------------------
     def unitary_parameters(self) -> list[nn.Parameter]:
@@ -127,11 +152,12 @@ class UnitaryConv2d(nn.Module):
         return [p for p in (self.interior, self.paired, self.real) if p is not None]
 
     def frequencies(self) -> torch.Tensor:
-        """``M``, shape (H, W//2 + 1, c, c), complex: the matrix of every ``rfft2`` frequency, ties applied."""
+        """``M``, shape (H, W//2 + 1, c_out, c_in), complex: the matrix of every ``rfft2`` frequency, ties applied."""
         H, W = self.size
         layout = self._layout
-        c = self.channels
-        M = torch.zeros(H, W // 2 + 1, c, c, dtype=_DTYPES[self.dtype], device=self._device())
+        M = torch.zeros(
+            H, W // 2 + 1, self.out_channels, self.in_channels, dtype=_DTYPES[self.dtype], device=self._device()
+        )
         if self.interior is not None:
             M[:, layout["interior"]] = self.interior
         rows = torch.tensor(layout["paired"], dtype=torch.long)
@@ -146,10 +172,10 @@ class UnitaryConv2d(nn.Module):
         return self.unitary_parameters()[0].device
 
     # -- the operator -------------------------------------------------------------------
-    def _check_input(self, x: torch.Tensor, name: str) -> None:
+    def _check_input(self, x: torch.Tensor, name: str, channels: int) -> None:
         H, W = self.size
-        expected = f"(batch, {self.channels}, {H}, {W})"
-        if x.ndim != 4 or x.shape[1] != self.channels or tuple(x.shape[-2:]) != (H, W):
+        expected = f"(batch, {channels}, {H}, {W})"
+        if x.ndim != 4 or x.shape[1] != channels or tuple(x.shape[-2:]) != (H, W):
             raise ValueError(f"UnitaryConv2d.{name}: expected input of shape {expected}; got {tuple(x.shape)}")
         if x.is_complex():
             raise TypeError(f"UnitaryConv2d.{name}: the layer acts on real images; got {x.dtype}")
@@ -160,14 +186,24 @@ class UnitaryConv2d(nn.Module):
         return torch.fft.irfft2(Y, s=self.size, norm="ortho").to(x.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: (batch, c, H, W) real → the same shape: ``irfft2(M[f] rfft2(x)[f])``."""
-        self._check_input(x, "forward")
+        """``x``: (batch, c_in, H, W) real → (batch, c_out, H, W): ``irfft2(M[f] rfft2(x)[f])``."""
+        self._check_input(x, "forward", self.in_channels)
         return self._apply(x, self.frequencies(), "hwoi,bihw->bohw")
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        """The adjoint, ``irfft2(M[f]ᴴ rfft2(y)[f])``: the exact inverse of :meth:`forward`."""
-        self._check_input(y, "inverse")
-        return self._apply(y, self.frequencies().conj(), "hwio,bihw->bohw")
+        """The adjoint, ``irfft2(M[f]ᴴ rfft2(y)[f])``, (batch, c_out, H, W) → (batch, c_in, H, W).
+
+        The exact inverse of :meth:`forward` for c_out = c_in; a left inverse
+        for c_out > c_in (``inverse(forward(x)) = x``), a right inverse for
+        c_out < c_in (``forward(inverse(y)) = y``).
+        """
+        self._check_input(y, "inverse", self.out_channels)
+        return self._apply(y, self.frequencies().conj(), "hwoi,bohw->bihw")
+
+    def lipschitz(self) -> float:
+        """The operator norm, max over frequencies of ‖M[f]‖₂ (computed in double precision): 1 to rounding."""
+        M = self.frequencies().detach().to(torch.complex128)
+        return float(torch.linalg.matrix_norm(M, ord=2).max()) if M.numel() else 0.0
 
     def kernel(self) -> torch.Tensor:
         """The equivalent spatial kernel ``K`` (c_out, c_in, H, W), real.
@@ -178,5 +214,24 @@ class UnitaryConv2d(nn.Module):
         M = self.frequencies().permute(2, 3, 0, 1)  # (c_out, c_in, H, W//2 + 1)
         return torch.fft.irfft2(M, s=self.size)  # unnormalized inverse: fft2(K) = M
 
+    def support_fraction(self, k: int = 3) -> torch.Tensor:
+        """The fraction of the kernel's energy ‖K‖² within the k×k window around offset 0 (circularly).
+
+        A kernel that spans the image can be pulled toward local support with
+        ``1 − support_fraction(k)`` as a penalty (differentiable); the paper names
+        this as future work.
+        """
+        K = self.kernel()
+        H, W = self.size
+        rows = [h % H for h in range(-(k // 2), k - k // 2)]
+        cols = [w % W for w in range(-(k // 2), k - k // 2)]
+        inside = K[:, :, sorted(set(rows))][:, :, :, sorted(set(cols))].pow(2).sum()
+        return inside / K.pow(2).sum()
+
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, size={self.size}, dtype={self.dtype}"
+        channels = (
+            f"channels={self.in_channels}"
+            if self.in_channels == self.out_channels
+            else (f"in_channels={self.in_channels}, out_channels={self.out_channels}")
+        )
+        return f"{channels}, size={self.size}, dtype={self.dtype}"
