@@ -93,3 +93,31 @@ def test_training_step(benchmark, op, n):
     orthogonal parametrization."""
     rounds = 3 if op == "train-orthogonal" and n >= 2048 else None
     run(benchmark, Case(op, "torch", n, 4, "float32"), f"torch float32 training step N={n}", rounds=rounds)
+
+
+def _conv_layer_and_batch(channels: int, size: int):
+    import torch
+    from unitary_lowrank.backends.torch import ProjUNN, UnitaryConv2d
+
+    g = torch.Generator().manual_seed(0)
+    layer = UnitaryConv2d(channels, size, init="haar", generator=g)
+    x = torch.randn(64, channels, size, size, generator=g)
+    opt = ProjUNN(torch.optim.Adam([{"params": layer.unitary_parameters(), "unitary": True}], lr=1e-3), rank=1)
+    layer(x).square().mean().backward()  # gradients for the optimizer step
+    return layer, x, opt
+
+
+@pytest.mark.skipif("torch" not in BACKENDS, reason="needs torch")
+@pytest.mark.parametrize("part", ["forward+backward", "projunn-step"])
+@pytest.mark.parametrize(("channels", "size"), [(32, 16), (64, 8), (16, 32)])
+def test_unitary_conv_step_against_forward_backward(benchmark, part, channels, size):
+    """One UnitaryConv2d layer, batch 64: its ProjUNN(Adam, rank 1) step beside its forward + backward (same group)."""
+    layer, x, opt = _conv_layer_and_batch(channels, size)
+
+    def forward_backward():
+        layer.zero_grad()
+        layer(x).square().mean().backward()
+
+    benchmark.group = f"UnitaryConv2d c={channels} {size}x{size} batch 64"
+    benchmark.extra_info.update(channels=channels, size=size, part=part)
+    benchmark(forward_backward if part == "forward+backward" else opt.step)

@@ -198,3 +198,28 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             terminalreporter.write_line(
                 f'{count} test item(s) skipped: extra [{extra}] not installed (pip install -e ".[{extra}]")'
             )
+
+
+def array_backends() -> list[str]:
+    """The array libraries of this environment that the property tests run on: NumPy, and torch, array_api_strict."""
+    names = ["numpy"]
+    for name in ("torch", "array_api_strict"):
+        try:
+            __import__(name)
+            names.append(name)
+        except ImportError:
+            pass
+    return names
+
+
+def to_backend(x: np.ndarray, backend: str):
+    """``x`` as an array of ``backend`` (its memory order kept for torch)."""
+    if backend == "torch":
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(x) if x.flags.c_contiguous else np.asfortranarray(x))
+    if backend == "array_api_strict":
+        import array_api_strict
+
+        return array_api_strict.asarray(np.ascontiguousarray(x))
+    return x

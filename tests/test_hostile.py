@@ -13,7 +13,19 @@ import warnings
 import numpy as np
 import pytest
 import scipy.linalg
-from conftest import DTYPES, EPS, dense_project, dense_transport, gaussian, haar, relative_error, tolerance, unitarity
+from conftest import (
+    DTYPES,
+    EPS,
+    array_backends,
+    dense_project,
+    dense_transport,
+    gaussian,
+    haar,
+    relative_error,
+    to_backend,
+    tolerance,
+    unitarity,
+)
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -303,30 +315,7 @@ def test_update_that_cancels_U_exactly_warns(dtype, rng):
 # -- the property test ------------------------------------------------------------------------------------
 
 
-def _backends():
-    names = ["numpy"]
-    for name in ("torch", "array_api_strict"):
-        try:
-            __import__(name)
-            names.append(name)
-        except ImportError:
-            pass
-    return names
-
-
-BACKENDS = _backends()
-
-
-def _convert(x: np.ndarray, backend: str):
-    if backend == "torch":
-        import torch
-
-        return torch.from_numpy(np.ascontiguousarray(x) if x.flags.c_contiguous else np.asfortranarray(x))
-    if backend == "array_api_strict":
-        import array_api_strict
-
-        return array_api_strict.asarray(np.ascontiguousarray(x))
-    return x
+BACKENDS = array_backends()
 
 
 # found by the property test below: a scale 2^(e_A + e_B) that underflows to 0 (the rectangular project took its log)
@@ -382,7 +371,7 @@ def test_property_no_crash_no_nan_unitary_and_exact_where_defined(
             return  # the factors themselves are not representable in this dtype
     if fortran and U.ndim == 2:
         U = np.asfortranarray(U)
-    arrays = [_convert(x, backend) for x in (U, A, B)]
+    arrays = [to_backend(x, backend) for x in (U, A, B)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ul.SingularUpdateWarning)
         warnings.simplefilter("error", RuntimeWarning)  # no overflow on the way either: scales are exponents

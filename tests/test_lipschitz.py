@@ -224,7 +224,7 @@ def test_bound_refuses_unknown_layers_and_non_sequential_models():
         def forward(self, x):
             return x + self.inner(x)
 
-    with pytest.raises(TypeError, match="not an nn.Sequential"):
+    with pytest.raises(TypeError, match=r"not an nn\.Sequential"):
         lipschitz_bound(nn.Sequential(Residual()), (4,))
 
 

@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import DTYPES, EPS, gaussian, haar, unitarity
+from conftest import DTYPES, EPS, array_backends, gaussian, haar, to_backend, unitarity
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -169,29 +169,6 @@ def _rank_deficient(shape: tuple[int, ...], structure: str, dtype: str, rng) -> 
     return np.zeros(shape, dtype)
 
 
-def _backends() -> list[str]:
-    names = ["numpy"]
-    for name in ("torch", "array_api_strict"):
-        try:
-            __import__(name)
-            names.append(name)
-        except ImportError:
-            pass
-    return names
-
-
-def _convert(x: np.ndarray, backend: str):
-    if backend == "torch":
-        import torch
-
-        return torch.from_numpy(np.ascontiguousarray(x))
-    if backend == "array_api_strict":
-        import array_api_strict
-
-        return array_api_strict.asarray(np.ascontiguousarray(x))
-    return x
-
-
 #: Examples per run of the search; `UL_RANK_DEFICIENT_EXAMPLES=20000 python -m pytest tests/test_rank_deficient.py`
 #: runs the long search (its closing note: 20,000 examples, no failure).
 _EXAMPLES = int(__import__("os").environ.get("UL_RANK_DEFICIENT_EXAMPLES", "300"))
@@ -205,7 +182,7 @@ _EXAMPLES = int(__import__("os").environ.get("UL_RANK_DEFICIENT_EXAMPLES", "300"
     dtype=st.sampled_from(["complex64", "complex64", "float32", "complex128", "float64"]),
     structure=st.sampled_from(["equal_columns", "single_row", "rank_two", "masked", "zero"]),
     log_scale=st.floats(-30, 30),
-    backend=st.sampled_from(_backends()),
+    backend=st.sampled_from(array_backends()),
     method=st.sampled_from(["project", "transport", "cayley", "randomized", "column", "svd"]),
     seed=st.integers(0, 2**16),
 )
@@ -216,7 +193,7 @@ _EXAMPLES = int(__import__("os").environ.get("UL_RANK_DEFICIENT_EXAMPLES", "300"
 def test_property_rank_deficient_inputs_give_finite_results(
     n, k, batch, dtype, structure, log_scale, backend, method, seed
 ):
-    if backend not in _backends():  # an explicit example may name a library this environment lacks
+    if backend not in array_backends():  # an explicit example may name a library this environment lacks
         return
     rng = np.random.default_rng(seed)
     k = min(k, n)
@@ -227,13 +204,13 @@ def test_property_rank_deficient_inputs_give_finite_results(
         B = _rank_deficient(batch + (n, k), structure, dtype, rng)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ul.SingularUpdateWarning)
-            V = STEPS[method](*(_convert(x, backend) for x in (U, A, B)))
+            V = STEPS[method](*(to_backend(x, backend) for x in (U, A, B)))
         V = np.asarray(V)
         assert np.all(np.isfinite(V)), "finite rank-deficient factors must give a finite weight"
         assert unitarity(V) <= 100 * n * EPS[dtype]
         return
     G = _rank_deficient(batch + (n, n), structure, dtype, rng) * scale
-    A, B = ul.sketch(_convert(G, backend), k, method=method, seed=seed)
+    A, B = ul.sketch(to_backend(G, backend), k, method=method, seed=seed)
     A, B = np.asarray(A), np.asarray(B)
     assert np.all(np.isfinite(A)) and np.all(np.isfinite(B)), "finite G must give finite factors"
     if structure != "rank_two" or k >= 2:  # rank(G) ≤ k: every method is exact to rounding

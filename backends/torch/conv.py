@@ -180,7 +180,7 @@ class UnitaryConv2d(nn.Module):
         if x.is_complex():
             raise TypeError(f"UnitaryConv2d.{name}: the layer acts on real images; got {x.dtype}")
 
-    def _apply(self, x: torch.Tensor, M: torch.Tensor, equation: str) -> torch.Tensor:
+    def _per_frequency(self, x: torch.Tensor, M: torch.Tensor, equation: str) -> torch.Tensor:
         X = torch.fft.rfft2(x.to(self.dtype), norm="ortho")
         Y = torch.einsum(equation, M, X)
         return torch.fft.irfft2(Y, s=self.size, norm="ortho").to(x.dtype)
@@ -188,7 +188,7 @@ class UnitaryConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: (batch, c_in, H, W) real → (batch, c_out, H, W): ``irfft2(M[f] rfft2(x)[f])``."""
         self._check_input(x, "forward", self.in_channels)
-        return self._apply(x, self.frequencies(), "hwoi,bihw->bohw")
+        return self._per_frequency(x, self.frequencies(), "hwoi,bihw->bohw")
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         """The adjoint, ``irfft2(M[f]ᴴ rfft2(y)[f])``, (batch, c_out, H, W) → (batch, c_in, H, W).
@@ -198,7 +198,7 @@ class UnitaryConv2d(nn.Module):
         c_out < c_in (``forward(inverse(y)) = y``).
         """
         self._check_input(y, "inverse", self.out_channels)
-        return self._apply(y, self.frequencies().conj(), "hwoi,bohw->bihw")
+        return self._per_frequency(y, self.frequencies().conj(), "hwoi,bohw->bihw")
 
     def lipschitz(self) -> float:
         """The operator norm, max over frequencies of ‖M[f]‖₂ (computed in double precision): 1 to rounding."""

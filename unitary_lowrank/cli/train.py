@@ -378,6 +378,16 @@ def _train(config: Config, progress: bool) -> dict[str, Any]:
     return summary
 
 
+def config_or_print(config_class: Any, args: Any) -> Any:
+    """``config_class`` from the options given (the rest keep their defaults); ``None`` after ``--print-config``."""
+    fields = config_class.__dataclass_fields__
+    config = config_class(**{name: value for name, value in vars(args).items() if value is not None and name in fields})
+    if getattr(args, "print_config", False):
+        print(json.dumps(asdict(config), indent=1))
+        return None
+    return config
+
+
 def recorded_out(out: str) -> str:
     """The output folder as a summary records it: relative (to the working directory, if given absolute).
 
@@ -442,7 +452,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         "summary under --out, and prints the final test figure. Options not given come from --preset. "
         "'conv' trains a stack of --depth orthogonal convolutions (or plain ones: --method plain) for --minutes.",
     )
-    train.add_argument("task", choices=["copy", "adding", "pmnist", "smnist", "conv"])
+    train.add_argument("task", choices=["copy", "adding", "pmnist", "smnist", "conv", "cifar10"])
     train.add_argument(
         "--preset",
         choices=["paper", "cpu", "quick"],
@@ -481,19 +491,28 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     train.add_argument("--eval-every", type=int, dest="eval_every", help="iterations between test evaluations")
     train.add_argument("--test-size", type=int, dest="test_size", help="test sequences (copy, adding)")
     train.add_argument("--limit", type=int, help="use only this many training digits (MNIST)")
-    train.add_argument("--depth", type=int, help="conv: number of convolution layers (default 8)")
+    train.add_argument(
+        "--depth", type=int, help="conv: number of convolution layers (default 8); cifar10: in the blocks (default 5)"
+    )
     train.add_argument("--channels", type=int, help="conv: channels, even (default 8)")
     train.add_argument("--size", type=int, help="conv: image side after average pooling (default 14)")
     train.add_argument(
         "--minutes",
         type=float,
-        help="CPU-time budget of the run, in minutes: stop early when spent (conv: default 2; RNN tasks: none)",
+        help="CPU-time budget of the run, in minutes: stop early when spent (conv: default 2; cifar10: 5; RNN: none)",
     )
     train.add_argument("--seed", type=int)
     train.add_argument("--threads", type=int, help="torch CPU threads")
     train.add_argument("--device", help="torch device, e.g. cuda (default cpu)")
     train.add_argument("--out", help="output folder (default: runs)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cifar = train.add_argument_group("cifar10 (a 1-Lipschitz LipConvNet, certified at the end)")
+    cifar.add_argument("--data", help="cifar-10-batches-py directory, or a class-folder image archive (.tar.gz or dir)")
+    cifar.add_argument("--width", type=int, help="channels of the first block")
+    cifar.add_argument("--conv", choices=["projunn", "cayley", "aol", "plain"], help="the network's convolutions")
+    cifar.add_argument("--margin-eps", type=float, dest="margin_eps", help="ε of the margin loss (margin 2√2 ε)")
+    cifar.add_argument("--temperature", type=float, help="temperature of the margin loss")
+    cifar.add_argument("--test-limit", type=int, dest="test_limit", help="test images used (default: all)")
     train.add_argument(
         "--print-config",
         action="store_true",
@@ -505,25 +524,30 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 
 
 def _show_defaults(parser: argparse.ArgumentParser) -> None:
-    """Append each option's default to its help: the RNN tasks' (``Config``) and, where it differs, conv's."""
+    """Append each option's default to its help: the RNN tasks' (``Config``), conv's and cifar10's where they differ."""
+    from .train_cifar import CifarConfig
     from .train_conv import ConvConfig
 
     preset_keys = {key for tasks in PRESETS.values() for settings in tasks.values() for key in settings}
-    rnn, conv = Config.__dataclass_fields__, ConvConfig.__dataclass_fields__
+    rnn = Config.__dataclass_fields__
+    others = {"conv": ConvConfig.__dataclass_fields__, "cifar10": CifarConfig.__dataclass_fields__}
     derived = {"lr_unitary": "--lr's value", "steps": "copy, adding: required; MNIST: --epochs × batches",
                "epochs": "1", "T": "copy 1000, adding 750", "threads": "torch's own", "complex": "off",
                "input_bias": "off"}  # fmt: skip
     for action in parser._actions:
         dest = action.dest
+        known = dest in rnn or any(dest in fields for fields in others.values())
         stated = bool(action.help) and "default" in action.help
-        if dest == "task" or (dest not in rnn and dest not in conv) or stated:
-            continue  # the positional, options of neither config, and those whose help states the default already
+        if dest == "task" or not known or stated:
+            continue  # the positional, options of no config, and those whose help states the default already
         parts = []
         if dest in rnn:
             default = derived.get(dest, rnn[dest].default)
             parts.append(("none" if default is None else str(default)) + (" without --preset" * (dest in preset_keys)))
-        if dest in conv and (dest not in rnn or conv[dest].default != rnn[dest].default):
-            parts.append(f"conv: {conv[dest].default}")
+        for task, fields in others.items():
+            if dest in fields and (dest not in rnn or fields[dest].default != rnn[dest].default):
+                value = fields[dest].default
+                parts.append(f"{task}: {'none' if value is None else value if value != '' else 'required'}")
         note = "default: " + "; ".join(parts)
         action.help = f"{action.help} ({note})" if action.help else note
 
@@ -539,4 +563,8 @@ def command(args: Any) -> int:
         from . import train_conv
 
         return train_conv.main(args)
+    if args.task == "cifar10":
+        from . import train_cifar
+
+        return train_cifar.main(args)
     return main(args)

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .train import recorded_out
+from .train import config_or_print, recorded_out
 
 METHODS = ("transport", "project", "dense", "plain")
 
@@ -283,14 +283,10 @@ def _plot(rows: list[dict[str, Any]], name: str, path: Path) -> None:
 
 def main(args: Any) -> int:
     """``train conv``: options from the command line, defaults from :class:`ConvConfig`."""
-    fields = ConvConfig.__dataclass_fields__
-    options = {name: value for name, value in vars(args).items() if value is not None and name in fields}
-    method = options.get("method", "transport")
-    if method not in METHODS:
-        raise SystemExit(f"unitary-lowrank train conv: --method must be one of {', '.join(METHODS)}; got {method}")
-    config = ConvConfig(**options)
-    if getattr(args, "print_config", False):
-        print(json.dumps(asdict(config), indent=1))
+    if (args.method or "transport") not in METHODS:
+        raise SystemExit(f"unitary-lowrank train conv: --method must be one of {', '.join(METHODS)}; got {args.method}")
+    config = config_or_print(ConvConfig, args)
+    if config is None:
         return 0
     summary = run(config, progress=not args.no_progress)
     print(

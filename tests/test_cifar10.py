@@ -1,0 +1,131 @@
+"""The CIFAR-10 loader on small files the tests write: the official batches and a class-folder JPEG archive."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+from unitary_lowrank.tasks import cifar10
+from unitary_lowrank.tasks.cifar10 import CLASSES, load_cifar10
+
+
+def _images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n)
+
+
+def _write_batches(folder, train_parts, test):
+    folder.mkdir(parents=True)
+    for i, (x, y) in enumerate(train_parts, start=1):
+        payload = {b"data": x.transpose(0, 3, 1, 2).reshape(len(x), -1), b"labels": y.tolist()}
+        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(payload))
+    x, y = test
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": x.transpose(0, 3, 1, 2).reshape(len(x), -1),
+                                                      b"labels": y.tolist()}))  # fmt: skip
+
+
+def test_official_batches_directory_and_its_parent_and_tarball(tmp_path):
+    parts = [_images(5, 1), _images(4, 2)]
+    test = _images(3, 3)
+    root = tmp_path / "cifar-10-batches-py"
+    _write_batches(root, parts, test)
+    data = load_cifar10(root, cache_dir="")
+    assert np.array_equal(data.x_train, np.concatenate([parts[0][0], parts[1][0]]))  # channel order undone
+    assert np.array_equal(data.y_train, np.concatenate([parts[0][1], parts[1][1]])) and data.y_train.dtype == np.int64
+    assert np.array_equal(data.x_test, test[0]) and np.array_equal(data.y_test, test[1])
+    assert np.array_equal(load_cifar10(tmp_path, cache_dir="").x_train, data.x_train)  # the folder above it
+    tarball = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        archive.add(root, arcname="cifar-10-batches-py")
+    assert np.array_equal(load_cifar10(tarball, cache_dir="").x_test, test[0])
+
+
+def _jpeg(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=95, subsampling=0)
+    return buffer.getvalue()
+
+
+def _smooth(label: int, k: int) -> np.ndarray:
+    """An image JPEG keeps almost exactly: one colour per 8×8 block."""
+    blocks = (np.arange(16).reshape(4, 4) * 13 + 20 * label + 7 * k) % 200 + 20
+    channel = np.kron(blocks, np.ones((8, 8)))
+    return np.stack([channel, 255 - channel, (channel + 60) % 256], axis=-1).astype(np.uint8)
+
+
+def test_class_folder_jpeg_archive_packed_and_extracted(tmp_path):
+    tarball = tmp_path / "cifar10-jpeg.tar.gz"
+    expected = {"train": [], "test": []}
+    with tarfile.open(tarball, "w:gz") as archive:
+        for split, count in (("train", 2), ("test", 1)):
+            for label in (7, 0, 3):
+                for k in range(count):
+                    pixels = _smooth(label, k)
+                    payload = _jpeg(pixels)
+                    info = tarfile.TarInfo(f"cifar10-jpeg/{split}/{CLASSES[label]}/{k:04d}.jpg")
+                    info.size = len(payload)
+                    archive.addfile(info, io.BytesIO(payload))
+                    expected[split].append((label, k, pixels))
+        notes = b"not an image"
+        info = tarfile.TarInfo("cifar10-jpeg/README.txt")
+        info.size = len(notes)
+        archive.addfile(info, io.BytesIO(notes))
+    data = load_cifar10(tarball, cache_dir="")
+    assert data.x_train.shape == (6, 32, 32, 3) and data.x_test.shape == (3, 32, 32, 3)
+    assert data.y_train.tolist() == [0, 0, 3, 3, 7, 7] and data.y_test.tolist() == [0, 3, 7]  # by class, then name
+    ordered = sorted(expected["train"], key=lambda e: (e[0], e[1]))
+    sources = np.stack([pixels for _, _, pixels in ordered]).astype(int)
+    for i, decoded in enumerate(data.x_train.astype(int)):
+        distances = np.abs(sources - decoded).mean(axis=(1, 2, 3))
+        assert distances.argmin() == i and distances[i] <= 2  # JPEG's rounding of this image, not another one
+    with tarfile.open(tarball) as archive:
+        archive.extractall(tmp_path / "extracted", filter="data")
+    again = load_cifar10(tmp_path / "extracted", cache_dir="")
+    assert np.array_equal(again.x_train, data.x_train) and np.array_equal(again.y_test, data.y_test)
+
+
+def test_decoded_arrays_are_cached(tmp_path, monkeypatch):
+    root = tmp_path / "cifar-10-batches-py"
+    _write_batches(root, [_images(4, 1)], _images(2, 2))
+    first = load_cifar10(root, cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("cifar10-*.npz"))) == 1
+
+    def no_reading(source):
+        raise AssertionError("read the source again instead of the cache")
+
+    monkeypatch.setattr(cifar10, "_read", no_reading)
+    second = load_cifar10(root, cache_dir=tmp_path / "cache")
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+def test_bad_sources_say_what_is_expected(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_cifar10(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="neither the official batches"):
+        load_cifar10(tmp_path / "empty", cache_dir="")
+
+
+def test_train_cifar10_command_certifies_and_writes_a_summary(tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("tqdm")
+    from unitary_lowrank.cli import main
+
+    root = tmp_path / "cifar-10-batches-py"
+    _write_batches(root, [_images(40, 1)], _images(20, 2))
+    argv = ["train", "cifar10", "--data", str(root), "--width", "4", "--depth", "5", "--batch", "8", "--epochs", "1",
+            "--eval-every", "2", "--out", str(tmp_path / "runs"), "--no-progress", "--minutes", "10"]  # fmt: skip
+    assert main(argv) == 0
+    assert "certified" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "runs" / "cifar10-projunn-transport-k1-w4-d5.json").read_text())
+    assert summary["iterations"] == 5 and summary["config"]["task"] == "cifar10"
+    assert set(summary["certified_accuracy"]) == {"36/255", "72/255", "108/255"}
+    assert summary["lipschitz_bound"] <= 1 + 1e-4 and summary["lipschitz_estimate"] <= summary["lipschitz_bound"]
+    assert summary["seconds_per_iteration"] > 0 and summary["config"]["data"] == "cifar-10-batches-py"
+    assert (tmp_path / "runs" / summary["log"]).exists() and (tmp_path / "runs" / summary["plot"]).exists()
