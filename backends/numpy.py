@@ -60,14 +60,17 @@ class NumpyBackend(Backend):
         in the products around it. Small blocks (under 64 Ki elements) stay in
         NumPy: the double-precision copy is cheap there, and switching SciPy's
         thread pool costs about 50 µs a call — while leaving SciPy's pool
-        multi-threaded made float32 steps at N = 4096, k = 4 took 29–45 ms
+        multi-threaded made float32 steps at N = 4096, k = 4 take 29–45 ms
         instead of 15–20 ms (measured, 2 cores). The shift is added to the one
         working copy each path makes anyway (the double-precision copy, or the
         array SciPy overwrites).
         """
         single = X.dtype.char in "fF"
         if X.ndim != 2 or not single or X.size < 1 << 16:
-            work = X.astype(np.complex128 if X.dtype.char == "F" else np.float64) if single else X.copy()
+            if single:
+                work = X.astype(np.complex128 if X.dtype.char == "F" else np.float64)
+            else:
+                work = X if shift is None else X.copy()  # numpy.linalg.qr copies its input anyway
             if shift is not None:
                 work[..., : shift.shape[-2], :] += shift
             Q, R = np.linalg.qr(work, mode="reduced")
@@ -75,7 +78,7 @@ class NumpyBackend(Backend):
             return (Q.astype(X.dtype), R.astype(X.dtype)) if single else (Q, R)
         import scipy.linalg
 
-        work = X.copy()
+        work = X.copy()  # SciPy overwrites it; the caller reads X again (R = Qᴴ X)
         if shift is not None:
             work[: shift.shape[-2]] += shift
         with _single_threaded_blas():

@@ -142,8 +142,8 @@ def test_verify_times_both_steps_interleaved_and_flags_disagreeing_repeats(monke
     monkeypatch.setattr(verify.time, "perf_counter", lambda: next(clock))
     timing, _ = verify._interleaved(lowrank, dense, lambda x: None, repeats=3)
     assert calls == ["lowrank", "dense"] * 4  # one warm-up each, then alternating
-    assert timing.lowrank_spread == 5.0 and timing.dense_spread == 1.0
-    assert timing.speedup == 10.0 and timing.lowrank_ms == 1e3  # median of the ratios 10, 2, 10; of the times
+    assert timing["lowrank_spread"] == 5.0 and timing["dense_spread"] == 1.0
+    assert timing["speedup"] == 10.0 and timing["lowrank_ms"] == 1e3  # median of the ratios 10, 2, 10; of the times
     monkeypatch.undo()
     path = tmp_path / "rows.json"
     monkeypatch.setattr(verify, "NOISY_SPREAD", 0.5)  # every row "noisy": the flag reaches the table and the JSON

@@ -49,13 +49,14 @@ class Row:
     dtype: str
     error: float
     unitarity: float
+    tolerance: float
     lowrank_ms: float
     dense_ms: float
-    tolerance: float
-    speedup: float = float("nan")
+    #: median of the per-repeat ratios dense / low-rank
+    speedup: float
     #: slowest over fastest repeat, per step
-    lowrank_spread: float = 1.0
-    dense_spread: float = 1.0
+    lowrank_spread: float
+    dense_spread: float
 
     @property
     def noisy(self) -> bool:
@@ -104,19 +105,10 @@ class Converter:
             raise ValueError(f"unknown backend {backend!r}")
 
 
-@dataclass
-class Timing:
-    lowrank_ms: float
-    dense_ms: float
-    speedup: float
-    lowrank_spread: float
-    dense_spread: float
-
-
 def _interleaved(
     lowrank: Callable[[], Any], dense: Callable[[], Any], sync: Callable[[Any], None], repeats: int
-) -> tuple[Timing, Any]:
-    """Time both steps in alternation (after one warm-up each); returns the timing and the low-rank result."""
+) -> tuple[dict[str, float], Any]:
+    """Time both steps in alternation (after one warm-up each); returns :class:`Row`'s timing fields and the result."""
 
     def timed(function: Callable[[], Any], wait: Callable[[Any], None]) -> tuple[float, Any]:
         start = time.perf_counter()
@@ -131,13 +123,13 @@ def _interleaved(
         t, result = timed(lowrank, sync)
         fast.append(t)
         slow.append(timed(dense, lambda x: None)[0])
-    timing = Timing(
-        lowrank_ms=statistics.median(fast),
-        dense_ms=statistics.median(slow),
-        speedup=statistics.median(d / f for d, f in zip(slow, fast, strict=True)),
-        lowrank_spread=max(fast) / min(fast),
-        dense_spread=max(slow) / min(slow),
-    )
+    timing = {
+        "lowrank_ms": statistics.median(fast),
+        "dense_ms": statistics.median(slow),
+        "speedup": statistics.median(d / f for d, f in zip(slow, fast, strict=True)),
+        "lowrank_spread": max(fast) / min(fast),
+        "dense_spread": max(slow) / min(slow),
+    }
     return timing, result
 
 
@@ -211,12 +203,7 @@ def run(
                     wide = _wide(result)
                     error = float(np.linalg.norm(wide - reference) / np.linalg.norm(reference))
                     unitarity = float(np.max(np.abs(wide.conj().T @ wide - np.eye(p))))
-                    rows.append(
-                        Row(
-                            step, n, p, k, dtype, error, unitarity, timing.lowrank_ms, timing.dense_ms,
-                            TOLERANCE[dtype], timing.speedup, timing.lowrank_spread, timing.dense_spread,
-                        )
-                    )  # fmt: skip
+                    rows.append(Row(step, n, p, k, dtype, error, unitarity, tolerance=TOLERANCE[dtype], **timing))
                     if progress:
                         progress(f"{step} {n}×{p} k={k} {dtype}")
     return rows
