@@ -60,6 +60,7 @@ def _smooth(label: int, k: int) -> np.ndarray:
 
 
 def test_class_folder_jpeg_archive_packed_and_extracted(tmp_path):
+    pytest.importorskip("PIL")
     tarball = tmp_path / "cifar10-jpeg.tar.gz"
     expected = {"train": [], "test": []}
     with tarfile.open(tarball, "w:gz") as archive:
