@@ -130,3 +130,14 @@ def test_train_cifar10_command_certifies_and_writes_a_summary(tmp_path, capsys):
     assert summary["lipschitz_bound"] <= 1 + 1e-4 and summary["lipschitz_estimate"] <= summary["lipschitz_bound"]
     assert summary["seconds_per_iteration"] > 0 and summary["config"]["data"] == "cifar-10-batches-py"
     assert (tmp_path / "runs" / summary["log"]).exists() and (tmp_path / "runs" / summary["plot"]).exists()
+
+
+def test_train_cifar10_refuses_fewer_images_than_a_batch(tmp_path):
+    """Otherwise an epoch would hold no iteration and the run would never end."""
+    pytest.importorskip("torch")
+    from unitary_lowrank.cli.train_cifar import CifarConfig, run
+
+    root = tmp_path / "cifar-10-batches-py"
+    _write_batches(root, [_images(6, 1)], _images(2, 2))
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        run(CifarConfig(data=str(root), batch=8, out=str(tmp_path)), progress=False)

@@ -91,6 +91,10 @@ def run(config: CifarConfig, progress: bool = True) -> dict[str, Any]:
     def tensor(images: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
 
+    if len(order) < config.batch:
+        raise ValueError(f"train cifar10: {len(order)} training images are fewer than one batch of {config.batch}")
+    if config.epochs is not None and config.epochs < 1:
+        raise ValueError(f"train cifar10: --epochs must be ≥ 1; got {config.epochs}")
     x_train, y_train = tensor(data.x_train[order]), torch.from_numpy(data.y_train[order])
     x_test, y_test = tensor(data.x_test[: config.test_limit]), torch.from_numpy(data.y_test[: config.test_limit])
     mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
