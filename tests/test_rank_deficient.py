@@ -217,3 +217,21 @@ def test_property_rank_deficient_inputs_give_finite_results(
         norm = np.linalg.norm(G.astype(np.complex128))
         residual = np.linalg.norm(A.astype(np.complex128) @ B.astype(np.complex128).conj().swapaxes(-1, -2) - G)
         assert residual <= 100 * n * EPS[dtype] * norm
+
+
+@pytest.mark.parametrize("dtype", ["complex64", "float32"])
+def test_zero_matrix_inside_a_batch_of_rank_deficient_ones(dtype):
+    """A zero gradient beside rank-1 ones in one batch: its factors are zero, its weight comes back bit for bit."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    G = np.zeros((3, 12, 12), dtype)
+    v = gaussian((12, 1), dtype, rng)
+    G[1] = v @ gaussian((1, 12), dtype, rng)
+    G[2] = np.repeat(v, 12, axis=1)
+    U = torch.from_numpy(haar(12, dtype, rng, batch=(3,)))
+    for method in ("randomized", "column", "svd"):
+        A, B = ul.sketch(torch.from_numpy(G), 4, method=method, seed=0)
+        assert _finite(A, B) and not bool((A[0] @ B[0].mH).any())
+        for step in STEPS.values():
+            V = step(U, A, B)
+            assert _finite(V) and torch.equal(V[0], U[0])
