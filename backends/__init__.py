@@ -37,15 +37,30 @@ _DETECTORS = (
 )
 
 _cache: dict[str, Backend] = {}
+#: array type → backend, once found: one dictionary lookup per call after the first
+_by_type: dict[type, Backend] = {}
 
 
 def _load(module_name: str) -> Backend:
     backend = _cache.get(module_name)
     if backend is None:
-        module = importlib.import_module(f"{__name__}.{module_name}")
-        backend = module.BACKEND
+        backend = _import(module_name).BACKEND
         _cache[module_name] = backend
     return backend
+
+
+def _import(module_name: str) -> Any:
+    # import statements, not importlib: torch.compile follows an ``import`` (and runs it once, while
+    # tracing) but refuses to trace importlib.import_module, so a first call under compile would break
+    if module_name == "torch":
+        from . import torch as module
+    elif module_name == "jax":
+        from . import jax as module
+    elif module_name == "cupy":
+        from . import cupy as module
+    else:
+        from . import numpy as module
+    return module
 
 
 def backend_for(x: Any) -> Backend:
@@ -56,12 +71,19 @@ def backend_for(x: Any) -> Backend:
     Arrays of any other Array API library (``array_api_strict``, ...) get the
     portable backend, which draws random numbers on the host with NumPy.
     """
+    known = _by_type.get(type(x))
+    if known is not None:
+        return known
     import array_api_compat
 
     for predicate, module_name in _DETECTORS:
         if getattr(array_api_compat, predicate)(x):
-            return _load(module_name)
-    return _load("numpy").portable
+            backend = _load(module_name)
+            break
+    else:
+        backend = _load("numpy").portable
+    _by_type[type(x)] = backend
+    return backend
 
 
 def available_backends() -> list[str]:

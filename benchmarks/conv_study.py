@@ -74,12 +74,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depths", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--minutes", type=float, default=2.0)
+    parser.add_argument("--minutes", type=float, default=2.0, help="CPU minutes per run (default 2)")
+    parser.add_argument(
+        "--minutes-deepest", type=float, help="CPU minutes for the deepest stack's runs (default: --minutes)"
+    )
+    parser.add_argument("--channels", type=int, default=8, help="channels of every layer (default 8)")
+    parser.add_argument("--size", type=int, default=14, help="digits averaged down to size×size (default 14)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="docs/runs/conv")
     args = parser.parse_args()
     configs = [
-        ConvConfig(depth=d, method=m, minutes=args.minutes, out=args.out, threads=1)
+        ConvConfig(
+            depth=d,
+            method=m,
+            minutes=args.minutes_deepest if args.minutes_deepest and d == max(args.depths) else args.minutes,
+            channels=args.channels,
+            size=args.size,
+            out=args.out,
+            threads=1,
+        )
         for d in args.depths
         for m in args.methods
     ]

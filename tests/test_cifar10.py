@@ -141,3 +141,141 @@ def test_train_cifar10_refuses_fewer_images_than_a_batch(tmp_path):
     _write_batches(root, [_images(6, 1)], _images(2, 2))
     with pytest.raises(ValueError, match="fewer than one batch"):
         run(CifarConfig(data=str(root), batch=8, out=str(tmp_path)), progress=False)
+
+
+def test_resnet9_presets_train_and_write_a_summary_without_certificate(tmp_path, capsys):
+    """``--preset quick`` is the paper's ResNet9, shortened; no certificate (BatchNorm, residual sums)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("tqdm")
+    from unitary_lowrank.cli import main
+
+    root = tmp_path / "cifar-10-batches-py"
+    _write_batches(root, [_images(40, 1)], _images(20, 2))
+    for conv in ("projunn", "cayley", "plain"):
+        argv = ["train", "cifar10", "--preset", "quick", "--data", str(root), "--width", "2", "--batch", "16",
+                "--conv", conv, "--translate", "2", "--tta", "--out", str(tmp_path / "runs"),
+                "--no-progress"]  # fmt: skip
+        assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "clean test accuracy" in out and "certified" not in out
+    summary = json.loads((tmp_path / "runs" / "cifar10-resnet9-projunn-transport-k1-w2.json").read_text())
+    assert summary["config"]["model"] == "ResNet9" and summary["config"]["tta"] is True
+    assert summary["iterations"] == 2 and summary["certified_accuracy"] is None and summary["lipschitz_bound"] is None
+    assert summary["unitarity_error"] < 1e-5  # the orthogonal convolutions stayed orthogonal
+    assert json.loads((tmp_path / "runs" / "cifar10-resnet9-plain-w2.json").read_text())["unitarity_error"] is None
+
+
+def test_paper_preset_is_the_authors_settings_and_options_override_it(capsys):
+    pytest.importorskip("torch")
+    from unitary_lowrank.cli import main
+
+    assert main(["train", "cifar10", "--preset", "paper", "--print-config"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert config["model"] == "resnet9" and config["width"] == 64 and config["epochs"] == 100
+    settings = (config["optimizer"], config["lr"], config["momentum"], config["weight_decay"])
+    assert settings == ("rmsprop", 0.5, 0.9, 5e-5)
+    assert main(["train", "cifar10", "--preset", "paper", "--lr", "0.1", "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["lr"] == 0.1
+    with pytest.raises(SystemExit, match="no preset"):
+        main(["train", "conv", "--preset", "paper", "--print-config"])
+
+
+def test_schedule_warms_up_then_steps_down_by_thirds():
+    from unitary_lowrank.cli.train_cifar import CifarConfig, schedule
+
+    factor = schedule(CifarConfig(epochs=9, warmup_epochs=1), per_epoch=10)  # 90 iterations, thirds of 30
+    assert factor(0) == pytest.approx(0.001) and factor(5) == pytest.approx(0.001 + 0.999 / 2)
+    assert [factor(i) for i in (10, 39, 40, 70, 89)] == pytest.approx([1, 1, 0.2, 0.04, 0.04])
+    assert schedule(CifarConfig(minutes=1.0), per_epoch=10)(10**6) == 1.0  # time-budgeted runs: constant
+
+
+def test_translate_shifts_each_image_by_its_own_offset():
+    torch = pytest.importorskip("torch")
+    from unitary_lowrank.cli.train_cifar import translate
+
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6) + 1
+    y = translate(x, 2, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and translate(x, 0, None) is x
+    for b in range(2):  # some shift (dy, dx) with |dy|, |dx| ≤ 2 reproduces image b, zero-filled
+        matches = []
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                padded = torch.nn.functional.pad(x[b], (2, 2, 2, 2))
+                shifted = padded[:, 2 + dy : 2 + dy + 6, 2 + dx : 2 + dx + 6]
+                matches.append(bool(torch.equal(shifted, y[b])))
+        assert sum(matches) == 1
+
+
+def test_holdout_and_test_limit_draw_from_every_class(tmp_path, monkeypatch):
+    """Held-out images are training images the run never sees; a test subset is random, not the first classes."""
+    pytest.importorskip("torch")
+    pytest.importorskip("tqdm")
+    from unitary_lowrank.backends import torch as backend
+
+    from unitary_lowrank.cli.train_cifar import CifarConfig, run
+
+    seen = []
+    certify = backend.certified_accuracy
+
+    def recording(model, inputs, labels, *args, **kwargs):
+        seen.append(labels.clone())
+        return certify(model, inputs, labels, *args, **kwargs)
+
+    monkeypatch.setattr(backend, "certified_accuracy", recording)
+
+    root = tmp_path / "cifar-10-batches-py"
+    x, y = _images(60, 1)
+    order = np.argsort(y, kind="stable")  # a test set listed class by class, as in class-folder archives
+    _write_batches(root, [(x, y)], (x[order], y[order]))
+    common = dict(data=str(root), width=2, batch=8, epochs=1, out=str(tmp_path / "runs"), eval_every=100)
+    held = run(CifarConfig(**common, holdout=20), progress=False)
+    assert held["train_images"] == 40 and held["test_images"] == 20
+    assert held["evaluated_on"] == "held-out training images" and held["name"].endswith("-holdout")
+    limited = run(CifarConfig(**common, test_limit=20), progress=False)
+    assert limited["test_images"] == 20 and limited["evaluated_on"] == "test set"
+    assert len(set(seen[-1].tolist())) >= 5  # the first 20 of the sorted test set hold 3 or 4 classes
+    assert sorted(y[order][:20].tolist()) != sorted(seen[-1].tolist())
+    with pytest.raises(ValueError, match="holdout"):
+        run(CifarConfig(**common, holdout=60), progress=False)
+
+
+def test_resnet9_shapes_and_parameter_split():
+    torch = pytest.importorskip("torch")
+    from unitary_lowrank.backends.torch import ResNet9, UnitaryConv2d
+
+    model = ResNet9(width=2, generator=torch.Generator().manual_seed(0))
+    assert model(torch.randn(3, 3, 32, 32)).shape == (3, 10)
+    convs = [m for m in model.modules() if isinstance(m, UnitaryConv2d)]
+    assert len(convs) == 7  # every convolution after the stem
+    assert len(model.unitary_parameters()) + len(model.other_parameters()) == len(list(model.parameters()))
+    assert ResNet9(width=2, conv="plain").unitary_parameters() == []
+    with pytest.raises(ValueError, match="conv must be"):
+        ResNet9(conv="aol")
+    with pytest.raises(ValueError, match="32×32"):
+        model(torch.randn(1, 3, 16, 16))
+
+
+def test_rank_above_a_small_layers_size_is_capped_for_that_layer(tmp_path):
+    """The stem's frequency matrices are c × 3: rank 4 steps them at rank 3, the rest at rank 4."""
+    pytest.importorskip("torch")
+    from unitary_lowrank.cli.train_cifar import CifarConfig, build
+
+    _, optimizer = build(CifarConfig(width=4, rank=4, method="project"))
+    ranks = {group.get("rank") for group in optimizer.param_groups if group.get("unitary")}
+    assert ranks == {3, 4}
+    small = next(g for g in optimizer.param_groups if g.get("rank") == 3)["params"]
+    assert small and all(min(p.shape[-2:]) == 3 for p in small)
+
+
+def test_paper_preset_builds_and_steps_with_weight_decay_off_the_unitary_weights():
+    """The authors' weight decay applies to the other parameters; on a unitary one ProjUNN would refuse it."""
+    torch = pytest.importorskip("torch")
+    from unitary_lowrank.cli.train_cifar import PRESETS, CifarConfig, build
+    from unitary_lowrank.unitarity import unitarity_error
+
+    model, optimizer = build(CifarConfig(**{**PRESETS["paper"], "width": 2}))
+    decay = {bool(g.get("unitary")): g["weight_decay"] for g in optimizer.param_groups}
+    assert decay == {False: 5e-5, True: 0}
+    torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 3])).backward()
+    optimizer.step()
+    assert max(float(unitarity_error(p.detach()).max()) for p in model.unitary_parameters()) < 1e-5

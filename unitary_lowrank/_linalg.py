@@ -43,11 +43,13 @@ def eps(xp: Any, dtype: Any) -> float:
 
 def on_host(x: Any) -> bool:
     """True for NumPy arrays and CPU torch tensors: reading a value decides a branch without a device sync."""
-    import array_api_compat
+    from .backends import backend_for
 
-    if array_api_compat.is_numpy_array(x):
+    backend = backend_for(x)
+    if backend.name == "numpy":
         return True
-    return array_api_compat.is_torch_array(x) and x.device.type == "cpu"
+    # a CPU tensor, unless torch.compile is tracing (no value can be read then)
+    return backend.name == "torch" and x.device.type == "cpu" and not backend.is_traced(x)
 
 
 def stream(xp: Any, X: Any, Y: Any) -> Any:
@@ -83,6 +85,10 @@ def eye(xp: Any, n: int, like: Any) -> Any:
 
 
 def device_of(x: Any) -> Any:
+    from .backends import backend_for
+
+    if backend_for(x).name == "torch":
+        return x.device  # what array_api_compat.device answers, without its type tests (traced by torch.compile)
     import array_api_compat
 
     return array_api_compat.device(x)

@@ -32,6 +32,7 @@ from .lipschitz import (
     lipschitz_margin_loss,
 )
 from .optim import DEFAULT_REORTHONORMALIZE_EVERY, ProjUNN, unitary_groups
+from .resnet9 import ResNet9
 
 __all__ = [
     "BACKEND",
@@ -47,6 +48,7 @@ __all__ = [
     "ModReLU",
     "OrthogonalRNN",
     "ProjUNN",
+    "ResNet9",
     "TorchBackend",
     "UnitaryConv2d",
     "UnitaryRNN",

@@ -76,6 +76,10 @@ class TorchBackend(Backend):
             return torch.empty_like(U, memory_format=torch.preserve_format)
         return torch.empty(shape, dtype=U.dtype, device=U.device)
 
+    def is_traced(self, x: Any) -> bool:
+        # under torch.compile values are symbolic, as under jax.jit: a step reads none of them
+        return torch.compiler.is_compiling()
+
     def row_major(self, X: torch.Tensor) -> torch.Tensor:
         return X.contiguous()
 

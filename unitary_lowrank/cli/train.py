@@ -378,10 +378,15 @@ def _train(config: Config, progress: bool) -> dict[str, Any]:
     return summary
 
 
-def config_or_print(config_class: Any, args: Any) -> Any:
-    """``config_class`` from the options given (the rest keep their defaults); ``None`` after ``--print-config``."""
+def config_or_print(config_class: Any, args: Any, presets: dict[str, dict[str, Any]] | None = None) -> Any:
+    """``config_class`` from ``--preset`` (if given) then the options given; ``None`` after ``--print-config``."""
     fields = config_class.__dataclass_fields__
-    config = config_class(**{name: value for name, value in vars(args).items() if value is not None and name in fields})
+    preset = getattr(args, "preset", None)
+    if preset and preset not in (presets or {}):
+        raise SystemExit(f"unitary-lowrank train {args.task}: no preset {preset!r} for this task")
+    settings = dict((presets or {}).get(preset, {})) if preset else {}
+    settings.update({name: value for name, value in vars(args).items() if value is not None and name in fields})
+    config = config_class(**settings)
     if getattr(args, "print_config", False):
         print(json.dumps(asdict(config), indent=1))
         return None
@@ -508,11 +513,36 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     cifar = train.add_argument_group("cifar10 (a 1-Lipschitz LipConvNet, certified at the end)")
     cifar.add_argument("--data", help="cifar-10-batches-py directory, or a class-folder image archive (.tar.gz or dir)")
-    cifar.add_argument("--width", type=int, help="channels of the first block")
+    cifar.add_argument(
+        "--model", choices=["lipconvnet", "resnet9"], help="LipConvNet (certified) or the paper's ResNet9"
+    )
+    cifar.add_argument("--width", type=int, help="channels of the first block (LipConvNet) or of the stem (ResNet9)")
+    cifar.add_argument("--optimizer", choices=["adam", "rmsprop"], help="the base optimizer")
+    cifar.add_argument("--momentum", type=float, help="RMSprop's momentum")
+    cifar.add_argument("--weight-decay", type=float, dest="weight_decay", help="weight decay of the base optimizer")
+    cifar.add_argument("--label-smoothing", type=float, dest="label_smoothing", help="ResNet9's cross-entropy")
+    cifar.add_argument(
+        "--warmup-epochs",
+        type=int,
+        dest="warmup_epochs",
+        help="linear warm-up of the learning rate, then × 0.2 at each third of --epochs",
+    )
+    cifar.add_argument(
+        "--eval-images", type=int, dest="eval_images", help="test images behind each point of the learning curve"
+    )
+    cifar.add_argument("--translate", type=int, help="random shifts of up to this many pixels")
+    cifar.add_argument("--tta", action="store_true", default=None, help="evaluate on each image and its mirror")
     cifar.add_argument("--conv", choices=["projunn", "cayley", "aol", "plain"], help="the network's convolutions")
     cifar.add_argument("--margin-eps", type=float, dest="margin_eps", help="ε of the margin loss (margin 2√2 ε)")
     cifar.add_argument("--temperature", type=float, help="temperature of the margin loss")
-    cifar.add_argument("--test-limit", type=int, dest="test_limit", help="test images used (default: all)")
+    cifar.add_argument(
+        "--test-limit", type=int, dest="test_limit", help="test images used: a fixed random subset (default: all)"
+    )
+    cifar.add_argument(
+        "--holdout",
+        type=int,
+        help="evaluate on this many held-out training images instead of the test set (to choose settings)",
+    )
     train.add_argument(
         "--print-config",
         action="store_true",

@@ -234,8 +234,19 @@ def run(config: ConvConfig, progress: bool = True) -> dict[str, Any]:
     _plot(rows, name, plot_path)
     summary = {
         "name": name,
-        "config": asdict(config) | {"out": recorded_out(config.out)},  # log and plot are file names in it
+        "config": asdict(config)
+        | {
+            "out": recorded_out(config.out),  # log and plot are file names in it
+            "task": f"digits {config.size}x{config.size}",
+            "model": "orthogonal conv stack" if config.method != "plain" else "plain conv stack",
+            "width": config.channels,
+        },
         "steps": step,
+        "iterations": step,
+        "test_accuracy": rows[-1]["test_accuracy"],
+        "certified_accuracy": None,  # the readout is an unconstrained linear layer: no certificate
+        "lipschitz_bound": None,
+        "seconds_per_iteration": rows[-1]["cpu_seconds"] / max(step, 1),  # CPU seconds, evaluations included
         "seconds": rows[-1]["seconds"],
         "cpu_seconds": rows[-1]["cpu_seconds"],
         "final_test_loss": rows[-1]["test_loss"],

@@ -1,0 +1,171 @@
+"""The paper's ResNet9 on CIFAR-10 at a CPU budget: projUNN-T, projUNN-D, Cayley-FFT and plain convolutions.
+
+Every run is ``unitary-lowrank train cifar10 --preset cpu`` (ResNet9 at width
+16, Adam, 5 CPU-minutes of training, one thread, two runs at a time) with one
+convolution and one seed; then writes ``study.md`` (table) and ``curves.png``
+(test accuracy against CPU time) in the output folder::
+
+    python benchmarks/resnet9_study.py --data ../shared/data/cifar10-jpeg.tar.gz
+    python benchmarks/resnet9_study.py --report-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from unitary_lowrank.cli.train_cifar import PRESETS, CifarConfig, run, run_name
+
+#: label → (conv, method, rank); the last two are not in the paper: they tell the rank's part from the layers'
+VARIANTS = {
+    "projUNN-T (k = 1)": ("projunn", "transport", 1),
+    "projUNN-D (k = 1)": ("projunn", "project", 1),
+    "Cayley-FFT": ("cayley", "transport", 1),
+    "plain (unconstrained)": ("plain", "transport", 1),
+    "projUNN-T (k = 8)": ("projunn", "transport", 8),
+    "dense Riemannian (same layers)": ("projunn", "dense", 1),
+}
+#: The paper's Table (ResNet9, CIFAR-10, full training on a GPU; Kiani et al. 2022, §5).
+PUBLISHED = {
+    "projUNN-T (k = 1)": 80.75,
+    "projUNN-D (k = 1)": 82.06,
+    "Cayley-FFT": 81.70,
+    "plain (unconstrained)": 92.26,
+}
+
+
+def one(config: CifarConfig) -> dict | None:
+    """One run; a run whose summary is already in its folder is not repeated, a failing one is reported."""
+    if (Path(config.out) / f"{run_name(config)}.json").exists():
+        return None
+    try:
+        return run(config, progress=False)
+    except Exception as err:  # one bad run must not stop the others
+        print(f"{run_name(config)}: failed: {type(err).__name__}: {err}", flush=True)
+        return None
+
+
+def label_of(summary: dict) -> str:
+    c = summary["config"]
+    for label, (conv, method, rank) in VARIANTS.items():
+        if c["conv"] == conv and (conv != "projunn" or (c["method"] == method and c["rank"] == rank)):
+            return label
+    raise KeyError(summary["name"])
+
+
+def read(folder: Path) -> list[dict]:
+    summaries = []
+    for path in sorted(folder.glob("cifar10-resnet9-*.json")):
+        summary = json.loads(path.read_text())
+        summary["_folder"] = folder
+        summaries.append(summary)
+    return summaries
+
+
+def table(summaries: list[dict]) -> str:
+    lines = [
+        "| convolution | seeds | iterations | test accuracy (ours, %) | gap to plain (points) | paper (%) "
+        "| paper gap | s/it forward+backward | s/it optimizer step |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    means = {}
+    for label in VARIANTS:
+        runs = [s for s in summaries if label_of(s) == label]
+        if runs:
+            means[label] = statistics.mean(100 * s["test_accuracy"] for s in runs)
+    plain = means.get("plain (unconstrained)")
+    for label in VARIANTS:
+        runs = [s for s in summaries if label_of(s) == label]
+        if not runs:
+            continue
+        accuracies = [100 * s["test_accuracy"] for s in runs]
+        shown = f"{means[label]:.1f}" + (f" ± {statistics.stdev(accuracies):.1f}" if len(runs) > 1 else "")
+        gap = "—" if plain is None or label.startswith("plain") else f"{plain - means[label]:.1f}"
+        published = f"{PUBLISHED[label]:.2f}" if label in PUBLISHED else "—"
+        paper_gap = (
+            f"{PUBLISHED['plain (unconstrained)'] - PUBLISHED[label]:.1f}"
+            if label in PUBLISHED and not label.startswith("plain")
+            else "—"
+        )
+        lines.append(
+            f"| {label} | {len(runs)} | {' / '.join(str(s['iterations']) for s in runs)} | {shown} | {gap} | "
+            f"{published} | {paper_gap} | "
+            f"{statistics.mean(s['seconds_forward_backward'] for s in runs):.3f} | "
+            f"{statistics.mean(s['seconds_optimizer_step'] for s in runs):.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(summaries: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, label in enumerate(VARIANTS):
+        for j, s in enumerate(s for s in summaries if label_of(s) == label):
+            with open(s["_folder"] / s["log"]) as log:
+                rows = list(csv.DictReader(log))
+            ax.plot(
+                [float(r["cpu_seconds"]) / 60 for r in rows],
+                [float(r["test_accuracy"]) for r in rows],
+                "-o",
+                markersize=3,
+                color=f"C{i}",
+                alpha=0.8,
+                label=label if j == 0 else None,
+            )
+    ax.axhline(0.1, color="grey", linestyle="--", label="chance")
+    ax.set_xlabel("training CPU minutes (one thread)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("ResNet9 (width 16) on CIFAR-10, --preset cpu", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def report(out: Path) -> str:
+    summaries = read(out)
+    text = table(summaries)
+    if summaries:
+        plot(summaries, out / "curves.png")
+    (out / "study.md").write_text(text + "\n")
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data/cifar10-jpeg.tar.gz", help="CIFAR-10 (see train cifar10)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="default 0 1")
+    parser.add_argument("--minutes", type=float, help="CPU minutes per run (default: the cpu preset's 5)")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="default: the four the paper reports")
+    parser.add_argument("--workers", type=int, default=2, help="runs at a time (default 2)")
+    parser.add_argument("--out", default="docs/runs/cifar10/resnet9", help="default docs/runs/cifar10/resnet9")
+    parser.add_argument("--report-only", action="store_true", help="only rewrite the table and plot")
+    args = parser.parse_args()
+    out = Path(args.out)
+    if not args.report_only:
+        settings = {**PRESETS["cpu"], "data": args.data, "out": str(out), "threads": 1}
+        if args.minutes:
+            settings["minutes"] = args.minutes
+        configs = [
+            CifarConfig(
+                **settings, conv=VARIANTS[label][0], method=VARIANTS[label][1], rank=VARIANTS[label][2], seed=seed
+            )
+            for seed in args.seeds
+            for label in args.variants or [v for v in VARIANTS if v in PUBLISHED]
+        ]
+        with ProcessPoolExecutor(args.workers) as pool:
+            list(pool.map(one, configs))
+    print(report(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""``torch.compile(fullgraph=True)`` of the primitives: no graph break, and the compiled result equals eager.
+
+A graph break (a value read on the host, an untraceable call) would make
+``fullgraph=True`` raise, so compiling at all is the first assertion. The
+default run traces with the ``aot_eager`` backend (Dynamo's tracing and AOT
+autograd's functionalization, without code generation: seconds per case);
+the slow cases also generate and run Inductor's kernels.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import unitary_lowrank as ul  # noqa: E402
+
+CASES = [(1, "square"), (4, "tall"), (16, "batched")]
+TOLERANCE = {torch.float32: 1e-5, torch.complex64: 1e-5, torch.float64: 1e-12, torch.complex128: 1e-12}
+
+
+def _operands(dtype: torch.dtype, k: int, shape: str, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    n, p = (40, 40) if shape == "square" else (40, 24) if shape == "tall" else (24, 24)
+    batch = (3,) if shape == "batched" else ()
+    draw = lambda *s: torch.randn(*s, dtype=dtype, generator=generator)  # noqa: E731
+    U = torch.linalg.qr(draw(*batch, n, p))[0]
+    return U, draw(*batch, n, k), draw(*batch, p, k), draw(*batch, n, p), draw(*batch, p, k + 10)
+
+
+def _function(name: str):
+    if name == "transport":
+        return lambda U, A, B, G, X0: ul.transport(U, A, B)
+    if name == "project":
+        return lambda U, A, B, G, X0: ul.project(U, A, B)
+
+    def sketched(U, A, B, G, X0):  # the sketch's product A Bᴴ: the factors are unique only up to a unitary
+        a, b = ul.sketch(G, A.shape[-1], init=X0)
+        return a @ b.mH
+
+    return sketched
+
+
+def _check(name: str, dtype: torch.dtype, k: int, shape: str, backend: str) -> None:
+    torch._dynamo.reset()
+    operands = _operands(dtype, k, shape)
+    function = _function(name)
+    compiled = torch.compile(function, fullgraph=True, backend=backend)(*operands)  # raises on a graph break
+    eager = function(*operands)
+    scale = float(eager.abs().max())
+    assert compiled.shape == eager.shape and compiled.dtype == eager.dtype
+    assert float((compiled - eager).abs().max()) <= TOLERANCE[dtype] * max(scale, 1.0)
+    if name != "sketch":  # and the step stayed on the manifold
+        assert float(ul.unitarity_error(compiled).max()) <= 100 * TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("k, shape", CASES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex128], ids=str)
+@pytest.mark.parametrize("name", ["transport", "project", "sketch"])
+def test_fullgraph_compile_equals_eager(name, dtype, k, shape):
+    _check(name, dtype, k, shape, backend="aot_eager")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("k, shape", CASES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex64], ids=str)
+@pytest.mark.parametrize("name", ["transport", "project", "sketch"])
+def test_fullgraph_compile_equals_eager_inductor(name, dtype, k, shape):
+    """Inductor's generated kernels (about a minute of compilation per case on 2 cores)."""
+    _check(name, dtype, k, shape, backend="inductor")
+
+
+def test_first_call_under_compile_loads_the_backend(monkeypatch):
+    """The backend lookup imports the torch backend with an ``import`` statement that Dynamo can follow."""
+    from unitary_lowrank import backends
+
+    monkeypatch.setattr(backends, "_cache", {})  # as in a fresh process: nothing loaded yet
+    monkeypatch.setattr(backends, "_by_type", {})
+    _check("transport", torch.float64, 2, "square", backend="aot_eager")
+    assert "torch" in backends._cache
+
+
+def test_checks_of_values_are_skipped_under_compile_as_under_jit():
+    """Eager raises on NaN; compiled, values are symbolic (as under jax.jit) and NaN propagates."""
+    U, A, B, _, _ = _operands(torch.float64, 1, "square")
+    A[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        ul.transport(U, A, B)
+    torch._dynamo.reset()
+    out = torch.compile(lambda U, A, B: ul.transport(U, A, B), fullgraph=True, backend="aot_eager")(U, A, B)
+    assert bool(torch.isnan(out).any())
