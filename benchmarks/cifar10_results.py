@@ -114,10 +114,20 @@ def certified_section() -> list[str]:
         for label in [v for v in lipschitz_study.VARIANTS if v.startswith("projUNN")]:
             if label in c36 and baseline in c36:
                 verdict = "met" if c36[label] >= c36[baseline] else "missed"
+                spreads = [
+                    statistics.stdev(100 * s["certified_accuracy"]["36/255"] for s in by[v]) if len(by[v]) > 1 else 0
+                    for v in (label, baseline)
+                ]
+                note = (
+                    f"; {100 * (c36[baseline] - c36[label]):.1f} points short, seed spreads ± {spreads[0]:.1f} and "
+                    f"± {spreads[1]:.1f}"
+                    if verdict == "missed"
+                    else ""
+                )
                 lines.append(
                     f"- {label} vs {baseline}, certified at 36/255: {100 * c36[label]:.1f} % vs "
                     f"{100 * c36[baseline]:.1f} % — **{verdict}** ({its[label]:.0f} vs {its[baseline]:.0f} iterations "
-                    f"in the same CPU time)."
+                    f"in the same CPU time{note})."
                 )
     lines += [
         f"- Every run's Lipschitz bound ≤ 1 + 1e-4 at the end: the largest is {worst_bound:.7f} — "
@@ -134,6 +144,19 @@ def certified_section() -> list[str]:
             "",
         ]
     lines += [per_iteration(by), ""]
+    if "dense Riemannian" in c36 and "projUNN-T, k = 1" in c36:
+        step = {label: mean([s["seconds_optimizer_step"] for s in runs]) for label, runs in by.items() if runs}
+        best = max((label for label in c36 if label.startswith("projUNN")), key=c36.get)
+        lines += [
+            f"The exact dense Riemannian step on the same layers certified {100 * c36['dense Riemannian']:.1f} % "
+            f"(best projUNN: {best}, {100 * c36[best]:.1f} %). At width {config['width']} its matrices are small "
+            "(c × c per frequency, c = 16 … 256 on ever fewer frequencies), so a matrix exponential per frequency "
+            f"costs {step['dense Riemannian']:.2f} s per step against {step['projUNN-T, k = 1']:.2f} s for the "
+            "rank-1 step, while it moves every matrix along its whole update: at this size the low rank buys little "
+            "time and costs progress per step (a larger rank helps projUNN here). The low-rank step's advantage "
+            "grows with the matrix size (see *Performance*); the CPU budget did not allow widths where it dominates.",
+            "",
+        ]
     return lines
 
 
@@ -144,10 +167,8 @@ def resnet9_section() -> list[str]:
         return ["## 2. The paper's ResNet9", "", "No runs found in docs/runs/cifar10/resnet9.", ""]
     resnet9_study.plot(summaries, folder / "curves.png")
     config = summaries[0]["config"]
-    acc = {
-        label: mean([100 * s["test_accuracy"] for s in summaries if resnet9_study.label_of(s) == label])
-        for label in resnet9_study.VARIANTS
-    }
+    by = {label: [s for s in summaries if resnet9_study.label_of(s) == label] for label in resnet9_study.VARIANTS}
+    acc = {label: mean([100 * s["test_accuracy"] for s in runs]) for label, runs in by.items() if runs}
     lines = [
         "## 2. The paper's ResNet9",
         "",
@@ -170,7 +191,7 @@ def resnet9_section() -> list[str]:
     ]
     plain = acc.get("plain (unconstrained)")
     for label in ("projUNN-T (k = 1)", "projUNN-D (k = 1)"):
-        if label in acc and plain is not None and acc[label] == acc[label]:
+        if label in acc and plain is not None:
             learned = acc[label] > 20
             published = resnet9_study.PUBLISHED
             paper_gap = published["plain (unconstrained)"] - published[label]
@@ -183,6 +204,36 @@ def resnet9_section() -> list[str]:
         lines.append(f"- The unconstrained network learns: {plain:.1f} % — **{'met' if plain > 20 else 'missed'}**.")
     groups = {label: [s for s in summaries if resnet9_study.label_of(s) == label] for label in resnet9_study.VARIANTS}
     lines += ["", per_iteration(groups), ""]
+    k1, k8, dense = (
+        acc.get(label) for label in ("projUNN-T (k = 1)", "projUNN-T (k = 8)", "dense Riemannian (same layers)")
+    )
+    if k1 is not None and (dense is None or k8 is None):
+        lines += [
+            "Per iteration the projUNN networks learn more slowly than the Cayley and plain ones (line above), and "
+            "they reach about 300 iterations in the budget; the paper's 10-point gap is after 100 epochs (39,000 "
+            "iterations). Whether the rank-1 step or the full-image layers cause the slower start was not measured "
+            "here (`resnet9_study.py` has the two runs that would tell: rank 8, and the dense step on the same "
+            "layers).",
+            "",
+        ]
+    if k1 is not None and dense is not None and k8 is not None:
+        its = {label: mean([s["iterations"] for s in runs]) for label, runs in groups.items() if runs}
+        verdict = (
+            "so most of the gap to the unconstrained network comes with the layers themselves (a unitary matrix per "
+            "frequency spanning the whole image, without the locality of a 3×3 kernel), not with the low rank of "
+            "the step"
+            if dense - k1 < 0.5 * (plain - k1)
+            else "so the low rank of the step accounts for much of the gap at this budget: a rank-1 step changes "
+            "each frequency matrix along one direction per iteration, and 300 iterations move it little"
+        )
+        lines += [
+            "Where the gap comes from (two runs beyond the paper's, seed 0): the same network stepped at rank 8 "
+            f"reached {k8:.1f} % ({its['projUNN-T (k = 8)']:.0f} iterations), and with the exact dense Riemannian "
+            f"step (a matrix exponential per frequency, full rank) {dense:.1f} % "
+            f"({its['dense Riemannian (same layers)']:.0f} iterations), against {k1:.1f} % at rank 1 — {verdict}. "
+            "The paper's 10-point gap is after 100 epochs (39,000 iterations); ours is after about 300.",
+            "",
+        ]
     return lines
 
 
