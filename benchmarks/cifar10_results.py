@@ -294,8 +294,9 @@ def depth_section() -> list[str]:
                 f"{prev['config']['depth']} the same network reached {100 * prev['test_accuracy']:.1f} % after "
                 f"{prev['iterations']} iterations, and the plain stack stays at chance at depths 32 and "
                 f"{deepest} after 3–4 times as many iterations, its first-layer gradient "
-                f"{at['plain']['first_over_last_end']:.2g} of the last's. A longer budget (and the identity initialization, untested here) is what the deepest "
-                "case needs; the 8-channel study on the Results page reached 72 % at depth 128 with the dense step "
+                f"{at['plain']['first_over_last_end']:.2g} of the last's. A longer budget (and the identity "
+                "initialization, untested here) is what the deepest case needs; the 8-channel study on the "
+                "Results page reached 72 % at depth 128 with the dense step "
                 "in 123 iterations.",
             ]
     lines.append("")
