@@ -18,7 +18,9 @@ import statistics
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from unitary_lowrank.cli.train_cifar import PRESETS, CifarConfig, run, run_name
+from lipschitz_study import one  # one run, skipped if done, reported if it fails
+
+from unitary_lowrank.cli.train_cifar import PRESETS, CifarConfig
 
 #: label → (conv, method, rank); the last two are not in the paper: they tell the rank's part from the layers'
 VARIANTS = {
@@ -36,17 +38,6 @@ PUBLISHED = {
     "Cayley-FFT": 81.70,
     "plain (unconstrained)": 92.26,
 }
-
-
-def one(config: CifarConfig) -> dict | None:
-    """One run; a run whose summary is already in its folder is not repeated, a failing one is reported."""
-    if (Path(config.out) / f"{run_name(config)}.json").exists():
-        return None
-    try:
-        return run(config, progress=False)
-    except Exception as err:  # one bad run must not stop the others
-        print(f"{run_name(config)}: failed: {type(err).__name__}: {err}", flush=True)
-        return None
 
 
 def label_of(summary: dict) -> str:

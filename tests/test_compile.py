@@ -95,3 +95,18 @@ def test_checks_of_values_are_skipped_under_compile_as_under_jit():
     torch._dynamo.reset()
     out = torch.compile(lambda U, A, B: ul.transport(U, A, B), fullgraph=True, backend="aot_eager")(U, A, B)
     assert bool(torch.isnan(out).any())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64], ids=str)
+@pytest.mark.parametrize("name", ["transport", "project"])
+def test_compiled_rank_deficient_step_equals_eager(name, dtype):
+    """Repeated columns of A, and a zero A inside the batch (U back bit for bit), compiled as eager."""
+    U, A, B, G, X0 = _operands(dtype, 4, "batched")
+    A = A[..., :1].expand_as(A).clone()
+    A[1] = 0
+    function = _function(name)
+    torch._dynamo.reset()
+    compiled = torch.compile(function, fullgraph=True, backend="aot_eager")(U, A, B, G, X0)
+    eager = function(U, A, B, G, X0)
+    assert bool(torch.isfinite(compiled).all()) and torch.equal(compiled[1], U[1])
+    assert float((compiled - eager).abs().max()) <= TOLERANCE[dtype]
