@@ -648,3 +648,36 @@ def test_repr_shows_each_unitary_groups_effective_settings():
     assert "param_groups[1], unitary, 1 parameter: rank=4, method='transport'" in text
     assert "param_groups[2], unitary, 1 parameter: rank=2, method='project'" in text
     assert "base: Adam" in text
+
+
+@pytest.mark.parametrize("method", ["transport", "project", "cayley", "dense"])
+def test_non_finite_update_is_skipped_and_reported(method):
+    """A NaN gradient leaves the weight exactly as it was, and the check names the parameter."""
+    W = torch.nn.Parameter(haar_(torch.empty(8, 8, dtype=torch.float64)))
+    V = torch.nn.Parameter(haar_(torch.empty(4, 6, dtype=torch.complex128)))  # wide: stepped through its adjoint
+    groups = [{"params": [W, V], "unitary": True, "param_names": ["w", "v"]}]
+    opt = ProjUNN(torch.optim.SGD(groups, lr=0.1), method=method, rank=2, check_every=2)
+    W0, V0 = W.detach().clone(), V.detach().clone()
+    W.grad = torch.full_like(W, float("nan"))
+    V.grad = torch.randn_like(V)
+    V.grad[0, 0] = float("inf")
+    opt.step()  # step 1: no check yet; both updates skipped, nothing read back
+    assert torch.equal(W.detach(), W0) and torch.equal(V.detach(), V0)
+    W.grad, V.grad = torch.randn_like(W), torch.randn_like(V)
+    with pytest.raises(FloatingPointError, match=r"skipped for 'w' .* \(1 step\), 'v' .* \(1 step\)"):
+        opt.step()  # step 2: applied, then the periodic check raises
+    assert not torch.equal(W.detach(), W0)
+    assert float(ul.unitarity_error(W.detach())) < 1e-13 and float(ul.unitarity_error(V.detach().mH)) < 1e-13
+    opt.status()  # the counters were reset by the report
+
+
+def test_status_reports_only_when_asked_with_check_every_none():
+    W = torch.nn.Parameter(haar_(torch.empty(6, 6)))
+    opt = ProjUNN(torch.optim.Adam([{"params": [W], "unitary": True}], lr=1e-2), check_every=None)
+    for _ in range(3):
+        W.grad = torch.full_like(W, float("nan"))
+        opt.step()
+    with pytest.raises(FloatingPointError, match=r"param_groups\[0\]\['params'\]\[0\] \(3 steps\)"):
+        opt.status()
+    with pytest.raises(ValueError, match="check_every"):
+        ProjUNN(torch.optim.Adam([{"params": [W], "unitary": True}]), check_every=-1)

@@ -165,9 +165,27 @@ def generic_shift(xp: Any, X: Any) -> Any:
     in the working copy its QR makes anyway.
     """
     m, l = X.shape[-2], X.shape[-1]
-    top = min(m, 2 * l)
-    real = real_dtype(xp, X.dtype)
-    device = device_of(X)
+    E = _hash_matrix(xp, min(m, 2 * l), l, X)
+    column = xp.max(xp.abs(X), axis=-2, keepdims=True)  # (..., 1, l); NaN or Inf in X make X + Δ non-finite anyway
+    u = eps(xp, X.dtype)
+    delta = u * xp.maximum(column, u * xp.max(column, axis=-1, keepdims=True))
+    return E * xp.astype(delta, X.dtype)
+
+
+#: ``E`` of :func:`generic_shift` by (namespace, rows, columns, dtype, device): a constant, made once (eager)
+_HASH_MATRICES: dict[tuple[Any, ...], Any] = {}
+
+
+def _hash_matrix(xp: Any, top: int, l: int, like: Any) -> Any:
+    """``E`` (top×l) of :func:`generic_shift`, in ``like``'s dtype (complex: a second hash as imaginary part)."""
+    from .backends import backend_for
+
+    device = device_of(like)
+    cache = not backend_for(like).is_traced(like)  # a traced graph computes it (a constant to the compiler)
+    key = (id(xp), top, l, like.dtype, device)
+    if cache and key in _HASH_MATRICES:
+        return _HASH_MATRICES[key]
+    real = real_dtype(xp, like.dtype)
     i = xp.reshape(xp.arange(top, dtype=real, device=device), (top, 1))
     j = xp.reshape(xp.arange(l, dtype=real, device=device), (1, l))
 
@@ -176,12 +194,13 @@ def generic_shift(xp: Any, X: Any) -> Any:
         return h - xp.floor(h) - 0.5
 
     E = hashed(12.9898, 78.233)
-    if is_complex(xp, X):
-        E = xp.astype(E, X.dtype) + 1j * xp.astype(hashed(39.3468, 11.135), X.dtype)
-    column = xp.max(xp.abs(X), axis=-2, keepdims=True)  # (..., 1, l); NaN or Inf in X make X + Δ non-finite anyway
-    u = eps(xp, X.dtype)
-    delta = u * xp.maximum(column, u * xp.max(column, axis=-1, keepdims=True))
-    return E * xp.astype(delta, X.dtype)
+    if is_complex(xp, like):
+        E = xp.astype(E, like.dtype) + 1j * xp.astype(hashed(39.3468, 11.135), like.dtype)
+    if cache:
+        if len(_HASH_MATRICES) >= 256:
+            _HASH_MATRICES.clear()
+        _HASH_MATRICES[key] = E
+    return E
 
 
 def orthonormal_basis(xp: Any, X: Any) -> Any:

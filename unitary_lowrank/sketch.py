@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._counter import is_key, key_normal, key_uniform
 from ._linalg import (
     adjoint,
     is_complex,
@@ -53,9 +54,15 @@ def sketch(
     power_iters : int, default 1
         q: power iterations of the randomized method; each costs two passes over
         ``G`` and sharpens a slowly decaying spectrum.
-    seed : int, sequence of int, None, or a generator of ``G``'s library
+    seed : int, sequence of int, None, a generator of ``G``'s library, or an integer array (a key)
         Same seed, same sketch, on every process (data-parallel replicas stay
-        identical). ``None`` draws fresh entropy.
+        identical). ``None`` draws fresh entropy. An integer array of ``G``'s
+        library (e.g. a torch int64 tensor ``[seed, step]`` on ``G``'s device)
+        is a *counter key*: the draws are a hash of its values and of each
+        element's index (SplitMix64, Box–Muller), computed with array
+        operations where ``G`` lives. That is the seed to use under
+        ``torch.compile`` (which cannot pass a ``torch.Generator`` into a
+        graph) and in CUDA graphs: advance the key in place between steps.
     init : array, shape (..., n, l), optional
         Warm start for ``"randomized"``: a test matrix used instead of the
         Gaussian ``Ω``, e.g. the last step's ``B`` (successive updates are
@@ -117,6 +124,8 @@ def sketch(
     for name, value in (("oversample", oversample), ("power_iters", power_iters)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{func}: {name} must be an int ≥ 0; got {value!r}")
+    if is_key(xp, seed):
+        namespace(func, G=G, seed=seed)  # a key of G's own library
     if init is not None:
         if method != "randomized":
             raise ValueError(f"{func}: init is a warm start for method='randomized'; got method={method!r}")
@@ -145,6 +154,8 @@ def _gaussian(xp: Any, G: Any, shape: tuple[int, ...], seed: Any) -> Any:
 
     from .backends import backend_for
 
+    if is_key(xp, seed):
+        return key_normal(xp, seed, shape, G.dtype)
     return backend_for(G).normal(xp, shape, G.dtype, seed=seed, device=device(G))
 
 
@@ -207,7 +218,10 @@ def _column_sample(xp: Any, G: Any, rank: int, oversample: int, seed: Any) -> tu
     total = xp.sum(weights, axis=-1, keepdims=True)
     probability = weights / xp.where(total > 0, total, xp.ones_like(total))
     tiny = float(xp.finfo(real).smallest_normal)
-    u = backend_for(G).uniform(xp, batch + (n,), real, seed=seed, device=device(G))
+    if is_key(xp, seed):
+        u = key_uniform(xp, seed, batch + (n,), real)
+    else:
+        u = backend_for(G).uniform(xp, batch + (n,), real, seed=seed, device=device(G))
     # Gumbel top-l: argsort of log p + Gumbel noise draws l columns without
     # replacement with probabilities ∝ p; zero columns come last.
     keys = xp.log(probability + tiny) - xp.log(-xp.log(u))

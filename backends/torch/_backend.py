@@ -62,6 +62,8 @@ class TorchBackend(Backend):
                 "requires grad, and autograd cannot record an in-place step; run the step under "
                 "torch.no_grad() (as optimizers do) or pass out=W.data"
             )
+        if torch.compiler.is_compiling():
+            return None  # storage cannot be compared while tracing; checked when the same call runs eagerly
         if out.numel() and any(stride == 0 and size > 1 for stride, size in zip(out.stride(), out.shape, strict=True)):
             return "repeats memory (an expanded or stride-0 view); pass a tensor that owns its elements"
         if not _same_view(out, U) and _shares_storage(out, U):

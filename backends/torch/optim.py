@@ -61,10 +61,18 @@ class ProjUNN(torch.optim.Optimizer):
         Take one Newton–Schulz step (O(N³)) every this many steps against
         rounding drift; ``None`` or 0 never does.
     seed : int, default 0
-        Sketch seeds are derived from ``(seed, step, parameter index)``, never
-        from the global RNG: data-parallel replicas draw the same sketch.
+        The sketch's draws are keyed by ``(seed, parameter index, step)``, an
+        int64 tensor per parameter on its device advanced in place (counter-based
+        draws: no host work, compilable, graph-safe), never by the global RNG:
+        data-parallel replicas draw the same sketch.
     check_unitary : bool, default True
         At construction, raise if a marked weight is not unitary.
+    check_every : int or None, default 100
+        How often (in steps) to look at the device-side record of skipped
+        updates and raise :class:`FloatingPointError` if there was one (see
+        *Non-finite updates*). ``None`` or 0: only when :meth:`status` is
+        called. Not done inside a ``torch.compile``-d step: call
+        :meth:`status` between compiled steps.
 
     Notes
     -----
@@ -75,6 +83,14 @@ class ProjUNN(torch.optim.Optimizer):
     ``weight_decay=0``; weight decay on a unitary group is refused (it pulls
     ``W`` off the manifold), and so is ``LBFGS``. A ``closure`` is evaluated
     once, before the step.
+
+    **Non-finite updates.** An update whose sketch holds NaN or Inf (a NaN
+    loss, an overflowing gradient) is not applied: the unitary weight keeps
+    its value, as ``torch.amp.GradScaler`` skips such steps, and a per-parameter
+    counter on the weight's device records it. Nothing is read back to the
+    host during the step (no GPU synchronization, graph-capturable); the
+    counters are read every ``check_every`` steps, or by :meth:`status`, which
+    raise naming the parameters.
 
     Complex parameters follow PyTorch's convention: ``.grad`` holds the
     conjugate Wirtinger derivative and the base optimizer's Δ is a descent
@@ -103,6 +119,7 @@ class ProjUNN(torch.optim.Optimizer):
         reorthonormalize_every: int | None = DEFAULT_REORTHONORMALIZE_EVERY,
         seed: int = 0,
         check_unitary: bool = True,
+        check_every: int | None = 100,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"ProjUNN wraps a torch.optim.Optimizer; got {type(optimizer).__name__}")
@@ -117,6 +134,10 @@ class ProjUNN(torch.optim.Optimizer):
             "seed": seed,
         }
         self.check_unitary = check_unitary
+        if check_every is not None and (not isinstance(check_every, int) or check_every < 0):
+            raise ValueError(f"ProjUNN: check_every must be an int ≥ 0 or None; got {check_every!r}")
+        self.check_every = check_every
+        self._calls = 0
         self._validate_options("ProjUNN", self.projunn_defaults)
         # Share, not copy, the base optimizer's groups and state, so that LR
         # schedulers attached to either object see the same learning rates.
@@ -133,6 +154,8 @@ class ProjUNN(torch.optim.Optimizer):
         self._patch_step_function()
         self.projunn_state: dict[str, Any] = {"steps": {}}
         self._buffers: dict[int, torch.Tensor] = {}
+        self._keys: dict[int, torch.Tensor] = {}
+        self._skipped: dict[int, torch.Tensor] = {}  # per parameter: updates not applied (non-finite), on its device
         for index, group in enumerate(self.param_groups):
             self._validate_group(index, group)
         if not any(group.get("unitary", False) for group in self.param_groups):
@@ -146,7 +169,7 @@ class ProjUNN(torch.optim.Optimizer):
 
     # -- validation ---------------------------------------------------------
     def _options(self, group: dict[str, Any]) -> dict[str, Any]:
-        return {key: group.get(key, default) for key, default in self.projunn_defaults.items()}
+        return {key: group.get(key, self.projunn_defaults[key]) for key in _GROUP_OPTIONS}
 
     @staticmethod
     def _validate_options(where: str, options: dict[str, Any]) -> None:
@@ -243,50 +266,135 @@ class ProjUNN(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         marked = list(self._unitary_params())
+        # Let the base optimizer step a zero tensor in W's place: what it leaves there is exactly its
+        # update Δ, with no cancellation. Eager: p.data is swapped for a zeroed buffer (no copy). Under
+        # torch.compile, which may mutate a parameter but not swap its storage, W is copied into the
+        # buffer and p itself is zeroed, receives Δ, and then the step's result.
+        compiling = torch.compiler.is_compiling()
         weights = {}
         for index, _, _, p in marked:
             if p.grad.is_sparse:
                 raise TypeError(f"ProjUNN: sparse gradients are not supported on unitary parameter #{index}")
-            # Let the base optimizer step a zero tensor in W's place: what it
-            # leaves there is exactly its update Δ, with no cancellation.
-            weights[index] = p.data
             buffer = self._buffers.get(index)
             if buffer is None or buffer.shape != p.shape or buffer.dtype != p.dtype or buffer.device != p.device:
                 buffer = self._buffers[index] = torch.empty_like(p.data)
-            p.data = buffer.zero_()
+            if compiling:
+                weights[index] = buffer.copy_(p)
+                p.zero_()
+            else:
+                weights[index] = p.data
+                p.data = buffer.zero_()
         try:
-            self.optimizer.step()
-        finally:
-            deltas = {}
+            if compiling:
+                # the base optimizer's own step, without the wrappers whose deliberate graph breaks
+                # (grad mode, profiling hooks) would split a compiled ProjUNN step: we run under no_grad already
+                _undecorated(type(self.optimizer).step)(self.optimizer)
+            else:
+                self.optimizer.step()
+        except BaseException:
             for index, _, _, p in marked:
+                if compiling:
+                    p.copy_(weights[index])
+                else:
+                    p.data = weights[index]
+            raise
+        deltas = {}
+        for index, _, _, p in marked:
+            if compiling:
+                deltas[index] = p
+            else:
                 deltas[index] = p.data
                 p.data = weights[index]
+                weights[index] = p
         steps = self.projunn_state["steps"]
         for index, _, options, p in marked:
             count = steps.get(index, 0) + 1
             steps[index] = count
-            self._move(p.data, deltas[index], options, seed=(options["seed"], count, index))
+            skipped = self._skipped.get(index)
+            if skipped is None or skipped.device != p.device:
+                skipped = self._skipped[index] = torch.zeros((), dtype=torch.int64, device=p.device)
+            key = self._key(index, options["seed"], p)
+            self._move(weights[index], deltas[index], p, options, key=key, skipped=skipped)
             every = options["reorthonormalize_every"]
             if every and count % every == 0:
-                p.data.copy_(ul.reorthonormalize(p.data, steps=1))
+                p.copy_(ul.reorthonormalize(p, steps=1))
+        self._calls += 1
+        if self.check_every and self._calls % self.check_every == 0 and not compiling:
+            self.status()
         return loss
 
+    def _key(self, index: int, seed: int, p: torch.Tensor) -> torch.Tensor:
+        """Parameter ``index``'s sketch key ``[seed, index, step]`` on its device, advanced in place (graph-safe state)."""
+        key = self._keys.get(index)
+        if key is None or key.device != p.device:
+            step = self.projunn_state["steps"].get(index, 1) - 1
+            key = self._keys[index] = torch.tensor([seed % 2**63, index, step], dtype=torch.int64, device=p.device)
+        key[2] += 1
+        return key
+
     @staticmethod
-    def _move(W: torch.Tensor, delta: torch.Tensor, options: dict[str, Any], seed: tuple[int, int, int]) -> None:
+    def _move(
+        W: torch.Tensor,
+        delta: torch.Tensor,
+        out: torch.Tensor,
+        options: dict[str, Any],
+        key: torch.Tensor,
+        skipped: torch.Tensor,
+    ) -> None:
+        """Write the step of ``W`` along the base optimizer's update ``delta`` into ``out`` (``W`` itself, or ``delta``).
+
+        A non-finite update is replaced by zero (the step then returns ``W`` exactly) and counted in
+        ``skipped``, with device operations only.
+        """
         if W.shape[-1] > W.shape[-2]:
-            # orthonormal rows: step the adjoint, whose columns are orthonormal (a view: W moves in place)
-            W, delta = W.mH, delta.mH
+            # orthonormal rows: step the adjoint, whose columns are orthonormal (views: out moves in place)
+            W, delta, out = W.mH, delta.mH, out.mH
         if options["method"] == "dense":
-            X = delta @ W.mH  # exp(skew(Δ Wᴴ)) W; for square W this is W exp(skew(Wᴴ Δ))
-            W.copy_(torch.linalg.matrix_exp((X - X.mH) / 2) @ W)
+            finite = torch.isfinite(delta).all()
+            skipped.add_(~finite)
+            X = torch.where(finite, delta, 0) @ W.mH  # exp(skew(Δ Wᴴ)) W; square W: W exp(skew(Wᴴ Δ))
+            out.copy_(torch.linalg.matrix_exp((X - X.mH) / 2) @ W)
             return
         # check_finite=False throughout: no value read back to the host, so no GPU synchronization
-        A, B = ul.sketch(delta, options["rank"], method=options["sketch"], seed=seed, check_finite=False)
+        A, B = ul.sketch(delta, options["rank"], method=options["sketch"], seed=key, check_finite=False)
+        # a non-finite Δ gives non-finite factors (the sketch propagates NaN): check them, O(n k), not Δ
+        finite = torch.isfinite(A).all() & torch.isfinite(B).all()
+        skipped.add_(~finite)
+        A, B = torch.where(finite, A, 0), torch.where(finite, B, 0)  # A = B = 0: the step returns W exactly
         if options["method"] == "project":
-            ul.project(W, A, B, check_finite=False, out=W)
+            ul.project(W, A, B, check_finite=False, out=out)
         else:
             retraction = "exp" if options["method"] == "transport" else "cayley"
-            ul.transport(W, A, B, retraction=retraction, check_finite=False, out=W)
+            ul.transport(W, A, B, retraction=retraction, check_finite=False, out=out)
+
+    def status(self) -> None:
+        """Raise ``FloatingPointError`` if an update was skipped as non-finite since the last call.
+
+        Reads the per-parameter counters kept on the device (one synchronization)
+        and resets them. Called every ``check_every`` steps by :meth:`step`
+        (eager); call it yourself between ``torch.compile``-d steps.
+        """
+        if not self._skipped:
+            return
+        indices = list(self._skipped)
+        counts = torch.stack([self._skipped[i].to("cpu", non_blocking=False) for i in indices]).tolist()
+        bad = [(i, c) for i, c in zip(indices, counts, strict=True) if c]
+        if not bad:
+            return
+        for i, _ in bad:
+            self._skipped[i].zero_()
+        located = {}
+        index = 0
+        for g, group in enumerate(self.param_groups):
+            for j, _ in enumerate(group["params"]):
+                located[index] = self._name(g, j)
+                index += 1
+        listed = ", ".join(f"{located.get(i, f'#{i}')} ({c} step{'s' * (c != 1)})" for i, c in bad)
+        raise FloatingPointError(
+            f"ProjUNN: non-finite updates (NaN or Inf in the base optimizer's step) were skipped for {listed}; "
+            "the unitary weights kept their values. Look for a NaN loss or an overflowing gradient; "
+            "the base optimizer's state (e.g. Adam's moments) may hold NaN now."
+        )
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients (delegated to the base optimizer)."""
@@ -315,6 +423,7 @@ class ProjUNN(torch.optim.Optimizer):
         self.state = self.optimizer.state
         saved = state_dict["projunn"]
         self.projunn_state = {"steps": {int(k): int(v) for k, v in saved["steps"].items()}}
+        self._keys = {}  # rebuilt from the restored step counts
         self.projunn_defaults = dict(saved["defaults"])
 
     def __repr__(self) -> str:
@@ -329,6 +438,13 @@ class ProjUNN(torch.optim.Optimizer):
             lines.append("  no unitary group: acts as the base optimizer")
         lines.append(f"  base: {self.optimizer!r}")
         return "\n".join(lines) + "\n)"
+
+
+def _undecorated(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The function under its ``functools.wraps`` decorators (torch.optim's grad-mode and profiling wrappers)."""
+    while hasattr(function, "__wrapped__"):
+        function = function.__wrapped__
+    return function
 
 
 def unitary_groups(

@@ -1,0 +1,86 @@
+"""Counter-based random draws: a hash of (key, element index), computed with array operations on the device.
+
+A *key* is an integer array of the arrays' own library (e.g. a torch int64
+tensor ``[seed, parameter, step]``). The draws are a pure function of the
+key's values and of the element's index, so they need no generator object:
+
+- ``torch.compile`` traces them (Dynamo cannot pass a ``torch.Generator`` into a
+  graph), and a CUDA graph replays them with whatever the key holds at replay;
+- an optimizer keeps one small key tensor per parameter and advances it in
+  place (``key[-1] += 1``): a graph-safe random state, on the device;
+- the same key gives the same draws on every device and process.
+
+The hash is SplitMix64 (Steele, Lea, Flood, "Fast splittable pseudorandom
+number generators", OOPSLA 2014; constants from Vigna's ``splitmix64.c``),
+applied to the counter ``index XOR mixed key``; 53 bits make a uniform in
+(0, 1), and the Box–Muller transform a normal. Integer arithmetic wraps
+modulo 2⁶⁴ (int64 arrays, two's complement); right shifts are made logical
+by masking.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._linalg import device_of
+
+# SplitMix64's constants as signed 64-bit integers (the unsigned values minus 2⁶⁴)
+_GOLDEN = 0x9E3779B97F4A7C15 - (1 << 64)
+_MIX_1 = 0xBF58476D1CE4E5B9 - (1 << 64)
+_MIX_2 = 0x94D049BB133111EB - (1 << 64)
+
+
+def is_key(xp: Any, seed: Any) -> bool:
+    """True when ``seed`` is an integer array (a counter key) rather than an int, sequence or generator."""
+    import array_api_compat
+
+    return array_api_compat.is_array_api_obj(seed) and xp.isdtype(seed.dtype, "integral")
+
+
+def _shift_right(xp: Any, z: Any, s: int) -> Any:
+    """Logical right shift of int64 ``z`` by ``s`` bits (the arithmetic shift with the sign bits masked off)."""
+    return xp.bitwise_and(xp.bitwise_right_shift(z, s), (1 << (64 - s)) - 1)
+
+
+def _splitmix(xp: Any, z: Any) -> Any:
+    z = z + _GOLDEN
+    z = xp.bitwise_xor(z, _shift_right(xp, z, 30)) * _MIX_1
+    z = xp.bitwise_xor(z, _shift_right(xp, z, 27)) * _MIX_2
+    return xp.bitwise_xor(z, _shift_right(xp, z, 31))
+
+
+def _uniform_bits(xp: Any, key: Any, count: int, device: Any) -> Any:
+    """``count`` uniforms in (0, 1), float64, from ``key`` (an integer array of any shape, its values mixed in order)."""
+    words = xp.reshape(xp.astype(key, xp.int64), (-1,))
+    h = xp.zeros((1,), dtype=xp.int64, device=device)
+    for i in range(words.shape[0]):  # the key's length is static: a few words
+        h = _splitmix(xp, xp.bitwise_xor(h, words[i : i + 1]))
+    # the counter enters through a XOR with the mixed key (a product of the index with a constant would be
+    # folded by Inductor into 64-bit index arithmetic, which it refuses to let wrap)
+    z = _splitmix(xp, xp.bitwise_xor(xp.arange(count, dtype=xp.int64, device=device), h))
+    return (xp.astype(_shift_right(xp, z, 11), xp.float64) + 0.5) * 2.0**-53
+
+
+def key_uniform(xp: Any, key: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    """Uniform draws in (0, 1) of real ``dtype`` and ``shape``, a function of ``key``'s values."""
+    count = math.prod(shape)
+    u = _uniform_bits(xp, key, count, device_of(key))
+    info = xp.finfo(dtype)  # rounding to a short dtype could reach 0 or 1
+    return xp.reshape(xp.clip(xp.astype(u, dtype), float(info.smallest_normal), 1 - float(info.eps)), shape)
+
+
+def key_normal(xp: Any, key: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    """Standard normal draws of ``dtype`` and ``shape`` (complex: ``(x + i y)/√2``), a function of ``key``'s values."""
+    complex_ = xp.isdtype(dtype, "complex floating")
+    count = math.prod(shape) * (2 if complex_ else 1)
+    u = _uniform_bits(xp, key, 2 * count, device_of(key))
+    radius = xp.sqrt(-2.0 * xp.log(u[:count]))
+    x = radius * xp.cos((2 * math.pi) * u[count:])
+    if not complex_:
+        return xp.reshape(xp.astype(x, dtype), shape)
+    half = count // 2
+    real = xp.float32 if dtype == xp.complex64 else xp.float64
+    parts = [xp.astype(p * math.sqrt(0.5), real) for p in (x[:half], x[half:])]
+    z = xp.astype(parts[0], dtype) + 1j * xp.astype(parts[1], dtype)
+    return xp.reshape(z, shape)
