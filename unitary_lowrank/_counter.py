@@ -51,7 +51,7 @@ def _splitmix(xp: Any, z: Any) -> Any:
 
 
 def _uniform_bits(xp: Any, key: Any, count: int, device: Any) -> Any:
-    """``count`` uniforms in (0, 1), float64, from ``key`` (an integer array of any shape, its values mixed in order)."""
+    """``count`` uniforms in (0, 1), float64, from ``key`` (an integer array of any shape; values mixed in order)."""
     words = xp.reshape(xp.astype(key, xp.int64), (-1,))
     h = xp.zeros((1,), dtype=xp.int64, device=device)
     for i in range(words.shape[0]):  # the key's length is static: a few words

@@ -324,7 +324,7 @@ class ProjUNN(torch.optim.Optimizer):
         return loss
 
     def _key(self, index: int, seed: int, p: torch.Tensor) -> torch.Tensor:
-        """Parameter ``index``'s sketch key ``[seed, index, step]`` on its device, advanced in place (graph-safe state)."""
+        """Parameter ``index``'s sketch key ``[seed, index, step]`` on its device, advanced in place (graph-safe)."""
         key = self._keys.get(index)
         if key is None or key.device != p.device:
             step = self.projunn_state["steps"].get(index, 1) - 1
@@ -341,7 +341,7 @@ class ProjUNN(torch.optim.Optimizer):
         key: torch.Tensor,
         skipped: torch.Tensor,
     ) -> None:
-        """Write the step of ``W`` along the base optimizer's update ``delta`` into ``out`` (``W`` itself, or ``delta``).
+        """Write the step of ``W`` along the base optimizer's update ``delta`` into ``out`` (``W`` or ``delta``).
 
         A non-finite update is replaced by zero (the step then returns ``W`` exactly) and counted in
         ``skipped``, with device operations only.
