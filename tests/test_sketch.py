@@ -136,3 +136,58 @@ def test_rank_bounds():
         ul.sketch(G, 5)
     A, B = ul.sketch(G, 4)
     np.testing.assert_allclose(A @ B.T, G, atol=1e-14)
+
+
+# -- counter keys -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex64", "complex128"])
+def test_counter_key_draws_are_standard_normal(dtype):
+    """Mean, variance, fourth moment and the split of a complex draw, within 6 standard errors of 200,000 draws."""
+    import array_api_compat.numpy as xp
+
+    from unitary_lowrank._counter import key_normal, key_uniform
+
+    n = 200_000
+    x = key_normal(xp, np.array([5, 1, 9]), (n,), getattr(np, dtype))
+    assert x.dtype == getattr(np, dtype) and x.shape == (n,) and np.isfinite(x).all()
+    if np.iscomplexobj(x):
+        parts = [x.real.astype(np.float64) * np.sqrt(2), x.imag.astype(np.float64) * np.sqrt(2)]
+        assert abs(np.mean(parts[0] * parts[1])) < 6 / np.sqrt(n)  # independent real and imaginary parts
+    else:
+        parts = [x.astype(np.float64)]
+    for z in parts:
+        assert abs(z.mean()) < 6 / np.sqrt(n)
+        assert abs(z.var() - 1) < 6 * np.sqrt(2 / n)
+        assert abs(np.mean(z**4) - 3) < 6 * np.sqrt(96 / n)
+    u = key_uniform(xp, np.array([5, 1, 9]), (n,), np.float32)
+    assert 0 < u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 6 * np.sqrt(1 / 12 / n)
+    # successive keys (optimizer steps) give uncorrelated draws
+    y = key_normal(xp, np.array([5, 1, 10]), (n,), np.float64)
+    assert abs(np.corrcoef(key_normal(xp, np.array([5, 1, 9]), (n,), np.float64), y)[0, 1]) < 6 / np.sqrt(n)
+
+
+def test_counter_key_is_the_same_draw_in_numpy_and_torch():
+    torch = pytest.importorskip("torch")
+    import array_api_compat.numpy as xn
+    import array_api_compat.torch as xt
+
+    from unitary_lowrank._counter import key_normal
+
+    a = key_normal(xn, np.array([3, 0, 7]), (64, 12), np.complex128)
+    b = key_normal(xt, torch.tensor([3, 0, 7]), (64, 12), torch.complex128)
+    assert np.max(np.abs(a - b.numpy())) < 1e-14
+
+
+@pytest.mark.parametrize("method", ["randomized", "column"])
+def test_sketch_with_a_counter_key(method, rng):
+    """An integer array as seed: deterministic in its values, exact on low-rank input, and of G's own library."""
+    G = low_rank(40, 30, 3, "float64", rng)
+    key = np.array([11, 2], dtype=np.int64)
+    A, B = ul.sketch(G, 3, method=method, seed=key)
+    assert np.linalg.norm(reconstruct(A, B) - G) < 1e-12 * np.linalg.norm(G)
+    A2, B2 = ul.sketch(G, 3, method=method, seed=key.copy())
+    assert np.array_equal(A, A2) and np.array_equal(B, B2)
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="different libraries"):
+        ul.sketch(G, 3, method=method, seed=torch.tensor([11, 2]))

@@ -1,7 +1,8 @@
 """Counter-based random draws: a hash of (key, element index), computed with array operations on the device.
 
 A *key* is an integer array of the arrays' own library (e.g. a torch int64
-tensor ``[seed, parameter, step]``). The draws are a pure function of the
+tensor ``[seed, parameter, step]``; not JAX, whose integer arrays are
+``jax.random`` keys, used as such). The draws are a pure function of the
 key's values and of the element's index, so they need no generator object:
 
 - ``torch.compile`` traces them (Dynamo cannot pass a ``torch.Generator`` into a
@@ -35,7 +36,13 @@ def is_key(xp: Any, seed: Any) -> bool:
     """True when ``seed`` is an integer array (a counter key) rather than an int, sequence or generator."""
     import array_api_compat
 
-    return array_api_compat.is_array_api_obj(seed) and xp.isdtype(seed.dtype, "integral")
+    from ._validate import namespace
+
+    from .backends import backend_for
+
+    if not array_api_compat.is_array_api_obj(seed) or backend_for(seed).name == "jax":
+        return False  # JAX has keys of its own (jax.random), which its backend uses
+    return namespace("sketch", seed=seed).isdtype(seed.dtype, "integral")  # in the key's own library
 
 
 def _shift_right(xp: Any, z: Any, s: int) -> Any:

@@ -63,6 +63,7 @@ def sketch(
         operations where ``G`` lives. That is the seed to use under
         ``torch.compile`` (which cannot pass a ``torch.Generator`` into a
         graph) and in CUDA graphs: advance the key in place between steps.
+        (JAX's integer arrays are ``jax.random`` keys and are used as such.)
     init : array, shape (..., n, l), optional
         Warm start for ``"randomized"``: a test matrix used instead of the
         Gaussian ``Ω``, e.g. the last step's ``B`` (successive updates are
