@@ -13,10 +13,10 @@ key's values and of the element's index, so they need no generator object:
 
 The hash is SplitMix64 (Steele, Lea, Flood, "Fast splittable pseudorandom
 number generators", OOPSLA 2014; constants from Vigna's ``splitmix64.c``),
-applied to the counter ``index XOR mixed key``; 53 bits make a uniform in
-(0, 1), and the Box–Muller transform a normal. Integer arithmetic wraps
-modulo 2⁶⁴ (int64 arrays, two's complement); right shifts are made logical
-by masking.
+applied to the counter ``index XOR mixed key``: 53 bits of a hash make a
+uniform in (0, 1); the two 32-bit halves of one hash, a Box–Muller pair of
+normals. Integer arithmetic wraps modulo 2⁶⁴ (int64 arrays, two's
+complement); right shifts are made logical by masking.
 """
 
 from __future__ import annotations
@@ -57,16 +57,20 @@ def _splitmix(xp: Any, z: Any) -> Any:
     return xp.bitwise_xor(z, _shift_right(xp, z, 31))
 
 
-def _uniform_bits(xp: Any, key: Any, count: int, device: Any) -> Any:
-    """``count`` uniforms in (0, 1), float64, from ``key`` (an integer array of any shape; values mixed in order)."""
+def _hashes(xp: Any, key: Any, count: int, device: Any) -> Any:
+    """``count`` 64-bit hashes (int64) of the indices 0, 1, … under ``key`` (an integer array; values mixed in order)."""
     words = xp.reshape(xp.astype(key, xp.int64), (-1,))
     h = xp.zeros((1,), dtype=xp.int64, device=device)
     for i in range(words.shape[0]):  # the key's length is static: a few words
         h = _splitmix(xp, xp.bitwise_xor(h, words[i : i + 1]))
     # the counter enters through a XOR with the mixed key (a product of the index with a constant would be
     # folded by Inductor into 64-bit index arithmetic, which it refuses to let wrap)
-    z = _splitmix(xp, xp.bitwise_xor(xp.arange(count, dtype=xp.int64, device=device), h))
-    return (xp.astype(_shift_right(xp, z, 11), xp.float64) + 0.5) * 2.0**-53
+    return _splitmix(xp, xp.bitwise_xor(xp.arange(count, dtype=xp.int64, device=device), h))
+
+
+def _uniform_bits(xp: Any, key: Any, count: int, device: Any) -> Any:
+    """``count`` uniforms in (0, 1), float64, 53 random bits each."""
+    return (xp.astype(_shift_right(xp, _hashes(xp, key, count, device), 11), xp.float64) + 0.5) * 2.0**-53
 
 
 def key_uniform(xp: Any, key: Any, shape: tuple[int, ...], dtype: Any) -> Any:
@@ -78,16 +82,23 @@ def key_uniform(xp: Any, key: Any, shape: tuple[int, ...], dtype: Any) -> Any:
 
 
 def key_normal(xp: Any, key: Any, shape: tuple[int, ...], dtype: Any) -> Any:
-    """Standard normal draws of ``dtype`` and ``shape`` (complex: ``(x + i y)/√2``), a function of ``key``'s values."""
+    """Standard normal draws of ``dtype`` and ``shape`` (complex: ``(x + i y)/√2``), a function of ``key``'s values.
+
+    One hash per pair of draws: its two 32-bit halves are the two uniforms of a
+    Box–Muller pair ``r (cos θ, sin θ)`` (tails reach 6.7σ; ample for the test
+    matrices of a sketch). Computed in the draws' own precision.
+    """
     complex_ = xp.isdtype(dtype, "complex floating")
-    count = math.prod(shape) * (2 if complex_ else 1)
-    u = _uniform_bits(xp, key, 2 * count, device_of(key))
-    radius = xp.sqrt(-2.0 * xp.log(u[:count]))
-    x = radius * xp.cos((2 * math.pi) * u[count:])
-    if not complex_:
-        return xp.reshape(xp.astype(x, dtype), shape)
-    half = count // 2
-    real = xp.float32 if dtype == xp.complex64 else xp.float64
-    parts = [xp.astype(p * math.sqrt(0.5), real) for p in (x[:half], x[half:])]
-    z = xp.astype(parts[0], dtype) + 1j * xp.astype(parts[1], dtype)
-    return xp.reshape(z, shape)
+    real = xp.float32 if dtype in (xp.float32, xp.complex64) else xp.float64
+    size = math.prod(shape)
+    pairs = size if complex_ else (size + 1) // 2
+    z = _hashes(xp, key, pairs, device_of(key))
+    high = xp.astype(_shift_right(xp, z, 32), real)
+    low = xp.astype(xp.bitwise_and(z, 0xFFFFFFFF), real)
+    u = (high + 0.5) * 2.0**-32  # in (0, 1]: rounding to single precision may reach 1, which gives r = 0
+    theta = (low + 0.5) * (2 * math.pi * 2.0**-32)
+    radius = xp.sqrt(-2.0 * xp.log(u)) * (math.sqrt(0.5) if complex_ else 1.0)
+    x, y = radius * xp.cos(theta), radius * xp.sin(theta)
+    if complex_:
+        return xp.reshape(xp.astype(x, dtype) + 1j * xp.astype(y, dtype), shape)
+    return xp.reshape(xp.concat([x, y])[:size], shape)
