@@ -37,7 +37,6 @@ def is_key(xp: Any, seed: Any) -> bool:
     import array_api_compat
 
     from ._validate import namespace
-
     from .backends import backend_for
 
     if not array_api_compat.is_array_api_obj(seed) or backend_for(seed).name == "jax":
@@ -58,7 +57,7 @@ def _splitmix(xp: Any, z: Any) -> Any:
 
 
 def _hashes(xp: Any, key: Any, count: int, device: Any) -> Any:
-    """``count`` 64-bit hashes (int64) of the indices 0, 1, … under ``key`` (an integer array; values mixed in order)."""
+    """``count`` 64-bit hashes (int64) of the indices 0, 1, … under ``key`` (an integer array, mixed in order)."""
     words = xp.reshape(xp.astype(key, xp.int64), (-1,))
     h = xp.zeros((1,), dtype=xp.int64, device=device)
     for i in range(words.shape[0]):  # the key's length is static: a few words
