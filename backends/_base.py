@@ -62,6 +62,10 @@ class Backend:
 
         return array_api_compat.is_lazy_array(x)
 
+    def is_capturing(self, x: Any) -> bool:
+        """True if ``x``'s device is recording a graph now (a CUDA-graph capture): nothing may be read back."""
+        return False
+
     # -- factorizations -----------------------------------------------------
     def qr(self, xp: Any, X: Any, shift: Any = None) -> tuple[Any, Any]:
         """Reduced Householder QR ``X + Δ = Q R`` of a tall N×m matrix (m ≤ 2k).

@@ -161,6 +161,24 @@ def rng(request) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
 
 
+@pytest.fixture(autouse=True)
+def _device_resident_when_asked():
+    """``UL_DEVICE_RESIDENT=1 python -m pytest ...`` runs tests inside ``ul.device_resident()``.
+
+    The Jacobi cores a compiled GPU step uses then meet the same dense references
+    as the LAPACK path (tests/test_resident.py runs a selection of them by default).
+    """
+    import os
+
+    if os.environ.get("UL_DEVICE_RESIDENT", "") not in ("", "0"):
+        import unitary_lowrank as ul
+
+        with ul.device_resident():
+            yield
+    else:
+        yield
+
+
 # -- which extras were missing ------------------------------------------------------------------
 
 #: module that a skipped test could not import → the extra of pyproject.toml that installs it

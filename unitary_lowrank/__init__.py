@@ -11,11 +11,13 @@ The core is written against the Array API: the same functions run on NumPy,
     unitarity_error(U)    max |Uᴴ U − I|
     random_unitary(n)     Haar-distributed unitary / orthogonal matrices
     reorthonormalize(U)   pull a drifted U back onto the manifold
+    device_resident()     run steps with no host round trip (Jacobi cores), as on a captured GPU
 
 Framework adapters: :mod:`unitary_lowrank.backends.torch` (``torch.optim``
 wrapper) and :mod:`unitary_lowrank.backends.jax` (optax transformation).
 """
 
+from ._linalg import device_resident
 from .errors import NotUnitaryError, SingularUpdateWarning
 from .haar import random_unitary
 from .polar import polar
@@ -30,6 +32,7 @@ __all__ = [
     "NotUnitaryError",
     "SingularUpdateWarning",
     "__version__",
+    "device_resident",
     "polar",
     "project",
     "random_unitary",

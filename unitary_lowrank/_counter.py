@@ -22,6 +22,7 @@ complement); right shifts are made logical by masking.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from ._linalg import device_of
@@ -33,13 +34,15 @@ _MIX_2 = 0x94D049BB133111EB - (1 << 64)
 
 
 def is_key(xp: Any, seed: Any) -> bool:
-    """True when ``seed`` is an integer array (a counter key) rather than an int, sequence or generator."""
+    """True when ``seed`` is an integer array of one or more axes (a counter key), not an int, sequence or generator."""
     import array_api_compat
 
     from ._validate import namespace
     from .backends import backend_for
 
-    if not array_api_compat.is_array_api_obj(seed) or backend_for(seed).name == "jax":
+    if isinstance(seed, numbers.Integral) or not array_api_compat.is_array_api_obj(seed) or seed.ndim < 1:
+        return False  # an int (NumPy's integer scalars count as arrays to array_api_compat) seeds a generator
+    if backend_for(seed).name == "jax":
         return False  # JAX has keys of its own (jax.random), which its backend uses
     return namespace("sketch", seed=seed).isdtype(seed.dtype, "integral")  # in the key's own library
 

@@ -5,7 +5,9 @@ Only Array API calls on the namespace ``xp`` that ``array_api_compat`` found.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -41,10 +43,75 @@ def eps(xp: Any, dtype: Any) -> float:
     return float(xp.finfo(real_dtype(xp, dtype)).eps)
 
 
+#: Set by :func:`unitary_lowrank.device_resident`: run every step as a captured GPU step runs.
+_FORCED_RESIDENT = [False]
+
+
+@contextlib.contextmanager
+def device_resident() -> Iterator[None]:
+    """Within this block, steps run as they run inside a compiled or captured GPU step: nothing goes to the host.
+
+    The r×r cores of :func:`~unitary_lowrank.project`,
+    :func:`~unitary_lowrank.transport`, :func:`~unitary_lowrank.sketch` and
+    :func:`~unitary_lowrank.polar` run as a fixed number of Jacobi sweeps in
+    array operations on the arrays' device instead of LAPACK/cuSOLVER ``eigh``
+    and ``svd`` (which check their status on the host), batched QRs stay on the
+    device, and no branch reads a value. This is chosen automatically for torch
+    tensors on a GPU inside ``torch.compile`` or a CUDA-graph capture; the
+    block makes it testable anywhere (CPU included: same operations) and lets
+    a GPU user opt into it eagerly.
+
+    Accuracy is that of the LAPACK path (the test suite holds both to the
+    same dense references). Cost: the sweeps are hundreds of small array
+    operations (r = 8: 7 rounds × 7 sweeps), fine inside a compiled graph, slow
+    in eager mode on a CPU. The value checks asked for with
+    ``check_finite=True`` still read back to the host; the optimizer adapters
+    pass ``check_finite=False``.
+
+    Examples
+    --------
+    >>> import numpy as np, unitary_lowrank as ul
+    >>> U = ul.random_unitary(16, dtype="float64", seed=0)
+    >>> rng = np.random.default_rng(0)
+    >>> A, B = rng.standard_normal((16, 4)), rng.standard_normal((16, 4))
+    >>> with ul.device_resident():
+    ...     V = ul.transport(U, A, B)
+    >>> bool(np.allclose(V, ul.transport(U, A, B), atol=1e-12))
+    True
+    """
+    previous = _FORCED_RESIDENT[0]
+    _FORCED_RESIDENT[0] = True
+    try:
+        yield
+    finally:
+        _FORCED_RESIDENT[0] = previous
+
+
+def resident(x: Any) -> bool:
+    """True when a step on ``x`` must stay on its device: no host round trip, no LAPACK-style eigh/svd.
+
+    That is a torch tensor off the CPU inside ``torch.compile`` or a CUDA-graph
+    capture (where cuSOLVER's status checks, which read back to the host, would
+    break the graph or the capture), or anything inside
+    :func:`unitary_lowrank.device_resident`. The r×r cores then run as Jacobi
+    sweeps (:mod:`~unitary_lowrank._jacobi`) on the device.
+    """
+    if _FORCED_RESIDENT[0]:
+        return True
+    from .backends import backend_for
+
+    backend = backend_for(x)
+    if backend.name != "torch" or x.device.type == "cpu":
+        return False
+    return backend.is_traced(x) or backend.is_capturing(x)
+
+
 def on_host(x: Any) -> bool:
     """True for NumPy arrays and CPU torch tensors: reading a value decides a branch without a device sync."""
     from .backends import backend_for
 
+    if _FORCED_RESIDENT[0]:
+        return False
     backend = backend_for(x)
     if backend.name == "numpy":
         return True
@@ -71,7 +138,7 @@ def small_core(xp: Any, function: Any, *arrays: Any, here: bool = False, **optio
     """
     from .backends import backend_for
 
-    transfer = None if here else backend_for(arrays[0]).host_transfer(arrays)
+    transfer = None if here or resident(arrays[0]) else backend_for(arrays[0]).host_transfer(arrays)
     if transfer is None:
         return function(xp, *arrays, **options)
     import array_api_compat.numpy as host
@@ -143,7 +210,8 @@ def qr(xp: Any, X: Any) -> tuple[Any, Any]:
 
     backend = backend_for(X)
     batch = math.prod(X.shape[:-2])
-    if batch > 1 and batch * X.shape[-2] * X.shape[-1] <= HOST_QR_ELEMENTS and backend.host_transfer((X,)):
+    small = batch > 1 and batch * X.shape[-2] * X.shape[-1] <= HOST_QR_ELEMENTS
+    if small and not resident(X) and backend.host_transfer((X,)):
         return small_core(xp, qr, X)  # on the host, NumPy arrays go straight to the NumPy backend
     if X.shape[-1] == 0 or X.shape[-2] == 0:
         return backend.qr(xp, X)
@@ -260,7 +328,10 @@ def safe_svd(xp: Any, X: Any) -> tuple[Any, Any, Any]:
     X = xp.where(finite, X, xp.zeros_like(X))
     if X.shape[-1] and X.shape[-2]:
         X = add_to_top_rows(xp, X, generic_shift(xp, X))
-    W, sigma, Vh = xp.linalg.svd(X, full_matrices=False)
+    if resident(X) and X.shape[-1] and X.shape[-2]:
+        W, sigma, Vh = _resident_svd(xp, X)
+    else:
+        W, sigma, Vh = xp.linalg.svd(X, full_matrices=False)
     nan = float("nan")
     return (
         xp.where(finite, W, xp.full_like(W, nan)),
@@ -279,6 +350,39 @@ def add_to_top_rows(xp: Any, X: Any, shift: Any) -> Any:
 def safe_eigh(xp: Any, H: Any) -> tuple[Any, Any]:
     """Hermitian eigendecomposition with the same NaN guard as :func:`safe_svd`."""
     finite = _finite_matrices(xp, H)
-    lam, V = xp.linalg.eigh(xp.where(finite, H, xp.zeros_like(H)))
+    H = xp.where(finite, H, xp.zeros_like(H))
+    if resident(H) and H.shape[-1]:
+        from ._jacobi import jacobi_eigh
+
+        e = scale_exponent(xp, H)  # Jacobi's rotations expect entries of order one
+        lam, V = jacobi_eigh(xp, times_power_of_two(xp, H, -e))
+        lam = times_power_of_two(xp, lam, e[..., 0])
+    else:
+        lam, V = xp.linalg.eigh(H)
     nan = float("nan")
     return xp.where(finite[..., 0], lam, xp.full_like(lam, nan)), xp.where(finite, V, xp.full_like(V, nan))
+
+
+def _resident_svd(xp: Any, X: Any) -> tuple[Any, Any, Any]:
+    """Thin SVD by Jacobi sweeps on the device (:mod:`~unitary_lowrank._jacobi`), for any (..., m, n).
+
+    Scaled to entries of order one by a power of two; a tall matrix is first
+    reduced by a Householder QR (``X = Q R``, the SVD of the n×n ``R``), a wide
+    one through its adjoint.
+    """
+    from ._jacobi import jacobi_svd
+    from .backends import backend_for
+
+    m, n = X.shape[-2], X.shape[-1]
+    if m < n:
+        W, sigma, Vh = _resident_svd(xp, adjoint(xp, X))
+        return adjoint(xp, Vh), sigma, adjoint(xp, W)
+    e = scale_exponent(xp, X)
+    X = times_power_of_two(xp, X, -e)
+    if m > n:
+        Q, R = backend_for(X).qr(xp, X)
+        W, sigma, Vh = jacobi_svd(xp, R)
+        W = xp.matmul(Q, W)
+    else:
+        W, sigma, Vh = jacobi_svd(xp, X)
+    return W, times_power_of_two(xp, sigma, e[..., 0]), Vh

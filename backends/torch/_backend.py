@@ -82,6 +82,9 @@ class TorchBackend(Backend):
         # under torch.compile values are symbolic, as under jax.jit: a step reads none of them
         return torch.compiler.is_compiling()
 
+    def is_capturing(self, x: Any) -> bool:
+        return x.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+
     def row_major(self, X: torch.Tensor) -> torch.Tensor:
         return X.contiguous()
 
