@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zlib
 
 import numpy as np
@@ -161,6 +162,10 @@ def rng(request) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
 
 
+#: ``UL_DEVICE_RESIDENT=1``: every test runs inside ``ul.device_resident()`` (see the fixture below)
+RESIDENT = os.environ.get("UL_DEVICE_RESIDENT", "") not in ("", "0")
+
+
 @pytest.fixture(autouse=True)
 def _device_resident_when_asked():
     """``UL_DEVICE_RESIDENT=1 python -m pytest ...`` runs tests inside ``ul.device_resident()``.
@@ -168,9 +173,7 @@ def _device_resident_when_asked():
     The Jacobi cores a compiled GPU step uses then meet the same dense references
     as the LAPACK path (tests/test_resident.py runs a selection of them by default).
     """
-    import os
-
-    if os.environ.get("UL_DEVICE_RESIDENT", "") not in ("", "0"):
+    if RESIDENT:
         import unitary_lowrank as ul
 
         with ul.device_resident():

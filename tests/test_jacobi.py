@@ -52,7 +52,7 @@ def test_svd_and_eigh_match_lapack_on_random_and_rank_deficient_input(r, dtype, 
 
 
 def test_zero_and_non_finite_input():
-    W, sigma, Vh = jacobi_svd(xp, np.zeros((5, 5)))
+    W, sigma, _ = jacobi_svd(xp, np.zeros((5, 5)))
     assert np.all(sigma == 0) and np.abs(W.T @ W - np.eye(5)).max() < 1e-15
     lam, V = jacobi_eigh(xp, np.zeros((4, 4)))
     assert np.all(lam == 0) and np.abs(V.T @ V - np.eye(4)).max() < 1e-15

@@ -7,6 +7,7 @@ import math
 import pytest
 from conftest import (
     DTYPES,
+    RESIDENT,
     dense_project,
     dense_transport,
     dense_transport_left,
@@ -68,6 +69,9 @@ def test_in_place_on_tensors(batch, rng):
 def host_core(monkeypatch):
     """Steps on CPU tensors take the GPU route: their r×r core goes through NumPy and back (a copy each way)."""
     from unitary_lowrank.backends.torch import _backend
+
+    if RESIDENT:
+        pytest.skip("the host route, which device_resident() replaces by design")
 
     moves = []
 
