@@ -685,3 +685,20 @@ def test_status_reports_only_when_asked_with_check_every_none():
         opt.status()
     with pytest.raises(ValueError, match="check_every"):
         ProjUNN(torch.optim.Adam([{"params": [W], "unitary": True}]), check_every=-1)
+
+
+def test_fused_and_foreach_base_optimizers_give_the_same_steps():
+    """ProjUNN takes Δ from whatever implementation the base optimizer uses (fused kernels included)."""
+    weights = []
+    for options in ({"fused": True}, {"foreach": True}, {"foreach": False}):
+        generator = torch.Generator().manual_seed(0)
+        W = torch.nn.Parameter(haar_(torch.empty(16, 16, dtype=torch.float64), generator=generator))
+        opt = ProjUNN(torch.optim.Adam([{"params": [W], "unitary": True}], lr=1e-2, **options), rank=2)
+        for _ in range(5):
+            opt.zero_grad()
+            (W.sum() ** 2 + W[0, 1]).backward()
+            opt.step()
+        weights.append(W.detach())
+    for W in weights[1:]:
+        assert float((W - weights[0]).abs().max()) <= 1e-12
+    assert float(ul.unitarity_error(weights[0])) <= 1e-13

@@ -38,7 +38,6 @@ Matrix Anal. Appl. 13 (1992) 1204–1245.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Any
 
 from ._linalg import adjoint, device_of, is_complex, real_dtype
@@ -58,7 +57,6 @@ def sweeps_for(r: int, dtype_bits: int) -> int:
     return 2 * log + 8 if dtype_bits > 32 else log + 7
 
 
-@lru_cache(maxsize=64)
 def _schedule(n: int) -> tuple[tuple[int, ...], ...]:
     """Round-robin rounds for n (even) indices: each an order whose first n/2 entries pair with the last n/2."""
     players = list(range(n))
@@ -72,10 +70,15 @@ def _schedule(n: int) -> tuple[tuple[int, ...], ...]:
     return tuple(rounds)
 
 
-@lru_cache(maxsize=64)
+#: n → the gathers of :func:`_moves` (a plain dict: torch.compile warns about functools caches)
+_MOVES: dict[int, tuple[tuple[int, ...], tuple[tuple[int, ...], ...], tuple[int, ...]]] = {}
+
+
 def _moves(n: int) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...], tuple[int, ...]]:
     """Gathers between the rounds' orders: into the last round's order (before the first sweep), from each
     round's predecessor (cyclically: a sweep starts from the last round of the one before) to it, and back."""
+    if n in _MOVES:
+        return _MOVES[n]
     rounds = _schedule(n)
 
     def gather(source: tuple[int, ...], target: tuple[int, ...]) -> tuple[int, ...]:
@@ -84,7 +87,8 @@ def _moves(n: int) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...], tuple[
 
     identity = tuple(range(n))
     moves = tuple(gather(rounds[j - 1], rounds[j]) for j in range(n - 1))  # rounds[-1] precedes rounds[0]
-    return gather(identity, rounds[-1]), moves, gather(rounds[-1], identity)
+    _MOVES[n] = gather(identity, rounds[-1]), moves, gather(rounds[-1], identity)
+    return _MOVES[n]
 
 
 def _rotation(xp: Any, alpha: Any, beta: Any, gamma: Any) -> tuple[Any, Any, Any]:
