@@ -56,10 +56,11 @@ def device_resident() -> Iterator[None]:
     :func:`~unitary_lowrank.polar` run as a fixed number of Jacobi sweeps in
     array operations on the arrays' device instead of LAPACK/cuSOLVER ``eigh``
     and ``svd`` (which check their status on the host), batched QRs stay on the
-    device, and no branch reads a value. This is chosen automatically for torch
-    tensors on a GPU inside ``torch.compile`` or a CUDA-graph capture; the
-    block makes it testable anywhere (CPU included: same operations) and lets
-    a GPU user opt into it eagerly.
+    device, and no branch reads a value. This is chosen automatically while
+    torch tensors are captured into a CUDA graph; the block makes it testable
+    anywhere (CPU included: same operations), lets a GPU user opt into it
+    eagerly, and makes a ``torch.compile``-d step sync-free (compile inside
+    the block; Inductor then takes minutes: the sweeps are unrolled).
 
     Accuracy is that of the LAPACK path (the test suite holds both to the
     same dense references). Cost: the sweeps are hundreds of small array
@@ -90,11 +91,14 @@ def device_resident() -> Iterator[None]:
 def resident(x: Any) -> bool:
     """True when a step on ``x`` must stay on its device: no host round trip, no LAPACK-style eigh/svd.
 
-    That is a torch tensor off the CPU inside ``torch.compile`` or a CUDA-graph
-    capture (where cuSOLVER's status checks, which read back to the host, would
-    break the graph or the capture), or anything inside
-    :func:`unitary_lowrank.device_resident`. The r×r cores then run as Jacobi
-    sweeps (:mod:`~unitary_lowrank._jacobi`) on the device.
+    That is a torch tensor being captured into a CUDA graph (where cuSOLVER's
+    status checks, which read back to the host, would break the capture), or
+    anything inside :func:`unitary_lowrank.device_resident`. The r×r cores then
+    run as Jacobi sweeps (:mod:`~unitary_lowrank._jacobi`) on the device.
+    Not chosen by itself under ``torch.compile``: the unrolled sweeps make a
+    graph of thousands of operators, which Inductor takes many minutes to
+    compile (measured on the CPU: 7.5 minutes for one k = 4 ``transport``);
+    compile inside :func:`~unitary_lowrank.device_resident` to get it.
     """
     if _FORCED_RESIDENT[0]:
         return True
@@ -103,7 +107,7 @@ def resident(x: Any) -> bool:
     backend = backend_for(x)
     if backend.name != "torch" or x.device.type == "cpu":
         return False
-    return backend.is_traced(x) or backend.is_capturing(x)
+    return backend.is_capturing(x)
 
 
 def on_host(x: Any) -> bool:

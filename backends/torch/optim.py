@@ -317,9 +317,10 @@ class ProjUNN(torch.optim.Optimizer):
             self._move(weights[index], deltas[index], p, options, key=key, skipped=skipped)
             every = options["reorthonormalize_every"]
             if every and count % every == 0:
-                p.copy_(ul.reorthonormalize(p, steps=1))
+                _newton_schulz_step_(p)
         self._calls += 1
-        if self.check_every and self._calls % self.check_every == 0 and not compiling:
+        capturing = torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+        if self.check_every and self._calls % self.check_every == 0 and not (compiling or capturing):
             self.status()
         return loss
 
@@ -438,6 +439,18 @@ class ProjUNN(torch.optim.Optimizer):
             lines.append("  no unitary group: acts as the base optimizer")
         lines.append(f"  base: {self.optimizer!r}")
         return "\n".join(lines) + "\n)"
+
+
+def _newton_schulz_step_(W: torch.Tensor) -> None:
+    """One Newton–Schulz step in place, ``W ← W − W (Wᴴ W − I)/2`` (on ``Wᴴ`` for orthonormal rows).
+
+    What ``ul.reorthonormalize(W, steps=1)`` computes, without its finiteness check, which
+    reads a value back to the host (a skipped non-finite update leaves ``W`` finite anyway).
+    """
+    if W.shape[-1] > W.shape[-2]:
+        W = W.mH
+    identity = torch.eye(W.shape[-1], dtype=W.dtype, device=W.device)
+    W.sub_(W @ (W.mH @ W - identity) / 2)
 
 
 def _undecorated(function: Callable[..., Any]) -> Callable[..., Any]:
