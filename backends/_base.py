@@ -62,6 +62,13 @@ class Backend:
 
         return array_api_compat.is_lazy_array(x)
 
+    def can_keep(self, x: Any) -> bool:
+        """True if a constant array made now (like ``x``) may be kept for later calls.
+
+        Not while tracing (the graph computes it, a constant to the compiler).
+        """
+        return not self.is_traced(x)
+
     def is_capturing(self, x: Any) -> bool:
         """True if ``x``'s device is recording a graph now (a CUDA-graph capture): nothing may be read back."""
         return False

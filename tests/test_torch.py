@@ -702,3 +702,16 @@ def test_fused_and_foreach_base_optimizers_give_the_same_steps():
     for W in weights[1:]:
         assert float((W - weights[0]).abs().max()) <= 1e-12
     assert float(ul.unitarity_error(weights[0])) <= 1e-13
+
+
+def test_a_call_under_inference_mode_does_not_poison_later_autograd_calls():
+    """Constants kept between calls (the generic shift's hash matrix) are not made under inference_mode."""
+    generator = torch.Generator().manual_seed(3)
+    U = torch.linalg.qr(torch.randn(8, 8, dtype=torch.float64, generator=generator))[0]
+    A = torch.randn(8, 1, dtype=torch.float64, generator=generator)
+    B = torch.randn(8, 1, dtype=torch.float64, generator=generator)
+    with torch.inference_mode():
+        ul.transport(U, A, B)
+    A.requires_grad_(True)
+    ul.transport(U, A, B).sum().backward()
+    assert A.grad is not None and bool(torch.isfinite(A.grad).all())

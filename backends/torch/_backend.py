@@ -82,6 +82,10 @@ class TorchBackend(Backend):
         # under torch.compile values are symbolic, as under jax.jit: a step reads none of them
         return torch.compiler.is_compiling()
 
+    def can_keep(self, x: Any) -> bool:
+        # nor an inference tensor, which autograd could not save for a later differentiated call
+        return not torch.compiler.is_compiling() and not torch.is_inference_mode_enabled()
+
     def is_capturing(self, x: Any) -> bool:
         return x.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
 
