@@ -193,3 +193,10 @@ def test_sketch_with_a_counter_key(method, rng):
     torch = pytest.importorskip("torch")
     with pytest.raises(TypeError, match="different libraries"):
         ul.sketch(G, 3, method=method, seed=torch.tensor([11, 2]))
+
+
+def test_a_counter_key_must_live_on_the_device_of_g():
+    torch = pytest.importorskip("torch")
+    G = torch.randn(10, 8, dtype=torch.float64)
+    with pytest.raises(ValueError, match="seed key must live on G's device"):
+        ul.sketch(G, 2, seed=torch.tensor([1, 2], device="meta"))

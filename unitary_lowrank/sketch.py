@@ -7,6 +7,7 @@ from typing import Any
 from ._counter import is_key, key_normal, key_uniform
 from ._linalg import (
     adjoint,
+    device_of,
     is_complex,
     orthonormal_basis,
     qr,
@@ -126,7 +127,9 @@ def sketch(
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{func}: {name} must be an int ≥ 0; got {value!r}")
     if is_key(xp, seed):
-        namespace(func, G=G, seed=seed)  # a key of G's own library
+        namespace(func, G=G, seed=seed)  # a key of G's own library, on G's device
+        if device_of(seed) != device_of(G):
+            raise ValueError(f"{func}: a seed key must live on G's device ({device_of(G)}); got {device_of(seed)}")
     if init is not None:
         if method != "randomized":
             raise ValueError(f"{func}: init is a warm start for method='randomized'; got method={method!r}")
