@@ -71,9 +71,10 @@ def config_for(label: str, **options) -> CifarConfig:
     return CifarConfig(conv=conv, method=method, rank=rank, threads=1, eval_every=25, **options)
 
 
-def label_of(summary: dict) -> str:
+def label_of(summary: dict, variants: dict[str, tuple[str, str, int]] = VARIANTS) -> str:
+    """The label of ``variants`` whose (conv, method, rank) the run's config has."""
     c = summary["config"]
-    for label, (conv, method, rank) in VARIANTS.items():
+    for label, (conv, method, rank) in variants.items():
         if c["conv"] == conv and (conv != "projunn" or (c["method"] == method and c["rank"] == rank)):
             return label
     raise KeyError(summary["name"])
@@ -84,9 +85,10 @@ def run_all(configs: list[CifarConfig], workers: int) -> list[dict]:
         return list(pool.map(one, configs))
 
 
-def read(folder: Path) -> list[dict]:
+def read(folder: Path, pattern: str = "cifar10-*.json") -> list[dict]:
+    """The run summaries (JSON) in ``folder``, each with the folder it came from."""
     summaries = []
-    for path in sorted(folder.glob("cifar10-*.json")):
+    for path in sorted(folder.glob(pattern)):
         summary = json.loads(path.read_text())
         summary["_folder"] = folder
         summaries.append(summary)

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import statistics
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from lipschitz_study import one  # one run, skipped if done, reported if it fails
+import lipschitz_study  # one run (skipped if done, reported if it fails), a pool of them, reading summaries
 
 from unitary_lowrank.cli.train_cifar import PRESETS, CifarConfig
 
@@ -41,20 +39,11 @@ PUBLISHED = {
 
 
 def label_of(summary: dict) -> str:
-    c = summary["config"]
-    for label, (conv, method, rank) in VARIANTS.items():
-        if c["conv"] == conv and (conv != "projunn" or (c["method"] == method and c["rank"] == rank)):
-            return label
-    raise KeyError(summary["name"])
+    return lipschitz_study.label_of(summary, VARIANTS)
 
 
 def read(folder: Path) -> list[dict]:
-    summaries = []
-    for path in sorted(folder.glob("cifar10-resnet9-*.json")):
-        summary = json.loads(path.read_text())
-        summary["_folder"] = folder
-        summaries.append(summary)
-    return summaries
+    return lipschitz_study.read(folder, "cifar10-resnet9-*.json")
 
 
 def table(summaries: list[dict]) -> str:
@@ -153,8 +142,7 @@ def main() -> None:
             for seed in args.seeds
             for label in args.variants or [v for v in VARIANTS if v in PUBLISHED]
         ]
-        with ProcessPoolExecutor(args.workers) as pool:
-            list(pool.map(one, configs))
+        lipschitz_study.run_all(configs, args.workers)
     print(report(out))
 
 
