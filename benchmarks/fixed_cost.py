@@ -19,77 +19,22 @@ run it on a quiet machine. Issue 18's targets are printed beside the numbers.
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 from unitary_lowrank.backends.torch import ProjUNN, UnitaryConv2d, haar_
+from unitary_lowrank.backends.torch.oplog import SYNCHRONIZING, VIEWS, operators
 
 import unitary_lowrank as ul
 
-SYNCHRONIZING = {
-    "_local_scalar_dense",
-    "is_nonzero",
-    "item",
-    "equal",
-    "nonzero",
-    "_linalg_check_errors",
-    "_linalg_eigh",
-    "_linalg_svd",
-    "linalg_eig",
-    "linalg_matrix_exp",
-}
-VIEWS = {
-    "view",
-    "t",
-    "transpose",
-    "expand",
-    "slice",
-    "select",
-    "unsqueeze",
-    "squeeze",
-    "permute",
-    "alias",
-    "as_strided",
-    "_unsafe_view",
-    "detach",
-    "_reshape_alias",
-    "unbind",
-    "split",
-    "diagonal",
-    "view_as_real",
-    "view_as_complex",
-    "_conj",
-    "conj",
-    "_neg_view",
-    "real",
-    "imag",
-    "lift_fresh",
-}
 
-
-class _Log(TorchDispatchMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.ops: collections.Counter[str] = collections.Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops[func.overloadpacket.__name__] += 1
-        return func(*args, **(kwargs or {}))
-
-
-def operators(function: Callable[[], object]) -> tuple[int, dict[str, int]]:
+def operator_counts(function: Callable[[], object]) -> tuple[int, dict[str, int]]:
     """(non-view operators, synchronizing ones) of one call, after a warm-up call."""
-    function()
-    with _Log() as log:
-        function()
-    return sum(v for k, v in log.ops.items() if k not in VIEWS), {
-        k: v for k, v in log.ops.items() if k in SYNCHRONIZING
-    }
+    counts = operators(function)
+    return sum(v for k, v in counts.items() if k not in VIEWS), {k: v for k, v in counts.items() if k in SYNCHRONIZING}
 
 
 def best_us(function: Callable[[], object], calls: int) -> float:
@@ -134,12 +79,12 @@ def main() -> None:
             with context():
                 for name, function in calls.items():
                     if function is None:
-                        count, sync = operators(projunn.step)
-                        alone, alone_sync = operators(adam.step)
+                        count, sync = operator_counts(projunn.step)
+                        alone, alone_sync = operator_counts(adam.step)
                         count -= alone
                         sync = {op: n - alone_sync.get(op, 0) for op, n in sync.items() if n > alone_sync.get(op, 0)}
                     else:
-                        count, sync = operators(function)
+                        count, sync = operator_counts(function)
                     show(f"| {name} | {route} | {count} | {sync or 'none'} |")
 
     show("")
