@@ -310,10 +310,11 @@ class ProjUNN(torch.optim.Optimizer):
         for index, _, options, p in marked:
             count = steps.get(index, 0) + 1
             steps[index] = count
-            skipped = self._skipped.get(index)
-            if skipped is None or skipped.device != p.device:
-                skipped = self._skipped[index] = torch.zeros((), dtype=torch.int64, device=p.device)
-            key = self._key(index, options["seed"], p)
+            # graph-safe state on the parameter's device: updates skipped as non-finite, and the sketch's key
+            # [seed, index, step], advanced in place (made again from the step count if the parameter moved)
+            skipped = _on_device(self._skipped, index, p, 0)
+            key = _on_device(self._keys, index, p, [options["seed"] % 2**63, index, count - 1])
+            key[2] += 1
             self._move(weights[index], deltas[index], p, options, key=key, skipped=skipped)
             every = options["reorthonormalize_every"]
             if every and count % every == 0:
@@ -323,15 +324,6 @@ class ProjUNN(torch.optim.Optimizer):
         if self.check_every and self._calls % self.check_every == 0 and not (compiling or capturing):
             self.status()
         return loss
-
-    def _key(self, index: int, seed: int, p: torch.Tensor) -> torch.Tensor:
-        """Parameter ``index``'s sketch key ``[seed, index, step]`` on its device, advanced in place (graph-safe)."""
-        key = self._keys.get(index)
-        if key is None or key.device != p.device:
-            step = self.projunn_state["steps"].get(index, 1) - 1
-            key = self._keys[index] = torch.tensor([seed % 2**63, index, step], dtype=torch.int64, device=p.device)
-        key[2] += 1
-        return key
 
     @staticmethod
     def _move(
@@ -439,6 +431,14 @@ class ProjUNN(torch.optim.Optimizer):
             lines.append("  no unitary group: acts as the base optimizer")
         lines.append(f"  base: {self.optimizer!r}")
         return "\n".join(lines) + "\n)"
+
+
+def _on_device(store: dict[int, torch.Tensor], index: int, p: torch.Tensor, initial: Any) -> torch.Tensor:
+    """``store[index]``, an int64 tensor on ``p``'s device; made from ``initial`` if missing or elsewhere."""
+    tensor = store.get(index)
+    if tensor is None or tensor.device != p.device:
+        tensor = store[index] = torch.tensor(initial, dtype=torch.int64, device=p.device)
+    return tensor
 
 
 def _newton_schulz_step_(W: torch.Tensor) -> None:
