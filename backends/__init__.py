@@ -12,9 +12,12 @@ numpy
     NumPy and SciPy on the CPU (also serves ``array_api_strict`` and any other
     namespace without a backend of its own, by drawing on the host).
 torch
-    PyTorch tensors on any device; also holds the ``torch.optim`` adapter.
+    PyTorch tensors on any device (:mod:`.torch._backend`); the package also
+    holds the ``torch.optim`` adapter and the layers users compose, which
+    finding the backend never imports.
 jax
-    ``jax.numpy`` arrays, traced or not; also holds the optax adapter.
+    ``jax.numpy`` arrays, traced or not (:mod:`.jax._backend`); the package
+    also holds the optax adapter, loaded on first use.
 cupy
     CuPy arrays on the GPU.
 """
@@ -44,23 +47,23 @@ _by_type: dict[type, Backend] = {}
 def _load(module_name: str) -> Backend:
     backend = _cache.get(module_name)
     if backend is None:
-        backend = _import(module_name).BACKEND
-        _cache[module_name] = backend
+        backend = _cache[module_name] = _import(module_name)
     return backend
 
 
-def _import(module_name: str) -> Any:
+def _import(module_name: str) -> Backend:
     # import statements, not importlib: torch.compile follows an ``import`` (and runs it once, while
-    # tracing) but refuses to trace importlib.import_module, so a first call under compile would break
+    # tracing) but refuses to trace importlib.import_module, so a first call under compile would break.
+    # Each imports the backend's own module only: no optimizer, layer or model comes with it.
     if module_name == "torch":
-        from . import torch as module
+        from .torch._backend import BACKEND
     elif module_name == "jax":
-        from . import jax as module
+        from .jax._backend import BACKEND
     elif module_name == "cupy":
-        from . import cupy as module
+        from .cupy import BACKEND
     else:
-        from . import numpy as module
-    return module
+        from .numpy import BACKEND
+    return BACKEND
 
 
 def backend_for(x: Any) -> Backend:
@@ -71,9 +74,15 @@ def backend_for(x: Any) -> Backend:
     Arrays of any other Array API library (``array_api_strict``, ...) get the
     portable backend, which draws random numbers on the host with NumPy.
     """
-    known = _by_type.get(type(x))
+    kind = type(x)
+    known = _by_type.get(kind)
     if known is not None:
         return known
+    for base in kind.__mro__[1:]:  # a subclass of a known array type (torch.nn.Parameter): no type tests to trace
+        known = _by_type.get(base)
+        if known is not None:
+            _by_type[kind] = known
+            return known
     import array_api_compat
 
     for predicate, module_name in _DETECTORS:

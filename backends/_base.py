@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 #: A seed: an ``int``, a sequence of ``int`` (mixed into one stream, e.g.
@@ -44,16 +44,18 @@ class Backend:
         values[values == 0] = tiny
         return xp.asarray(values, dtype=dtype, device=device)
 
-    def quiet_sum(self, xp: Any, x: Any) -> Any:
-        """``xp.sum(x)`` without a warning where finite entries sum past the dtype's range (the sum is then Inf).
+    def sums_finite(self, xp: Any, arrays: Iterable[Any]) -> list[bool]:
+        """Whether the sum of each array is finite: one reduction each, no warning where it overflows.
 
-        NumPy, and libraries built on it, warn on that overflow; the finiteness
-        check that uses this sum then looks at the entries one by one.
+        A sum propagates NaN and Inf, so a finite sum proves the entries
+        finite; a non-finite one (a non-finite entry, or finite entries that
+        sum past the dtype's range) sends the caller to the entries one by one.
+        NumPy, and libraries built on it, warn on that overflow: not here.
         """
         import numpy as np
 
         with np.errstate(over="ignore", invalid="ignore"):
-            return xp.sum(x)
+            return [bool(xp.isfinite(xp.sum(x))) for x in arrays]
 
     # -- traced arrays ------------------------------------------------------
     def is_traced(self, x: Any) -> bool:
@@ -73,6 +75,20 @@ class Backend:
         """True if ``x``'s device is recording a graph now (a CUDA-graph capture): nothing may be read back."""
         return False
 
+    def reads_values(self, x: Any) -> bool:
+        """True if a value of ``x`` can be read on the host to pick a branch: no device sync, no trace broken."""
+        return False
+
+    #: Integer arrays of this library are its own PRNG keys (``jax.random``), not counter keys
+    native_keys = False
+
+    # -- arrays -------------------------------------------------------------
+    def device(self, x: Any) -> Any:
+        """The device of ``x``, as ``array_api_compat.device`` reads it."""
+        import array_api_compat
+
+        return array_api_compat.device(x)
+
     # -- factorizations -----------------------------------------------------
     def qr(self, xp: Any, X: Any, shift: Any = None) -> tuple[Any, Any]:
         """Reduced Householder QR ``X + Δ = Q R`` of a tall N×m matrix (m ≤ 2k).
@@ -82,10 +98,20 @@ class Backend:
         added to the first t rows of ``X`` in a working copy (``X`` is not
         changed); its other rows are zero.
         """
-        from unitary_lowrank._linalg import add_to_top_rows
-
         Q, R = xp.linalg.qr(X if shift is None else add_to_top_rows(xp, X, shift), mode="reduced")
         return Q, R
+
+    def power_of_two(self, xp: Any, e: Any) -> Any:
+        """``2^e`` elementwise for integer-valued real ``e``: exact while representable."""
+        return xp.pow(xp.full_like(e, 2.0), e)
+
+    def matrix_transpose(self, xp: Any, X: Any) -> Any:
+        """``X`` with its last two axes swapped (a view where the library has them)."""
+        return xp.matrix_transpose(X)
+
+    def adjoint_view(self, xp: Any, X: Any) -> Any:
+        """``Xᴴ`` sharing ``X``'s memory (writes to it land in ``X``); ``None`` where the library has no such view."""
+        return None
 
     def row_major(self, X: Any) -> Any:
         """``X`` in row-major (C) order, as users' own arrays usually are (no-op where layout is hidden)."""
@@ -138,6 +164,13 @@ class Backend:
             f"arrays of {type(out).__module__}.{type(out).__name__} cannot be written in place; "
             "call without out= and use the returned array"
         )
+
+
+def add_to_top_rows(xp: Any, X: Any, shift: Any) -> Any:
+    """``X`` with ``shift`` (..., t, m) added to its first t rows, as a new array."""
+    top = shift.shape[-2]
+    head = X[..., :top, :] + shift
+    return head if top == X.shape[-2] else xp.concat([head, X[..., top:, :]], axis=-2)
 
 
 def seed_entropy(seed: Any) -> int | tuple[int, ...] | None:

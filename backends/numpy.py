@@ -32,6 +32,19 @@ class NumpyBackend(Backend):
     name = "numpy"
     supports_inplace = True
 
+    def device(self, x: Any) -> str:
+        return "cpu"
+
+    def is_traced(self, x: Any) -> bool:
+        return False
+
+    def sums_finite(self, xp: Any, arrays: Any) -> list[bool]:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return [bool(np.isfinite(np.add.reduce(x, axis=None))) for x in arrays]
+
+    def reads_values(self, x: Any) -> bool:
+        return True
+
     def normal(self, xp: Any, shape: tuple[int, ...], dtype: Any, *, seed: Seed, device: Any) -> Any:
         rng = _numpy_generator(seed)
         dtype = np.dtype(dtype)
@@ -67,13 +80,10 @@ class NumpyBackend(Backend):
         """
         single = X.dtype.char in "fF"
         if X.ndim != 2 or not single or X.size < 1 << 16:
-            if single:
-                work = X.astype(np.complex128 if X.dtype.char == "F" else np.float64)
-            else:
-                work = X if shift is None else X.copy()  # numpy.linalg.qr copies its input anyway
+            work = X.astype(np.complex128 if X.dtype.char in "FD" else np.float64)  # a copy, factored in place
             if shift is not None:
                 work[..., : shift.shape[-2], :] += shift
-            Q, R = np.linalg.qr(work, mode="reduced")
+            Q, R = _reduced_qr(work)
             del work
             return (Q.astype(X.dtype), R.astype(X.dtype)) if single else (Q, R)
         import scipy.linalg
@@ -96,6 +106,12 @@ class NumpyBackend(Backend):
 
     def empty_like(self, xp: Any, U: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         return np.empty_like(U) if tuple(U.shape) == tuple(shape) else np.empty(shape, dtype=U.dtype)
+
+    def power_of_two(self, xp: Any, e: np.ndarray) -> np.ndarray:
+        return np.power(2.0, e)  # in e's dtype (a Python float takes the array's): the same ufunc loop
+
+    def matrix_transpose(self, xp: Any, X: np.ndarray) -> np.ndarray:
+        return X.swapaxes(-1, -2)  # the view xp.matrix_transpose returns, without its Python wrappers
 
     def row_major(self, X: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(X)
@@ -130,6 +146,9 @@ class NumpyBackend(Backend):
         """
         n, p, r = out.shape[-2], out.shape[-1], X.shape[-1]
         batch = out.shape[:-2]
+        if out.ndim == 2 and max(n, p) < _PER_MATRIX_BLAS_MIN_N:
+            out += X @ Y
+            return out
         X = np.broadcast_to(X, batch + X.shape[-2:])
         Y = np.broadcast_to(Y, batch + Y.shape[-2:])
         if max(n, p) < _PER_MATRIX_BLAS_MIN_N:
@@ -142,6 +161,36 @@ class NumpyBackend(Backend):
                 target, x, y = target.T, y.T, x.T
             _add_rows_(target, x, y, r)
         return out
+
+
+def _reduced_qr(work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``numpy.linalg.qr(work, mode="reduced")`` of a double-precision array, overwriting ``work``.
+
+    The LAPACK gufuncs ``numpy.linalg.qr`` calls (``?geqrf``, then ``?orgqr``),
+    called directly: the same factors bit for bit, without the wrapper's copy
+    of its input and its ~40 Python calls (most of a 64×64 step's fixed cost
+    after the products). Falls back to ``numpy.linalg.qr`` where NumPy lacks them.
+    """
+    if _QR_GUFUNCS is None:
+        return np.linalg.qr(work, mode="reduced")
+    raw, reduced = _QR_GUFUNCS
+    signature = "D" if work.dtype.kind == "c" else "d"
+    with np.errstate(call=_qr_failed, invalid="call", over="ignore", divide="ignore", under="ignore"):
+        tau = raw(work, signature=f"{signature}->{signature}")
+        Q = reduced(work, tau, signature=f"{signature}{signature}->{signature}")
+    return Q, np.triu(work[..., : min(work.shape[-2:]), :])
+
+
+def _qr_failed(error: str, flag: int) -> None:
+    raise np.linalg.LinAlgError("Incorrect argument found while performing QR factorization")
+
+
+try:  # NumPy ≥ 1.22, public numpy.linalg.qr's own building blocks
+    from numpy.linalg import _umath_linalg
+
+    _QR_GUFUNCS: tuple[Any, Any] | None = (_umath_linalg.qr_r_raw, _umath_linalg.qr_reduced)
+except (ImportError, AttributeError):  # pragma: no cover - older or rearranged NumPy
+    _QR_GUFUNCS = None
 
 
 def _add_rows_(target: np.ndarray, x: np.ndarray, y: np.ndarray, r: int) -> None:

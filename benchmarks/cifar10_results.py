@@ -175,7 +175,7 @@ def resnet9_section() -> list[str]:
         "`unitary-lowrank train cifar10 --preset paper` is the authors' network and settings (their released "
         "`cifar_config.yaml`: RMSprop with momentum 0.9, lr 0.5, weight decay 5e-5, label smoothing 0.01, batch "
         "128, 100 epochs with 10 warm-up epochs, flips and 2-pixel shifts, mirror test-time augmentation, "
-        "rank 1), for a GPU; `tests/test_cifar10.py` runs it shortened (`--preset quick`). "
+        "rank 1), for a GPU; `tests/tasks/test_cifar10.py` runs it shortened (`--preset quick`). "
         f"`--preset cpu`, measured here: width {config['width']} (channels {config['width']}-"
         f"{2 * config['width']}-{4 * config['width']} instead of 64-128-256), Adam lr {config['lr']:g}, "
         f"{config['minutes']:g} CPU-minutes of training per run on the full training set, the same augmentations, "

@@ -17,7 +17,7 @@ import json
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from unitary_lowrank.cli.train_conv import ConvConfig, run
+from unitary_lowrank.tasks.train_conv import ConvConfig, run
 
 METHODS = ("transport", "project", "dense", "plain")
 

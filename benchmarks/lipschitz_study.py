@@ -1,7 +1,7 @@
 """Certified robustness at equal CPU time: LipConvNet on CIFAR-10 with each 1-Lipschitz convolution.
 
 Three phases, each a subcommand; every run is ``unitary-lowrank train cifar10``
-(:func:`unitary_lowrank.cli.train_cifar.run`) with one thread, two runs at a
+(:func:`unitary_lowrank.tasks.train_cifar10.run`) with one thread, two runs at a
 time, the same budget of CPU time (of its own process) per run:
 
 ``sweep``
@@ -30,7 +30,7 @@ import statistics
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from unitary_lowrank.cli.train_cifar import RADII, CifarConfig, run, run_name
+from unitary_lowrank.tasks.train_cifar10 import RADII, CifarConfig, run, run_name
 
 #: The convolutions compared: label → (conv, method, rank).
 VARIANTS = {

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import lipschitz_study  # one run (skipped if done, reported if it fails), a pool of them, reading summaries
 
-from unitary_lowrank.cli.train_cifar import PRESETS, CifarConfig
+from unitary_lowrank.tasks.train_cifar10 import PRESETS, CifarConfig
 
 #: label → (conv, method, rank); the last two are not in the paper: they tell the rank's part from the layers'
 VARIANTS = {

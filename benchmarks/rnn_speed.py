@@ -18,7 +18,9 @@ import statistics
 import time
 
 import torch
-from unitary_lowrank.backends.torch import LSTMBaseline, OrthogonalRNN, ProjUNN
+from unitary_lowrank.backends.torch import OrthogonalRNN, ProjUNN
+
+from unitary_lowrank.tasks.models.lstm import LSTMBaseline
 
 CASES = {
     "adding T = 200": dict(T=200, batch=50, inputs=2, outputs=1, nonlinearity="relu", iterations=20),

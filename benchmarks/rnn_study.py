@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 
-from unitary_lowrank.cli.train import METHODS, PRESETS, Config, run
+from unitary_lowrank.tasks.train_rnn import METHODS, PRESETS, Config, run
 
 TAIL = 5  # evaluations averaged for the late figure of merit, which is noisy from one evaluation to the next
 

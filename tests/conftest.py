@@ -10,7 +10,7 @@ import pytest
 import scipy.linalg
 
 # A script the DDP test runs in subprocesses, not a test module (and it needs torch).
-collect_ignore = ["ddp_worker.py"]
+collect_ignore = ["backends/ddp_worker.py"]
 
 DTYPES = ("float32", "float64", "complex64", "complex128")
 EPS = {
@@ -171,7 +171,7 @@ def _device_resident_when_asked():
     """``UL_DEVICE_RESIDENT=1 python -m pytest ...`` runs tests inside ``ul.device_resident()``.
 
     The Jacobi cores a compiled GPU step uses then meet the same dense references
-    as the LAPACK path (tests/test_resident.py runs a selection of them by default).
+    as the LAPACK path (tests/core/test_resident.py runs a selection of them by default).
     """
     if RESIDENT:
         import unitary_lowrank as ul
@@ -180,6 +180,12 @@ def _device_resident_when_asked():
             yield
     else:
         yield
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_a_temporary_folder(tmp_path_factory, monkeypatch):
+    """Nothing a test runs writes into the user's real cache (``~/.cache/unitary_lowrank``: decoded CIFAR-10)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 # -- which extras were missing ------------------------------------------------------------------
@@ -192,6 +198,8 @@ _EXTRA_OF_MODULE = {
     "mlxtend": "experiments",
     "tqdm": "experiments",
     "matplotlib": "experiments",
+    "PIL": "experiments",
+    "cupy": "cupy",
     "mkdocs": "docs",
     "mathjax": "docs",
     "mkdocstrings": "docs",

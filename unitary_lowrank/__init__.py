@@ -17,7 +17,7 @@ Framework adapters: :mod:`unitary_lowrank.backends.torch` (``torch.optim``
 wrapper) and :mod:`unitary_lowrank.backends.jax` (optax transformation).
 """
 
-from ._linalg import device_resident
+from ._placement import device_resident
 from .errors import NotUnitaryError, SingularUpdateWarning
 from .haar import random_unitary
 from .polar import polar

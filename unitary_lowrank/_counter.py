@@ -25,7 +25,9 @@ import math
 import numbers
 from typing import Any
 
-from ._linalg import device_of
+from ._arrays import device_of
+from ._validate import namespace
+from .backends import backend_for
 
 # SplitMix64's constants as signed 64-bit integers (the unsigned values minus 2⁶⁴)
 _GOLDEN = 0x9E3779B97F4A7C15 - (1 << 64)
@@ -33,16 +35,11 @@ _MIX_1 = 0xBF58476D1CE4E5B9 - (1 << 64)
 _MIX_2 = 0x94D049BB133111EB - (1 << 64)
 
 
-def is_key(xp: Any, seed: Any) -> bool:
+def is_key(seed: Any) -> bool:
     """True when ``seed`` is an integer array of one or more axes (a counter key), not an int, sequence or generator."""
-    import array_api_compat
-
-    from ._validate import namespace
-    from .backends import backend_for
-
-    if isinstance(seed, numbers.Integral) or not array_api_compat.is_array_api_obj(seed) or seed.ndim < 1:
-        return False  # an int (NumPy's integer scalars count as arrays to array_api_compat) seeds a generator
-    if backend_for(seed).name == "jax":
+    if isinstance(seed, numbers.Integral) or not hasattr(seed, "dtype") or getattr(seed, "ndim", 0) < 1:
+        return False  # an int (NumPy's integer scalars too), a sequence or a generator seeds a generator
+    if backend_for(seed).native_keys:
         return False  # JAX has keys of its own (jax.random), which its backend uses
     return namespace("sketch", seed=seed).isdtype(seed.dtype, "integral")  # in the key's own library
 

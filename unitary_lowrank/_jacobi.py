@@ -40,7 +40,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._linalg import adjoint, device_of, is_complex, real_dtype
+from ._arrays import adjoint, device_of, is_complex, real_dtype
+from .backends import backend_for
 
 
 def sweeps_for(r: int, dtype_bits: int) -> int:
@@ -52,7 +53,7 @@ def sweeps_for(r: int, dtype_bits: int) -> int:
     converge more slowly: float64 up to 5, 9, 12, 15, float32 up to 4, 7, 9, 11
     (the eigensolver's shifted H + μI is well conditioned and needs no more).
     The count is fixed, not data-dependent, so that nothing is read back:
-    ``2⌈log₂ r⌉ + 8`` (float64), ``⌈log₂ r⌉ + 7`` (float32); tests/test_jacobi.py
+    ``2⌈log₂ r⌉ + 8`` (float64), ``⌈log₂ r⌉ + 7`` (float32); tests/core/test_jacobi.py
     holds the result to 20 r ε of LAPACK on such inputs.
     """
     log = math.ceil(math.log2(max(r, 2)))
@@ -185,8 +186,6 @@ def jacobi_svd(xp: Any, X: Any, sweeps: int | None = None) -> tuple[Any, Any, An
     ``X V`` are orthogonal; a Householder QR of ``X V``, largest columns first,
     then gives orthonormal ``W`` (also where σ = 0) and σ = |diag R|.
     """
-    from .backends import backend_for
-
     m, n0 = X.shape[-2], X.shape[-1]
     batch = tuple(X.shape[:-2])
     XV, V = _one_sided(xp, X, sweeps)

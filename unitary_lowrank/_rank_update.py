@@ -24,37 +24,38 @@ kept apart (:func:`update_exponent`).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from ._linalg import batch_shape, device_of, eps, qr, scale_exponent, times_power_of_two
+from ._arrays import eps, scale_exponent, times_power_of_two
+from ._context import Context, context
+from ._linalg import qr
 from ._validate import check_factors, check_finite, namespace
+from .unitarity import probe_unitarity
 
 
-def prepare(func: str, U: Any, A: Any, B: Any, *, check: bool, check_finite_: bool, out: Any) -> Any:
-    """Validate the operands of a step; returns the array namespace."""
+def prepare(func: str, U: Any, A: Any, B: Any, *, check: bool, check_finite_: bool, out: Any) -> Context:
+    """Validate the operands of a step (once, at the public boundary); returns the call's context."""
     xp = namespace(func, U=U, A=A, B=B)
-    check_factors(xp, func, U, A, B)
+    batch = check_factors(xp, func, U, A, B)
     if check_finite_:
         check_finite(xp, func, U=U, A=A, B=B)
     if check:
-        from .unitarity import probe_unitarity
-
         probe_unitarity(xp, func, U)
+    ctx = context(xp, U, (U, A, B), batch)
     if out is not None:
-        _check_out(xp, func, U, A, B, out)
-    return xp
+        _check_out(ctx, func, U, out)
+    return ctx
 
 
-def _check_out(xp: Any, func: str, U: Any, A: Any, B: Any, out: Any) -> None:
-    from .backends import backend_for
-
-    expected = batch_shape(U, A, B) + tuple(U.shape[-2:])
-    if namespace(func, out=out, U=U) is not xp or tuple(out.shape) != expected or out.dtype != U.dtype:
+def _check_out(ctx: Context, func: str, U: Any, out: Any) -> None:
+    expected = ctx.batch + tuple(U.shape[-2:])
+    if namespace(func, out=out, U=U) is not ctx.xp or tuple(out.shape) != expected or out.dtype != U.dtype:
         raise ValueError(
             f"{func}: out must be an array of the same library as U, shape {expected} and dtype {U.dtype}; "
             f"got shape {tuple(out.shape)} and dtype {out.dtype}"
         )
-    backend = backend_for(out)
+    backend = ctx.backend
     if not backend.supports_inplace:
         raise TypeError(
             f"{func}: arrays of {type(out).__module__}.{type(out).__name__} cannot be updated in place; "
@@ -66,39 +67,37 @@ def _check_out(xp: Any, func: str, U: Any, A: Any, B: Any, out: Any) -> None:
         raise ValueError(f"{func}: out {problem}")
 
 
-def is_trivial(U: Any, A: Any, B: Any) -> bool:
+def is_trivial(ctx: Context, U: Any, A: Any) -> bool:
     """An empty batch, an empty matrix or k = 0: the result is ``U`` itself."""
-    shape = batch_shape(U, A, B) + tuple(U.shape[-2:])
-    return 0 in shape or A.shape[-1] == 0
+    return 0 in ctx.batch or 0 in tuple(U.shape[-2:]) or A.shape[-1] == 0
 
 
-def copy_of_U(xp: Any, U: Any, A: Any, B: Any, out: Any) -> Any:
+def copy_of_U(ctx: Context, U: Any, out: Any) -> Any:
     """``U`` (broadcast to the batch shape of the step) as a new array, or written into ``out``."""
-    shape = batch_shape(U, A, B) + tuple(U.shape[-2:])
+    xp = ctx.xp
+    shape = ctx.batch + tuple(U.shape[-2:])
     if out is not None:
-        from .backends import backend_for
-
-        return backend_for(out).copy_(out, xp.broadcast_to(U, shape))
-    return U + xp.zeros(shape, dtype=U.dtype, device=device_of(U))
+        return ctx.backend.copy_(out, xp.broadcast_to(U, shape))
+    return U + xp.zeros(shape, dtype=U.dtype, device=ctx.device)
 
 
-def span(xp: Any, left: Any, right: Any) -> tuple[Any, Any, Any, Any, Any]:
+def span(ctx: Context, left: Any, right: Any) -> tuple[Any, Any, Any, Any, Any]:
     """Orthonormal basis of ``[left, right]`` (..., m, k each) and the coordinates of both in it.
 
     Returns ``Q`` (..., m, r), ``R_left`` and ``R_right`` (..., r, k) and the
     exponents ``e_left``, ``e_right`` (..., 1, 1) with ``left = 2^e_left Q
     R_left`` and ``right = 2^e_right Q R_right``. Householder QR keeps ``Q``
-    orthonormal even when ``[left, right]`` is rank deficient.
+    orthonormal even when ``[left, right]`` is rank deficient. Both broadcast
+    to the step's batch shape.
     """
-    batch = batch_shape(left, right)
-    m, k = left.shape[-2], left.shape[-1]
+    xp = ctx.xp
+    shape = ctx.batch + tuple(left.shape[-2:])
     e_left, e_right = scale_exponent(xp, left), scale_exponent(xp, right)
-    parts = [
-        xp.broadcast_to(times_power_of_two(xp, x, -e), batch + (m, k)) for x, e in ((left, e_left), (right, e_right))
-    ]
-    stacked = xp.concat(parts, axis=-1)
+    parts = [times_power_of_two(xp, x, -e) for x, e in ((left, e_left), (right, e_right))]
+    stacked = xp.concat([x if tuple(x.shape) == shape else xp.broadcast_to(x, shape) for x in parts], axis=-1)
     del parts
-    Q, R = qr(xp, stacked)
+    Q, R = qr(ctx, stacked)
+    k = shape[-1]
     return Q, R[..., :, :k], R[..., :, k:], e_left, e_right
 
 
@@ -110,37 +109,32 @@ def update_exponent(xp: Any, e: Any, dtype: Any) -> Any:
     precision of ``t C``. The cap keeps ``t``, and angles ``t λ``, finite; a
     very negative exponent lets ``t`` underflow to 0, which is as exact.
     """
-    import math
-
     cap = math.ceil(math.log2(1000 / eps(xp, dtype)))
     return xp.minimum(e, xp.full_like(e, float(cap)))
 
 
-def scaled_identity_plus(xp: Any, C: Any, t: Any) -> Any:
+def scaled_identity_plus(ctx: Context, C: Any, t: Any) -> Any:
     """``(I + t C) / max(t, 1)``: a positive multiple of ``I + t C`` that cannot overflow.
 
     Polar factors are unchanged by a positive scale; ``t`` may be 0 (a vanishing
     update) or ``inf`` (an update whose product overflows: then ``C`` alone).
     """
+    xp = ctx.xp
     one = xp.ones_like(t)
-    identity = xp.eye(C.shape[-1], dtype=C.dtype, device=device_of(C))
+    identity = xp.eye(C.shape[-1], dtype=C.dtype, device=ctx.device)
     return identity * xp.astype(one / xp.maximum(t, one), C.dtype) + C * xp.astype(xp.minimum(t, one), C.dtype)
 
 
-def add_update(xp: Any, U: Any, X: Any, Y: Any, out: Any) -> Any:
+def add_update(ctx: Context, U: Any, X: Any, Y: Any, out: Any) -> Any:
     """``U + X Y`` (X: (..., n, r), Y: (..., r, p)); into ``out`` when given.
 
     On libraries with mutable arrays the product is accumulated into a fresh
     (or the given) output by the backend, without an n×p temporary.
     """
-    from .backends import backend_for
-
-    backend = backend_for(U)
+    backend = ctx.backend
     if out is None:
         if not backend.supports_inplace:  # immutable arrays (JAX, array_api_strict)
-            return U + xp.matmul(X, Y)
-        shape = batch_shape(U, X, Y) + tuple(U.shape[-2:])
-        out = backend.empty_like(xp, U, shape)  # in U's memory layout: the copy below streams, no transpose
-    target = backend_for(out)
-    target.copy_(out, U)
-    return target.add_product_(out, X, Y)
+            return U + ctx.xp.matmul(X, Y)
+        out = backend.empty_like(ctx.xp, U, ctx.batch + tuple(U.shape[-2:]))  # in U's layout: the copy streams
+    backend.copy_(out, U)
+    return backend.add_product_(out, X, Y)

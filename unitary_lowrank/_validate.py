@@ -11,7 +11,8 @@ from typing import Any
 
 import array_api_compat
 
-from ._linalg import batch_shape
+from ._arrays import batch_shape
+from .backends import backend_for
 
 SUPPORTED_DTYPES = ("float32", "float64", "complex64", "complex128")
 
@@ -25,9 +26,12 @@ def namespace(func: str, **arrays: Any) -> Any:
     """``array_namespace`` of the arguments, with an error that names them."""
     kinds = {type(x) for x in arrays.values()}
     if len(kinds) == 1:
-        known = _NAMESPACES.get(next(iter(kinds)))
-        if known is not None:
-            return known
+        kind = next(iter(kinds))
+        for cls in kind.__mro__:  # a subclass of a known array type (torch.nn.Parameter) has its namespace
+            known = _NAMESPACES.get(cls)
+            if known is not None:
+                _NAMESPACES[kind] = known
+                return known
     for name, x in arrays.items():
         if not array_api_compat.is_array_api_obj(x):
             raise TypeError(f"{func}: {name} must be an array; got {type(x).__name__}")
@@ -55,9 +59,11 @@ def check_dtype(xp: Any, func: str, name: str, x: Any) -> None:
 
 def check_same_dtype(xp: Any, func: str, **arrays: Any) -> None:
     items = list(arrays.items())
-    for name, x in items:
-        check_dtype(xp, func, name, x)
     first_name, first = items[0]
+    check_dtype(xp, func, first_name, first)
+    for name, x in items[1:]:
+        if x.dtype != first.dtype:
+            check_dtype(xp, func, name, x)
     for name, x in items[1:]:
         if x.dtype != first.dtype:
             raise TypeError(
@@ -73,8 +79,8 @@ def check_matrix(func: str, name: str, x: Any, *, square: bool = False) -> None:
         raise ValueError(f"{func}: {name} must be square, shape (..., N, N); got shape {tuple(x.shape)}")
 
 
-def check_factors(xp: Any, func: str, U: Any, A: Any, B: Any) -> None:
-    """``U`` (..., n, p) with p ≤ n (orthonormal columns), ``A`` (..., n, k) and ``B`` (..., p, k)."""
+def check_factors(xp: Any, func: str, U: Any, A: Any, B: Any) -> tuple[int, ...]:
+    """``U`` (..., n, p), p ≤ n (orthonormal columns), ``A`` (..., n, k), ``B`` (..., p, k); returns the batch shape."""
     check_matrix(func, "U", U)
     check_matrix(func, "A", A)
     check_matrix(func, "B", B)
@@ -97,7 +103,7 @@ def check_factors(xp: Any, func: str, U: Any, A: Any, B: Any) -> None:
             f"{func}: A and B must have the same number of columns k; got A {tuple(A.shape)} and B {tuple(B.shape)}"
         )
     try:
-        batch_shape(U, A, B)
+        return batch_shape(U, A, B)
     except ValueError as err:
         raise ValueError(
             f"{func}: leading (batch) axes of U {tuple(U.shape)}, A {tuple(A.shape)} and B {tuple(B.shape)} "
@@ -107,8 +113,6 @@ def check_factors(xp: Any, func: str, U: Any, A: Any, B: Any) -> None:
 
 def is_concrete(x: Any) -> bool:
     """False for arrays whose values are unknown now (JAX tracers, lazy arrays)."""
-    from .backends import backend_for
-
     return not backend_for(x).is_traced(x)
 
 
@@ -119,12 +123,10 @@ def check_finite(xp: Any, func: str, **arrays: Any) -> None:
     of the array decides the common case; only a non-finite sum (a real
     non-finite entry, or an overflow) pays for the exact elementwise check.
     """
-    from .backends import backend_for
-
-    for name, x in arrays.items():
-        if not is_concrete(x):
-            continue
-        if bool(xp.isfinite(backend_for(x).quiet_sum(xp, x))):
-            continue
-        if not bool(xp.all(xp.isfinite(x))):
+    backend = backend_for(next(iter(arrays.values())))
+    concrete = {name: x for name, x in arrays.items() if not backend.is_traced(x)}
+    if not concrete:
+        return
+    for (name, x), finite_sum in zip(concrete.items(), backend.sums_finite(xp, concrete.values()), strict=True):
+        if not finite_sum and not bool(xp.all(xp.isfinite(x))):
             raise ValueError(f"{func}: {name} contains NaN or Inf; pass finite values")

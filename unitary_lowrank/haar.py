@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
-from ._linalg import is_complex
+import array_api_compat
+
+from ._arrays import is_complex
 from ._validate import SUPPORTED_DTYPES
+from .backends import backend_for
 
 __all__ = ["random_unitary"]
 
@@ -66,8 +70,6 @@ def random_unitary(
     >>> ul.random_unitary(5, 2, seed=0).shape
     (5, 2)
     """
-    from .backends import backend_for
-
     if not _is_int(n) or n < 1:
         raise ValueError(f"random_unitary: n must be a positive int; got {n!r}")
     n = int(n)
@@ -93,8 +95,6 @@ def random_unitary(
 
 
 def _is_int(value: Any) -> bool:
-    import numbers
-
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -113,8 +113,6 @@ def _batch_shape(batch_shape: Any) -> tuple[int, ...]:
 
 
 def _namespace_and_device(like: Any) -> tuple[Any, Any]:
-    import array_api_compat
-
     if like is None:
         import array_api_compat.numpy as xp
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from ._linalg import eps
+from ._arrays import eps
 from ._validate import check_dtype, check_finite, check_matrix, is_concrete, namespace
 from .errors import SingularUpdateWarning
 

@@ -5,21 +5,10 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from ._linalg import (
-    adjoint,
-    eps,
-    eye,
-    is_complex,
-    power_of_two,
-    qr,
-    safe_svd,
-    scale_exponent,
-    small_core,
-    stream,
-    times_power_of_two,
-)
+from ._arrays import power_of_two, scale_exponent, times_power_of_two
+from ._context import Context
+from ._linalg import qr, safe_svd
 from ._rank_update import add_update, copy_of_U, is_trivial, prepare, scaled_identity_plus, span, update_exponent
-from ._validate import is_concrete
 from .errors import SingularUpdateWarning
 
 __all__ = ["project"]
@@ -114,15 +103,21 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
     >>> V.shape, bool(ul.unitarity_error(V) < 1e-14)
     ((6, 2), True)
     """
-    xp = prepare("project", U, A, B, check=check, check_finite_=check_finite, out=out)
-    if is_trivial(U, A, B):
-        return copy_of_U(xp, U, A, B, out)
+    ctx = prepare("project", U, A, B, check=check, check_finite_=check_finite, out=out)
+    return project_step(ctx, U, A, B, out, warn=check_finite)
+
+
+def project_step(ctx: Context, U: Any, A: Any, B: Any, out: Any, *, warn: bool = False) -> Any:
+    """:func:`project` on validated operands, from their call's context; ``warn``: the singular warning."""
+    if is_trivial(ctx, U, A):
+        return copy_of_U(ctx, U, out)
+    xp = ctx.xp
     n, p = U.shape[-2], U.shape[-1]
     # Â = Uᴴ A as (Aᴴ U)ᴴ: reads U once in its own memory order, no conj(U) copy.
-    A_hat = adjoint(xp, stream(xp, adjoint(xp, A), U))
-    Q, R_A, R_B, e_A, e_B = span(xp, A_hat, B)  # Â = 2^e_A Q R_A, B = 2^e_B Q R_B
+    A_hat = ctx.adjoint(ctx.stream(ctx.adjoint(A), U))
+    Q, R_A, R_B, e_A, e_B = span(ctx, A_hat, B)  # Â = 2^e_A Q R_A, B = 2^e_B Q R_B
     del A_hat
-    UQ = stream(xp, U, Q)
+    UQ = ctx.stream(U, Q)
     outside = ()
     if p < n:
         # A⊥ = A − U Uᴴ A = 2^e_a (2^−e_a A − (U Q) R_A 2^(e_A − e_a)) = 2^(e_a + e_P) P R_P.
@@ -130,27 +125,27 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
         # U's complement by ε ‖A‖/‖A⊥‖, and a nearly singular K can give that direction O(1) weight.
         e_a = scale_exponent(xp, A)
         A_perp = times_power_of_two(xp, A, -e_a) - times_power_of_two(xp, xp.matmul(UQ, R_A), e_A - e_a)
-        A_perp = A_perp - stream(xp, U, adjoint(xp, stream(xp, adjoint(xp, A_perp), U)))
+        A_perp = A_perp - ctx.stream(U, ctx.adjoint(ctx.stream(ctx.adjoint(A_perp), U)))
         e_P = scale_exponent(xp, A_perp)
-        P, R_P = qr(xp, times_power_of_two(xp, A_perp, -e_P))
+        P, R_P = qr(ctx, times_power_of_two(xp, A_perp, -e_P))
         del A_perp
         outside = (R_P, e_a + e_P)
-    closed_form = p == n and R_A.shape[-2] == 2 and not is_complex(xp, R_A)  # real, k = 1: stays on the device
-    F_minus_I, F_2 = small_core(
-        xp, _core, R_A, R_B, e_A, e_B, *outside, here=closed_form, closed_form=closed_form, warn=check_finite
+    closed_form = p == n and R_A.shape[-2] == 2 and not ctx.complex  # real, k = 1: stays on the device
+    F_minus_I, F_2 = ctx.small(
+        _core, R_A, R_B, e_A, e_B, *outside, here=closed_form, closed_form=closed_form, warn=warn
     )
     X = xp.matmul(UQ, F_minus_I)
     del UQ
     if p < n:
         X = X + xp.matmul(P, F_2)
         del P
-    Y = adjoint(xp, Q)
+    Y = ctx.adjoint(Q)
     del Q  # complex: Y is a conjugated copy, and Q can go before the update's row buffer is taken
-    return add_update(xp, U, X, Y, out)
+    return add_update(ctx, U, X, Y, out)
 
 
 def _core(
-    xp: Any,
+    ctx: Context,
     R_A: Any,
     R_B: Any,
     e_A: Any,
@@ -167,29 +162,30 @@ def _core(
     p < n: ``A⊥ = 2^e_P P R_P`` too. Both blocks are exactly zero when the
     update vanishes (the SVD of I need not return I bit for bit).
     """
+    xp = ctx.xp
     e_t = update_exponent(xp, e_A + e_B, R_A.dtype)
     t = power_of_two(xp, e_t)
     r = R_A.shape[-2]
-    C = xp.matmul(R_A, adjoint(xp, R_B))
-    K = scaled_identity_plus(xp, C, t)
+    C = xp.matmul(R_A, ctx.adjoint(R_B))
+    K = scaled_identity_plus(ctx, C, t)
     vanishing = is_zero(xp, C)
     if R_P is not None:
         # The rows R_P R_Bᴴ 2^(e_P + e_B), scaled as the top block was (by t / 2^(e_A + e_B) and
         # 1/max(t, 1)); capped like t, past which the top block is below rounding against them.
         exponent = update_exponent(xp, e_P - e_A + xp.minimum(e_t, 0.0 * e_t), R_A.dtype)
-        D = xp.matmul(R_P, adjoint(xp, R_B))
+        D = xp.matmul(R_P, ctx.adjoint(R_B))
         K = xp.concat([K, times_power_of_two(xp, D, exponent)], axis=-2)
         vanishing = vanishing & is_zero(xp, D)
     if closed_form:
         F, sigma = _polar_2x2(xp, K)  # k = 1 on a real square weight: closed form, no SVD
     else:
-        W, sigma, Vh = safe_svd(xp, K)
+        W, sigma, Vh = safe_svd(ctx, K)
         F = xp.matmul(W, Vh)
         del W, Vh
-    if warn and is_concrete(sigma):
-        _warn_if_singular(xp, sigma)
+    if warn and not ctx.backend.is_traced(sigma):
+        _warn_if_singular(ctx, sigma)
     keep = ~vanishing[..., None, None]
-    F_minus_I, F_2 = F[..., :r, :] - eye(xp, r, F), F[..., r:, :]
+    F_minus_I, F_2 = F[..., :r, :] - xp.eye(r, dtype=F.dtype, device=ctx.device), F[..., r:, :]
     return xp.where(keep, F_minus_I, xp.zeros_like(F_minus_I)), xp.where(keep, F_2, xp.zeros_like(F_2))
 
 
@@ -221,24 +217,25 @@ def _polar_2x2(xp: Any, K: Any) -> tuple[Any, Any]:
     return xp.concat([top, bottom], axis=-2), sigma
 
 
-def _warn_if_singular(xp: Any, sigma: Any) -> None:
+def _warn_if_singular(ctx: Context, sigma: Any) -> None:
     """Warn if the smallest singular value is rounding noise against the scale of the problem.
 
     ``K`` is ``I + C`` up to a positive factor ``1/max(t, 1)``: its scale is
     ``max(1, σ_max)`` in those units, never less than the identity's, so an
     update that cancels ``U`` exactly (σ_max itself rounding noise) is caught.
     """
+    xp = ctx.xp
     r = sigma.shape[-1]
     if r == 0:
         return
     scale = xp.maximum(sigma[..., 0], xp.ones_like(sigma[..., 0]))
-    tolerance = 4 * max(r, 1) * eps(xp, sigma.dtype) * scale
+    tolerance = 4 * max(r, 1) * ctx.eps * scale
     if bool(xp.any(~(sigma[..., -1] > tolerance))):
         warnings.warn(
             "project: U + A Bᴴ is numerically singular, so its closest unitary is not unique; "
             "returning one valid polar factor",
             SingularUpdateWarning,
-            stacklevel=5,  # _warn_if_singular, _core, small_core, project, the caller
+            stacklevel=6,  # _warn_if_singular, _core, Context.small, project_step, project, the caller
         )
 
 

@@ -4,20 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._arrays import real_dtype, scale_exponent, times_power_of_two
+from ._context import Context, context
 from ._counter import is_key, key_normal, key_uniform
-from ._linalg import (
-    adjoint,
-    device_of,
-    is_complex,
-    orthonormal_basis,
-    qr,
-    real_dtype,
-    safe_svd,
-    scale_exponent,
-    small_core,
-    stream,
-    times_power_of_two,
-)
+from ._linalg import orthonormal_basis, qr, safe_svd
 from ._validate import check_dtype, check_matrix, namespace
 from ._validate import check_finite as _check_finite
 
@@ -126,10 +116,14 @@ def sketch(
     for name, value in (("oversample", oversample), ("power_iters", power_iters)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{func}: {name} must be an int ≥ 0; got {value!r}")
-    if is_key(xp, seed):
+    ctx = context(xp, G, (G,), tuple(G.shape[:-2]))
+    keyed = is_key(seed)
+    if keyed:
         namespace(func, G=G, seed=seed)  # a key of G's own library, on G's device
-        if device_of(seed) != device_of(G):
-            raise ValueError(f"{func}: a seed key must live on G's device ({device_of(G)}); got {device_of(seed)}")
+        if ctx.backend.device(seed) != ctx.device:
+            raise ValueError(
+                f"{func}: a seed key must live on G's device ({ctx.device}); got {ctx.backend.device(seed)}"
+            )
     if init is not None:
         if method != "randomized":
             raise ValueError(f"{func}: init is a warm start for method='randomized'; got method={method!r}")
@@ -140,97 +134,111 @@ def sketch(
                 f"{func}: init must have shape (..., {n}, l) with l ≥ rank = {rank} and dtype {G.dtype}; "
                 f"got shape {tuple(init.shape)} and dtype {init.dtype}"
             )
+    return sketch_step(ctx, G, rank, method, oversample, power_iters, seed, keyed, init)
+
+
+def sketch_step(
+    ctx: Context,
+    G: Any,
+    rank: int,
+    method: str,
+    oversample: int,
+    power_iters: int,
+    seed: Any,
+    keyed: bool,
+    init: Any = None,
+) -> tuple[Any, Any]:
+    """:func:`sketch` on validated arguments, from the call's context.
+
+    ``keyed``: ``seed`` is a counter key (an integer array of ``G``'s library,
+    on its device), drawn from with array operations; otherwise the backend
+    draws from it (an int, a sequence of them, a generator, a ``jax.random`` key).
+    """
     if method == "svd":
-        return _truncated_svd(xp, G, rank)
+        return _truncated_svd(ctx, G, rank)
     if method == "column":
-        return _column_sample(xp, G, rank, oversample, seed)
-    return _range_finder(xp, G, rank, oversample, power_iters, seed, init)
+        return _column_sample(ctx, G, rank, oversample, seed, keyed)
+    return _range_finder(ctx, G, rank, oversample, power_iters, seed, keyed, init)
 
 
-def _truncated_svd(xp: Any, G: Any, rank: int) -> tuple[Any, Any]:
-    W, sigma, Vh = safe_svd(xp, G)
+def _truncated_svd(ctx: Context, G: Any, rank: int) -> tuple[Any, Any]:
+    xp = ctx.xp
+    W, sigma, Vh = safe_svd(ctx, G)
     A = W[..., :rank] * xp.astype(sigma[..., None, :rank], G.dtype)
-    return A, adjoint(xp, Vh[..., :rank, :])
+    return A, ctx.adjoint(Vh[..., :rank, :])
 
 
-def _gaussian(xp: Any, G: Any, shape: tuple[int, ...], seed: Any) -> Any:
-    from array_api_compat import device
-
-    from .backends import backend_for
-
-    if is_key(xp, seed):
-        return key_normal(xp, seed, shape, G.dtype)
-    return backend_for(G).normal(xp, shape, G.dtype, seed=seed, device=device(G))
-
-
-def _range_finder(xp: Any, G: Any, rank: int, oversample: int, power_iters: int, seed: Any, init: Any):
+def _range_finder(
+    ctx: Context, G: Any, rank: int, oversample: int, power_iters: int, seed: Any, keyed: bool, init: Any
+) -> tuple[Any, Any]:
+    xp = ctx.xp
     m, n = G.shape[-2], G.shape[-1]
     batch = tuple(G.shape[:-2])
     if init is None:
         width = min(rank + oversample, m, n)
-        omega = _gaussian(xp, G, batch + (n, width), seed)
+        shape = batch + (n, width)
+        if keyed:
+            omega = key_normal(xp, seed, shape, G.dtype)
+        else:
+            omega = ctx.backend.normal(xp, shape, G.dtype, seed=seed, device=ctx.device)
     else:
         omega = init
-    Y = stream(xp, G, omega)
+    Y = ctx.stream(G, omega)
     if power_iters == 0:
-        return _lift(xp, orthonormal_basis(xp, Y), G, rank)
+        return _lift(ctx, orthonormal_basis(ctx, Y), G, rank)
     for _ in range(power_iters):
-        P = orthonormal_basis(xp, Y)
+        P = orthonormal_basis(ctx, Y)
         # Gᴴ P as (Pᴴ G)ᴴ: streams G in its own memory order, no conj(G) copy.
-        Z = orthonormal_basis(xp, adjoint(xp, stream(xp, adjoint(xp, P), G)))
-        Y = stream(xp, G, Z)
-    W, sigma, Vh = _tall_svd(xp, Y)
+        Z = orthonormal_basis(ctx, ctx.adjoint(ctx.stream(ctx.adjoint(P), G)))
+        Y = ctx.stream(G, Z)
+    W, sigma, Vh = _tall_svd(ctx, Y)
     A = W[..., :rank] * xp.astype(sigma[..., None, :rank], G.dtype)
-    B = xp.matmul(Z, adjoint(xp, Vh[..., :rank, :]))
+    B = xp.matmul(Z, ctx.adjoint(Vh[..., :rank, :]))
     return A, B
 
 
-def _tall_svd(xp: Any, Y: Any) -> tuple[Any, Any, Any]:
+def _tall_svd(ctx: Context, Y: Any) -> tuple[Any, Any, Any]:
     """Thin SVD of a tall (..., m, l) ``Y``; on a GPU as ``Y = Q R`` there and the l×l SVD of ``R`` on the host.
 
     LAPACK's SVD of a tall matrix takes the same QR first; cuSOLVER's waits for
     the device and runs latency-bound at small l.
     """
-    from .backends import backend_for
-
-    if backend_for(Y).host_transfer((Y,)) is None:
-        return safe_svd(xp, Y)
-    Q, R = qr(xp, Y)
-    W, sigma, Vh = small_core(xp, safe_svd, R)
-    return xp.matmul(Q, W), sigma, Vh
+    if ctx.transfer is None:
+        return safe_svd(ctx, Y)
+    Q, R = qr(ctx, Y)
+    W, sigma, Vh = ctx.small(safe_svd, R)
+    return ctx.xp.matmul(Q, W), sigma, Vh
 
 
-def _lift(xp: Any, P: Any, G: Any, rank: int) -> tuple[Any, Any]:
+def _lift(ctx: Context, P: Any, G: Any, rank: int) -> tuple[Any, Any]:
     """Best rank-k factors of ``P Pᴴ G`` for orthonormal ``P``: one more pass over ``G``."""
-    W, sigma, Vh = safe_svd(xp, stream(xp, adjoint(xp, P), G))
+    xp = ctx.xp
+    W, sigma, Vh = safe_svd(ctx, ctx.stream(ctx.adjoint(P), G))
     A = xp.matmul(P, W[..., :rank] * xp.astype(sigma[..., None, :rank], G.dtype))
-    return A, adjoint(xp, Vh[..., :rank, :])
+    return A, ctx.adjoint(Vh[..., :rank, :])
 
 
-def _column_sample(xp: Any, G: Any, rank: int, oversample: int, seed: Any) -> tuple[Any, Any]:
-    from array_api_compat import device
-
-    from .backends import backend_for
-
+def _column_sample(ctx: Context, G: Any, rank: int, oversample: int, seed: Any, keyed: bool) -> tuple[Any, Any]:
+    xp = ctx.xp
     m, n = G.shape[-2], G.shape[-1]
     batch = tuple(G.shape[:-2])
     width = min(rank + oversample, n)
     real = real_dtype(xp, G.dtype)
     scaled = times_power_of_two(xp, G, -scale_exponent(xp, G))  # squares above 1e19 (single) would overflow
-    weights = xp.sum(xp.abs(scaled) ** 2, axis=-2) if is_complex(xp, G) else xp.sum(scaled * scaled, axis=-2)
+    weights = xp.sum(xp.abs(scaled) ** 2, axis=-2) if ctx.complex else xp.sum(scaled * scaled, axis=-2)
     del scaled
     total = xp.sum(weights, axis=-1, keepdims=True)
     probability = weights / xp.where(total > 0, total, xp.ones_like(total))
     tiny = float(xp.finfo(real).smallest_normal)
-    if is_key(xp, seed):
+    if keyed:
         u = key_uniform(xp, seed, batch + (n,), real)
     else:
-        u = backend_for(G).uniform(xp, batch + (n,), real, seed=seed, device=device(G))
+        u = ctx.backend.uniform(xp, batch + (n,), real, seed=seed, device=ctx.device)
     # Gumbel top-l: argsort of log p + Gumbel noise draws l columns without
     # replacement with probabilities ∝ p; zero columns come last.
     keys = xp.log(probability + tiny) - xp.log(-xp.log(u))
     chosen = xp.argsort(-keys, axis=-1)[..., :width]
     columns = xp.take_along_axis(G, xp.broadcast_to(chosen[..., None, :], batch + (m, width)), axis=-1)
     scale = 1 / xp.sqrt(width * xp.take_along_axis(probability, chosen, axis=-1) + tiny)
-    W, _, _ = safe_svd(xp, columns * xp.astype(scale[..., None, :], G.dtype))
-    return _lift(xp, W[..., :rank], G, rank)
+    W, _, _ = safe_svd(ctx, columns * xp.astype(scale[..., None, :], G.dtype))
+    return _lift(ctx, W[..., :rank], G, rank)

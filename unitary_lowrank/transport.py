@@ -4,19 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._linalg import (
-    adjoint,
-    complex_dtype,
-    eye,
-    is_complex,
-    on_host,
-    power_of_two,
-    real_part,
-    safe_eigh,
-    safe_svd,
-    small_core,
-    stream,
-)
+from ._arrays import complex_dtype, power_of_two
+from ._context import Context
+from ._linalg import safe_eigh, safe_svd
 from ._rank_update import add_update, copy_of_U, is_trivial, prepare, span, update_exponent
 
 __all__ = ["transport"]
@@ -115,27 +105,34 @@ def transport(
     """
     if retraction not in _RETRACTIONS:
         raise ValueError(f"transport: retraction must be one of {_RETRACTIONS}; got {retraction!r}")
-    xp = prepare("transport", U, A, B, check=check, check_finite_=check_finite, out=out)
-    if is_trivial(U, A, B):
-        return copy_of_U(xp, U, A, B, out)
-    UB = stream(xp, U, B)
-    Q, R_A, R_UB, e_A, e_UB = span(xp, A, UB)  # A = 2^e_A Q R_A, U B = 2^e_UB Q R_UB
+    ctx = prepare("transport", U, A, B, check=check, check_finite_=check_finite, out=out)
+    return transport_step(ctx, U, A, B, retraction, out)
+
+
+def transport_step(ctx: Context, U: Any, A: Any, B: Any, retraction: str, out: Any) -> Any:
+    """:func:`transport` on validated operands, from their call's context."""
+    if is_trivial(ctx, U, A):
+        return copy_of_U(ctx, U, out)
+    xp = ctx.xp
+    UB = ctx.stream(U, B)
+    Q, R_A, R_UB, e_A, e_UB = span(ctx, A, UB)  # A = 2^e_A Q R_A, U B = 2^e_UB Q R_UB
     del UB
     # a real rank-2 core is a plane rotation in closed form: elementwise, no round trip to the host
-    closed_form = R_A.shape[-2] == 2 and not is_complex(xp, R_A)
-    (F_minus_I,) = small_core(xp, _core, R_A, R_UB, e_A, e_UB, here=closed_form, retraction=retraction)
-    Y = xp.matmul(F_minus_I, stream(xp, adjoint(xp, Q), U))  # (F − I)(Qᴴ U): the second pass over U
-    return add_update(xp, U, Q, Y, out)
+    closed_form = R_A.shape[-2] == 2 and not ctx.complex
+    (F_minus_I,) = ctx.small(_core, R_A, R_UB, e_A, e_UB, here=closed_form, retraction=retraction)
+    Y = xp.matmul(F_minus_I, ctx.stream(ctx.adjoint(Q), U))  # (F − I)(Qᴴ U): the second pass over U
+    return add_update(ctx, U, Q, Y, out)
 
 
-def _core(xp: Any, R_A: Any, R_UB: Any, e_A: Any, e_UB: Any, *, retraction: str) -> tuple[Any]:
+def _core(ctx: Context, R_A: Any, R_UB: Any, e_A: Any, e_UB: Any, *, retraction: str) -> tuple[Any]:
     """``F − I`` (r×r) from the coordinates ``R_A``, ``R_UB`` and their exponents (see :func:`transport`)."""
-    C = xp.matmul(R_A, adjoint(xp, R_UB))
+    xp = ctx.xp
+    C = xp.matmul(R_A, ctx.adjoint(R_UB))
     t = power_of_two(xp, update_exponent(xp, e_A + e_UB, R_A.dtype))
-    return (skew_function_minus_identity(xp, (C - adjoint(xp, C)) / 2, t, retraction),)
+    return (skew_function_minus_identity(ctx, (C - ctx.adjoint(C)) / 2, t, retraction),)
 
 
-def skew_function_minus_identity(xp: Any, S: Any, t: Any, retraction: str = "exp") -> Any:
+def skew_function_minus_identity(ctx: Context, S: Any, t: Any, retraction: str = "exp") -> Any:
     """``f(t S) − I`` for skew-Hermitian (real: skew-symmetric) ``S`` (..., r, r), ``t`` ≥ 0 (..., 1, 1).
 
     ``f`` is ``exp`` or the Cayley transform ``(I − X/2)⁻¹ (I + X/2)``. Through
@@ -145,10 +142,11 @@ def skew_function_minus_identity(xp: Any, S: Any, t: Any, retraction: str = "exp
     (:func:`~unitary_lowrank._rank_update.update_exponent`) where angles carry no
     information any more.
     """
-    if S.shape[-1] == 2 and not is_complex(xp, S):
+    xp = ctx.xp
+    if S.shape[-1] == 2 and not ctx.complex:
         return _rotation_minus_identity(xp, S, t, retraction)
     H = xp.astype(S, complex_dtype(xp, S.dtype)) * 1j
-    lam, V = safe_eigh(xp, H)
+    lam, V = safe_eigh(ctx, H)
     lam = lam * xp.astype(t[..., 0], lam.dtype)  # t is capped: finite angles, whatever the norm
     if retraction == "exp":
         half = xp.sin(lam / 2)
@@ -156,17 +154,17 @@ def skew_function_minus_identity(xp: Any, S: Any, t: Any, retraction: str = "exp
     else:
         re, im = _cayley_phase_minus_one(xp, lam / 2)
     phi = xp.astype(re, V.dtype) + 1j * xp.astype(im, V.dtype)
-    E = xp.matmul(V * phi[..., None, :], adjoint(xp, V))
-    if is_complex(xp, S):
+    E = xp.matmul(V * phi[..., None, :], xp.conj(xp.matrix_transpose(V)))
+    if ctx.complex:
         return E
-    E = xp.astype(real_part(xp, E), S.dtype)
+    E = xp.astype(xp.real(E), S.dtype)
     # ±λ pairs of a real skew matrix are rounded independently: at large norms
     # I + E drifts off the orthogonal group by ~ε‖tS‖. Its polar factor does not.
     large = xp.max(xp.abs(lam), axis=-1, keepdims=True)[..., None] > 1
-    if on_host(lam) and not bool(xp.any(large)):
+    if ctx.readable and not bool(xp.any(large)):
         return E  # the common case, decided without a device synchronization: no SVD needed
-    identity = eye(xp, S.shape[-1], S)
-    W, _, Vh = safe_svd(xp, identity + E)
+    identity = xp.eye(S.shape[-1], dtype=S.dtype, device=ctx.device)
+    W, _, Vh = safe_svd(ctx, identity + E)
     return xp.where(large, xp.matmul(W, Vh) - identity, E)
 
 

@@ -6,9 +6,11 @@ import math
 import warnings
 from typing import Any
 
-from ._linalg import adjoint, device_of, eps, eye, real_dtype, scale_exponent, times_power_of_two
+from ._arrays import adjoint, device_of, eps, eye, real_dtype, scale_exponent, times_power_of_two
 from ._validate import check_dtype, check_finite, check_matrix, is_concrete, namespace
+from .backends import backend_for
 from .errors import NotUnitaryError, SingularUpdateWarning
+from .polar import polar
 
 __all__ = ["reorthonormalize", "unitarity_error"]
 
@@ -139,8 +141,6 @@ def reorthonormalize(U: Any, method: str = "newton-schulz", *, steps: int | None
 
 
 def _polar(U: Any) -> Any:
-    from .polar import polar
-
     with warnings.catch_warnings():
         # a singular U has many closest unitaries; reorthonormalize returns one, as documented
         warnings.simplefilter("ignore", SingularUpdateWarning)
@@ -178,14 +178,11 @@ def probe_unitarity(xp: Any, func: str, U: Any) -> None:
     """
     if not is_concrete(U):
         return
-    from array_api_compat import device
-
-    from .backends import backend_for
-
     n = U.shape[-1]
     if 0 in tuple(U.shape):
         return
-    z = backend_for(U).normal(xp, tuple(U.shape[:-2]) + (n, 2), U.dtype, seed=0, device=device(U))
+    backend = backend_for(U)
+    z = backend.normal(xp, tuple(U.shape[:-2]) + (n, 2), U.dtype, seed=0, device=backend.device(U))
     Uz = xp.matmul(U, z)
     residual = adjoint(xp, xp.matmul(adjoint(xp, Uz), U)) - z
     ratio = xp.linalg.vector_norm(residual, axis=-2) / xp.linalg.vector_norm(z, axis=-2)

@@ -6,69 +6,32 @@ warning of :func:`~unitary_lowrank.project`, ``check=True``) are skipped on
 tracers, where values are unknown; shape and dtype checks still run.
 
     tx = optax.chain(optax.rmsprop(1e-3), projunn(rank=1))
+
+Finding the backend (a JAX array reaching a core function) imports only
+:mod:`._backend`; the optax transformation (and optax) loads on first use of
+``projunn`` or ``ProjUNNState``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-
-from .._base import Backend, Seed, seed_entropy
+from ._backend import BACKEND, JaxBackend, as_key
 
 __all__ = ["BACKEND", "DEFAULT_REORTHONORMALIZE_EVERY", "JaxBackend", "ProjUNNState", "as_key", "projunn"]
 
-#: Same default as the torch adapter (one Newton–Schulz step every 100 steps);
-#: measured for JAX in tests/test_jax.py (10,000 jitted float32 steps ≤ 1e-5).
-DEFAULT_REORTHONORMALIZE_EVERY = 100
+#: name → module (in this package) that defines it, imported on first use (PEP 562)
+_LAZY = {"projunn": ".transform", "ProjUNNState": ".transform", "DEFAULT_REORTHONORMALIZE_EVERY": ".transform"}
 
 
-def as_key(seed: Seed) -> jax.Array:
-    """A ``jax.random`` key from an int, a sequence of ints (folded in), or a key (returned as is).
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import transform
 
-    Ints may be traced (e.g. a step count inside ``jax.jit``).
-    """
-    import numpy as np
-
-    if isinstance(seed, jax.Array) and (jnp.issubdtype(seed.dtype, jax.dtypes.prng_key) or seed.shape == (2,)):
-        return seed
-    if isinstance(seed, np.random.Generator):
-        seed = int(seed.integers(2**31))
-    traced = isinstance(seed, jax.Array) or (
-        isinstance(seed, list | tuple) and any(isinstance(s, jax.Array) for s in seed)
-    )
-    if not traced:
-        seed = seed_entropy(seed)  # validates: non-negative ints, sequences of them, or None
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0])
-    if isinstance(seed, list | tuple):
-        key = jax.random.key(seed[0])
-        for part in seed[1:]:
-            key = jax.random.fold_in(key, part)
-        return key
-    return jax.random.key(seed)
+    return getattr(transform, name)
 
 
-class JaxBackend(Backend):
-    """``jax.numpy`` arrays, concrete or traced. Draws from an explicit ``jax.random`` key."""
-
-    name = "jax"
-    supports_inplace = False
-
-    def is_traced(self, x: Any) -> bool:
-        # Concrete jax.Arrays can be read eagerly (array_api_compat errs on the side of
-        # calling every JAX array lazy); only tracers inside jit/vmap/grad cannot.
-        return isinstance(x, jax.core.Tracer)
-
-    def normal(self, xp: Any, shape: tuple[int, ...], dtype: Any, *, seed: Seed, device: Any) -> Any:
-        # complex dtypes: real and imaginary parts each of variance 1/2
-        return jax.random.normal(as_key(seed), shape, dtype=dtype)
-
-    def uniform(self, xp: Any, shape: tuple[int, ...], dtype: Any, *, seed: Seed, device: Any) -> Any:
-        return jax.random.uniform(as_key(seed), shape, dtype=dtype, minval=jnp.finfo(dtype).tiny, maxval=1.0)
-
-
-BACKEND = JaxBackend()
-
-from .transform import ProjUNNState, projunn  # noqa: E402
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

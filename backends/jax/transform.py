@@ -8,10 +8,19 @@ import jax
 import jax.numpy as jnp
 import optax
 
-import unitary_lowrank as ul
+from unitary_lowrank._adapters import (
+    DEFAULT_REORTHONORMALIZE_EVERY,
+    LOW_RANK_METHODS,
+    check_options,
+    check_rank,
+    newton_schulz_correction,
+    step,
+    unitarity_problem,
+)
 
-_METHODS = ("transport", "project", "cayley")
-_SKETCHES = ("randomized", "column", "svd")
+from ._backend import as_key
+
+__all__ = ["DEFAULT_REORTHONORMALIZE_EVERY", "ProjUNNState", "projunn"]
 
 
 class ProjUNNState(NamedTuple):
@@ -26,7 +35,7 @@ def projunn(
     method: str = "transport",
     sketch: str = "randomized",
     seed: int | jax.Array = 0,
-    reorthonormalize_every: int | None = 100,
+    reorthonormalize_every: int | None = DEFAULT_REORTHONORMALIZE_EVERY,
     conjugate_complex: bool = True,
 ) -> optax.GradientTransformation:
     """Turn the incoming updates of unitary leaves into projUNN steps.
@@ -82,18 +91,8 @@ def projunn(
     >>> bool(ul.unitarity_error(W) < 1e-5)
     True
     """
-    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
-        raise ValueError(f"projunn: rank must be an int ≥ 1; got {rank!r}")
-    if method not in _METHODS:
-        raise ValueError(f"projunn: method must be one of {_METHODS}; got {method!r}")
-    if sketch not in _SKETCHES:
-        raise ValueError(f"projunn: sketch must be one of {_SKETCHES}; got {sketch!r}")
-    if reorthonormalize_every is not None and (
-        not isinstance(reorthonormalize_every, int) or reorthonormalize_every < 0
-    ):
-        raise ValueError(f"projunn: reorthonormalize_every must be an int ≥ 0 or None; got {reorthonormalize_every!r}")
-
-    from . import as_key
+    options = {"rank": rank, "method": method, "sketch": sketch, "reorthonormalize_every": reorthonormalize_every}
+    check_options("projunn", options, LOW_RANK_METHODS)
 
     def init_fn(params: Any) -> ProjUNNState:
         for path, leaf in jax.tree_util.tree_leaves_with_path(params):
@@ -101,20 +100,14 @@ def projunn(
             _check_unitary(path, leaf)
         return ProjUNNState(key=as_key(seed), count=jnp.zeros([], jnp.int32))
 
-    def step(W: jax.Array, delta: jax.Array, key: jax.Array, count: jax.Array) -> jax.Array:
+    def leaf_update(W: jax.Array, delta: jax.Array, key: jax.Array, count: jax.Array) -> jax.Array:
         if conjugate_complex and jnp.iscomplexobj(delta):
             delta = jnp.conj(delta)
-        if W.shape[-1] > W.shape[-2]:  # orthonormal rows: step the adjoint
-            return jnp.conj(jnp.swapaxes(step(_adjoint(W), _adjoint(delta), key, count), -1, -2))
-        A, B = ul.sketch(delta, rank, method=sketch, seed=key, check_finite=False)
-        if method == "project":
-            W_new = ul.project(W, A, B, check_finite=False)
-        else:
-            W_new = ul.transport(W, A, B, retraction="exp" if method == "transport" else "cayley", check_finite=False)
+        W_new, _ = step(W, delta, rank=rank, method=method, sketch=sketch, key=key)
         if reorthonormalize_every:
             W_new = jax.lax.cond(
                 count % reorthonormalize_every == 0,
-                lambda M: ul.reorthonormalize(M, steps=1),
+                lambda M: M - newton_schulz_correction(M),
                 lambda M: M,
                 W_new,
             )
@@ -135,14 +128,10 @@ def projunn(
                     f"projunn: the update of {jax.tree_util.keystr(path) or 'params'} has shape {delta.shape} and "
                     f"dtype {delta.dtype}; expected {W.shape} and {W.dtype}"
                 )
-            new_updates.append(step(W, delta, jax.random.fold_in(step_key, index), count))
+            new_updates.append(leaf_update(W, delta, jax.random.fold_in(step_key, index), count))
         return treedef.unflatten(new_updates), ProjUNNState(key=state.key, count=count)
 
     return optax.GradientTransformation(init_fn, update_fn)
-
-
-def _adjoint(X: jax.Array) -> jax.Array:
-    return jnp.conj(jnp.swapaxes(X, -1, -2))
 
 
 def _check_leaf(path: Any, leaf: Any, rank: int) -> None:
@@ -155,10 +144,7 @@ def _check_leaf(path: Any, leaf: Any, rank: int) -> None:
         )
     if leaf.dtype not in (jnp.float32, jnp.float64, jnp.complex64, jnp.complex128):
         raise TypeError(f"projunn: leaf {name} is {leaf.dtype}; use float32, float64, complex64 or complex128")
-    if rank > min(shape[-2:]):
-        raise ValueError(
-            f"projunn: rank {rank} exceeds min(n, p) = {min(shape[-2:])} of leaf {name} with shape {shape}"
-        )
+    check_rank("projunn", f"leaf {name}", tuple(shape), rank)
 
 
 def _check_unitary(path: Any, leaf: Any) -> None:
@@ -166,13 +152,12 @@ def _check_unitary(path: Any, leaf: Any) -> None:
     if isinstance(leaf, jax.core.Tracer):
         return
     name = jax.tree_util.keystr(path) or "params"
-    if not bool(jnp.all(jnp.isfinite(leaf))):
-        raise ValueError(f"projunn: leaf {name} contains NaN or Inf")
-    error = float(jnp.max(ul.unitarity_error(leaf)))
-    tolerance = 10 * float(jnp.finfo(leaf.dtype).eps) ** 0.5
-    if not error <= tolerance:
+    problem = unitarity_problem(leaf, float(jnp.finfo(leaf.dtype).eps))
+    if problem == "contains NaN or Inf":
+        raise ValueError(f"projunn: leaf {name} {problem}")
+    if problem is not None:
         raise ValueError(
-            f"projunn: leaf {name} is not unitary (max|WᴴW − I| = {error:.3g} > {tolerance:.2g}); projUNN steps keep "
-            "a unitary weight unitary but cannot make one. Initialize it with unitary_lowrank.random_unitary(n, p, "
-            "like=jnp, ...) or pull it back with unitary_lowrank.reorthonormalize(W)."
+            f"projunn: leaf {name} {problem}; projUNN steps keep a unitary weight unitary but cannot make one. "
+            "Initialize it with unitary_lowrank.random_unitary(n, p, like=jnp, ...) or pull it back with "
+            "unitary_lowrank.reorthonormalize(W)."
         )

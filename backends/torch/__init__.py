@@ -1,65 +1,85 @@
-"""PyTorch: the backend the core uses on torch tensors, the ``ProjUNN`` optimizer wrapper and initializers.
+"""PyTorch: the backend the core uses on torch tensors, the ``ProjUNN`` optimizer, and the layers users compose.
 
 Importing :mod:`unitary_lowrank` never imports torch; a torch tensor reaching a
-core function (or importing this module) does.
+core function imports :mod:`._backend` only. Everything else here loads on
+first use (PEP 562), so finding the backend imports no optimizer, layer or model.
 
-    ProjUNN(optimizer, rank=1, method="transport")   wrap any torch.optim optimizer
-    unitary_groups(model, [weights], **options)      param groups with the unitary weights marked
-    haar_, henaff_, cayley_                          unitary initializers (in place)
-    OrthogonalRNN, UnitaryRNN, LSTMBaseline          recurrent layers for the paper's tasks
-    UnitaryConv2d                                     orthogonal circular convolution, one unitary per frequency
-    LipConvNet, certified_accuracy, lipschitz_bound  1-Lipschitz networks and their certificates
-    lipschitz_margin_loss                             the margin loss certified training uses
-    MaxMin, InvertibleDownsampling, FirstChannels, ZeroChannelPad   norm-1 layers
-    CayleyConv2d, AOLConv2d                           baseline 1-Lipschitz convolutions
+    ProjUNN(optimizer, rank=1, method="transport")   wrap any torch.optim optimizer     (.optim)
+    unitary_groups(model, [weights], **options)      param groups, unitary ones marked   (.optim)
+    haar_, henaff_, cayley_                          unitary initializers (in place)     (.init)
+    OrthogonalRNN, UnitaryRNN, ModReLU               recurrent layers, unitary weight    (.layers)
+    UnitaryConv2d                                     orthogonal circular convolution     (.conv)
+    MaxMin, InvertibleDownsampling, FirstChannels, ZeroChannelPad   norm-1 layers        (.lipschitz)
+    lipschitz_bound, layer_lipschitz, certified_accuracy, lipschitz_margin_loss           (.lipschitz)
+    oplog.operators                                  the aten operators a call issues    (.oplog)
+
+The paper's study models live with the experiments, in
+:mod:`unitary_lowrank.tasks.models` (``LipConvNet``, ``ResNet9``, the baselines
+``CayleyConv2d``, ``AOLConv2d`` and ``LSTMBaseline``); they stay importable
+from here too.
 """
 
-from ._backend import BACKEND, TorchBackend, generator
-from .baselines import AOLConv2d, CayleyConv2d
-from .conv import UnitaryConv2d
-from .init import cayley_, haar_, henaff_
-from .layers import LSTMBaseline, ModReLU, OrthogonalRNN, UnitaryRNN
-from .lipconvnet import LipConvNet
-from .lipschitz import (
-    FirstChannels,
-    InvertibleDownsampling,
-    LipschitzBound,
-    MaxMin,
-    ZeroChannelPad,
-    certified_accuracy,
-    layer_lipschitz,
-    lipschitz_bound,
-    lipschitz_margin_loss,
-)
-from .optim import DEFAULT_REORTHONORMALIZE_EVERY, ProjUNN, unitary_groups
-from .resnet9 import ResNet9
+from __future__ import annotations
 
-__all__ = [
-    "BACKEND",
-    "DEFAULT_REORTHONORMALIZE_EVERY",
-    "AOLConv2d",
-    "CayleyConv2d",
-    "FirstChannels",
-    "InvertibleDownsampling",
-    "LSTMBaseline",
-    "LipConvNet",
-    "LipschitzBound",
-    "MaxMin",
-    "ModReLU",
-    "OrthogonalRNN",
-    "ProjUNN",
-    "ResNet9",
-    "TorchBackend",
-    "UnitaryConv2d",
-    "UnitaryRNN",
-    "ZeroChannelPad",
-    "cayley_",
-    "certified_accuracy",
-    "generator",
-    "haar_",
-    "henaff_",
-    "layer_lipschitz",
-    "lipschitz_bound",
-    "lipschitz_margin_loss",
-    "unitary_groups",
-]
+from typing import Any
+
+from ._backend import BACKEND, TorchBackend, generator
+
+#: name → the module that defines it (in this package, or with the experiments), imported on first use
+_LAZY = {
+    **dict.fromkeys(("DEFAULT_REORTHONORMALIZE_EVERY", "ProjUNN", "unitary_groups"), "optim"),
+    **dict.fromkeys(("cayley_", "haar_", "henaff_"), "init"),
+    **dict.fromkeys(("ModReLU", "OrthogonalRNN", "UnitaryRNN"), "layers"),
+    "UnitaryConv2d": "conv",
+    **dict.fromkeys(
+        (
+            "FirstChannels",
+            "InvertibleDownsampling",
+            "LipschitzBound",
+            "MaxMin",
+            "ZeroChannelPad",
+            "certified_accuracy",
+            "layer_lipschitz",
+            "lipschitz_bound",
+            "lipschitz_margin_loss",
+        ),
+        "lipschitz",
+    ),
+    **dict.fromkeys(("AOLConv2d", "CayleyConv2d"), "models.baselines"),
+    "LSTMBaseline": "models.lstm",
+    "LipConvNet": "models.lipconvnet",
+    "ResNet9": "models.resnet9",
+}
+
+__all__ = ["BACKEND", "TorchBackend", "generator", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if where == "optim":
+        from . import optim as module
+    elif where == "init":
+        from . import init as module
+    elif where == "layers":
+        from . import layers as module
+    elif where == "conv":
+        from . import conv as module
+    elif where == "lipschitz":
+        from . import lipschitz as module
+    elif where == "models.baselines":
+        from ...tasks.models import baselines as module
+    elif where == "models.lstm":
+        from ...tasks.models import lstm as module
+    elif where == "models.lipconvnet":
+        from ...tasks.models import lipconvnet as module
+    else:
+        from ...tasks.models import resnet9 as module
+    value = getattr(module, name)
+    globals()[name] = value  # found once: later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

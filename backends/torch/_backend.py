@@ -89,6 +89,19 @@ class TorchBackend(Backend):
     def is_capturing(self, x: Any) -> bool:
         return x.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
 
+    def reads_values(self, x: Any) -> bool:
+        # a CPU tensor, unless torch.compile is tracing (no value can be read then)
+        return x.device.type == "cpu" and not torch.compiler.is_compiling()
+
+    def device(self, x: Any) -> Any:
+        return x.device  # what array_api_compat.device answers, without its type tests (traced by torch.compile)
+
+    def matrix_transpose(self, xp: Any, X: torch.Tensor) -> torch.Tensor:
+        return X.mT
+
+    def adjoint_view(self, xp: Any, X: torch.Tensor) -> torch.Tensor:
+        return X.mH  # a lazily conjugated view: in-place writes reach X
+
     def row_major(self, X: torch.Tensor) -> torch.Tensor:
         return X.contiguous()
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from .init import cayley_, haar_, henaff_
 
-__all__ = ["LSTMBaseline", "ModReLU", "OrthogonalRNN", "UnitaryRNN"]
+__all__ = ["ModReLU", "OrthogonalRNN", "UnitaryRNN"]
 
 _INITS = {"haar": haar_, "henaff": henaff_, "cayley": cayley_}
 
@@ -291,25 +291,3 @@ class UnitaryRNN(_RecurrentBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hs = _recur(self.input(x.to(self.weight_hh.dtype)), self.weight_hh, self.activation, self.readout)
         return self.output(torch.cat([hs.real, hs.imag], dim=-1))
-
-
-class LSTMBaseline(nn.Module):
-    """``torch.nn.LSTM`` with the same readout conventions, for comparisons in the same harness."""
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        output_size: int,
-        *,
-        readout: str = "last",
-        dtype: torch.dtype = torch.float32,
-    ):
-        super().__init__()
-        self.readout = readout
-        self.lstm = nn.LSTM(input_size, hidden_size, dtype=dtype)
-        self.output = nn.Linear(hidden_size, output_size, dtype=dtype)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        states, (h, _) = self.lstm(x)
-        return self.output(states if self.readout == "all" else h[-1])

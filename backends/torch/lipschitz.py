@@ -100,28 +100,53 @@ class ZeroChannelPad(nn.Module):
 _NORM_ONE = (MaxMin, InvertibleDownsampling, FirstChannels, ZeroChannelPad, nn.Flatten, nn.Identity, nn.ReLU)
 
 
+def image_size(size: int | tuple[int, int]) -> tuple[int, int]:
+    """``(H, W)`` from an int or a pair, both positive."""
+    H, W = (size, size) if isinstance(size, int) else tuple(size)
+    if H < 1 or W < 1:
+        raise ValueError(f"size must be positive; got {size!r}")
+    return H, W
+
+
+def circular_spectrum(kernel: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The per-frequency matrices (H, W//2 + 1, c_out, c_in) of the circular convolution with ``kernel`` on H×W.
+
+    Taps beyond the image wrap around (a k×k kernel on a smaller torus adds
+    the taps that land on the same pixel), as circular padding does.
+    """
+    H, W = size
+    k_h, k_w = kernel.shape[-2:]
+    rows = torch.arange(k_h, device=kernel.device) % H
+    cols = torch.arange(k_w, device=kernel.device) % W
+    wrapped = kernel.new_zeros(*kernel.shape[:2], H, k_w).index_add(2, rows, kernel)
+    wrapped = kernel.new_zeros(*kernel.shape[:2], H, W).index_add(3, cols, wrapped)
+    return torch.fft.rfft2(wrapped).permute(2, 3, 0, 1)
+
+
+def largest_norm(M: torch.Tensor) -> float:
+    """The largest spectral norm ‖·‖₂ over a batch of matrices, in complex128."""
+    return float(torch.linalg.matrix_norm(M.detach().to(torch.complex128), ord=2).max())
+
+
 def _circular_conv_norm(weight: torch.Tensor, size: tuple[int, int]) -> float:
     """‖·‖₂ of the circular convolution with ``weight`` (c_out, c_in, k, k) on H×W images: max over frequencies."""
-    from .baselines import _max_norm, _spectrum
-
-    return _max_norm(_spectrum(weight.detach().to(torch.float64), size))
+    return largest_norm(circular_spectrum(weight.detach().to(torch.float64), size))
 
 
 def layer_lipschitz(module: nn.Module, input_shape: Sequence[int]) -> float:
     """The ℓ2 Lipschitz constant (operator norm) of one layer, exact (to rounding), for an input of ``input_shape``.
 
-    Known layers: ``UnitaryConv2d``, ``CayleyConv2d``, ``AOLConv2d``, circularly
-    padded stride-1 ``nn.Conv2d``, ``nn.Linear``, ``nn.BatchNorm2d`` in eval
-    mode (a diagonal scaling), and the norm-1 reshapes and activations of this
-    module. Raises ``TypeError`` for any other layer (no guess is made).
+    Known layers: any layer that states its exact norm in a ``lipschitz()``
+    method (``UnitaryConv2d``, and the baselines ``CayleyConv2d`` and
+    ``AOLConv2d``), circularly padded stride-1 ``nn.Conv2d``, ``nn.Linear``,
+    ``nn.BatchNorm2d`` in eval mode (a diagonal scaling), and the norm-1
+    reshapes and activations of this module. Raises ``TypeError`` for any
+    other layer (no guess is made).
     """
-    from .baselines import AOLConv2d, CayleyConv2d
-    from .conv import UnitaryConv2d
-
     if isinstance(module, _NORM_ONE):
         return 1.0
-    if isinstance(module, (UnitaryConv2d, CayleyConv2d, AOLConv2d)):
-        return module.lipschitz()
+    if callable(getattr(module, "lipschitz", None)):
+        return float(module.lipschitz())
     if isinstance(module, nn.Linear):
         return float(torch.linalg.matrix_norm(module.weight.detach().to(torch.float64), ord=2))
     if isinstance(module, nn.Conv2d):

@@ -4,7 +4,7 @@ A GPU step stalls wherever it reads a value back to the host (``.item()``, a
 value-dependent branch) or calls a factorization that checks its status there
 (cuSOLVER's ``eigh``/``svd``). Those show as particular aten operators, on the
 CPU as on a GPU, so a ``TorchDispatchMode`` log of one eager call tells, without
-a GPU, whether the call would synchronize. Used by ``tests/test_resident.py`` and
+a GPU, whether the call would synchronize. Used by ``tests/core/test_resident.py`` and
 ``benchmarks/fixed_cost.py``.
 """
 

@@ -9,7 +9,6 @@ RMSprop averages all see the raw gradients). For parameters in groups marked
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
@@ -17,20 +16,20 @@ from typing import Any
 
 import torch
 
-import unitary_lowrank as ul
+from unitary_lowrank._adapters import (
+    DEFAULT_REORTHONORMALIZE_EVERY,
+    GROUP_OPTIONS,
+    check_options,
+    check_rank,
+    know_weight,
+    newton_schulz_correction,
+    step,
+    unitarity_problem,
+)
 
 __all__ = ["DEFAULT_REORTHONORMALIZE_EVERY", "ProjUNN", "unitary_groups"]
 
-_METHODS = ("transport", "project", "cayley", "dense")
-_SKETCHES = ("randomized", "column", "svd")
 _SUPPORTED = (torch.float32, torch.float64, torch.complex64, torch.complex128)
-_GROUP_OPTIONS = ("rank", "method", "sketch", "reorthonormalize_every", "seed")
-
-#: One Newton–Schulz step every this many steps. Chosen from the drift measured
-#: in ``benchmarks/drift.py`` (see docs/torch.md): after 10,000 steps of
-#: ``ProjUNN(Adam)``, rank 1, the unitarity error stays below 1e-5 in float32
-#: and 1e-12 in float64, at an amortized cost of O(N³/100) per step.
-DEFAULT_REORTHONORMALIZE_EVERY = 100
 
 
 class ProjUNN(torch.optim.Optimizer):
@@ -138,7 +137,7 @@ class ProjUNN(torch.optim.Optimizer):
             raise ValueError(f"ProjUNN: check_every must be an int ≥ 0 or None; got {check_every!r}")
         self.check_every = check_every
         self._calls = 0
-        self._validate_options("ProjUNN", self.projunn_defaults)
+        check_options("ProjUNN", self.projunn_defaults)
         # Share, not copy, the base optimizer's groups and state, so that LR
         # schedulers attached to either object see the same learning rates.
         self.defaults = optimizer.defaults
@@ -169,20 +168,7 @@ class ProjUNN(torch.optim.Optimizer):
 
     # -- validation ---------------------------------------------------------
     def _options(self, group: dict[str, Any]) -> dict[str, Any]:
-        return {key: group.get(key, self.projunn_defaults[key]) for key in _GROUP_OPTIONS}
-
-    @staticmethod
-    def _validate_options(where: str, options: dict[str, Any]) -> None:
-        rank = options["rank"]
-        if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
-            raise ValueError(f"{where}: rank must be an int ≥ 1; got {rank!r}")
-        if options["method"] not in _METHODS:
-            raise ValueError(f"{where}: method must be one of {_METHODS}; got {options['method']!r}")
-        if options["sketch"] not in _SKETCHES:
-            raise ValueError(f"{where}: sketch must be one of {_SKETCHES}; got {options['sketch']!r}")
-        every = options["reorthonormalize_every"]
-        if every is not None and (not isinstance(every, int) or every < 0):
-            raise ValueError(f"{where}: reorthonormalize_every must be an int ≥ 0 or None; got {every!r}")
+        return {key: group.get(key, self.projunn_defaults[key]) for key in GROUP_OPTIONS}
 
     def _name(self, group_index: int, param_index: int) -> str:
         group = self.param_groups[group_index]
@@ -197,7 +183,7 @@ class ProjUNN(torch.optim.Optimizer):
             return
         where = f"ProjUNN: param_groups[{index}]"
         options = self._options(group)
-        self._validate_options(where, options)
+        check_options(where, options)
         decay = group.get("weight_decay", 0)
         if decay:
             raise ValueError(
@@ -218,23 +204,17 @@ class ProjUNN(torch.optim.Optimizer):
                     "complex64 or complex128 (half precision cannot hold a unitary matrix to useful accuracy). "
                     "Keep the weight in float32 and autocast only the activations."
                 )
-            if options["rank"] > min(p.shape[-2:]):
+            check_rank("ProjUNN", f"parameter {name}", tuple(p.shape), options["rank"])
+            know_weight(p)
+            problem = unitarity_problem(p.detach(), torch.finfo(p.dtype).eps) if self.check_unitary else None
+            if problem == "contains NaN or Inf":
+                raise ValueError(f"ProjUNN: parameter {name} {problem}; initialize it with haar_")
+            if problem is not None:
                 raise ValueError(
-                    f"ProjUNN: rank {options['rank']} exceeds min(n, p) = {min(p.shape[-2:])} of parameter {name} "
-                    f"with shape {tuple(p.shape)}"
+                    f"ProjUNN: parameter {name} {problem}. "
+                    "Initialize it with unitary_lowrank.backends.torch.haar_ (or henaff_, cayley_), or pull it "
+                    "back with `with torch.no_grad(): p.copy_(unitary_lowrank.reorthonormalize(p))`."
                 )
-            if self.check_unitary:
-                if not bool(torch.isfinite(p.detach()).all()):
-                    raise ValueError(f"ProjUNN: parameter {name} contains NaN or Inf; initialize it with haar_")
-                with torch.no_grad():
-                    error = float(ul.unitarity_error(p.detach()).max())
-                tolerance = 10 * math.sqrt(torch.finfo(p.dtype).eps)
-                if not error <= tolerance:
-                    raise ValueError(
-                        f"ProjUNN: parameter {name} is not unitary (max|WᴴW − I| = {error:.3g} > {tolerance:.2g}). "
-                        "Initialize it with unitary_lowrank.backends.torch.haar_ (or henaff_, cayley_), or pull it "
-                        "back with `with torch.no_grad(): p.copy_(unitary_lowrank.reorthonormalize(p))`."
-                    )
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group to the base optimizer (validated like the others)."""
@@ -318,7 +298,7 @@ class ProjUNN(torch.optim.Optimizer):
             self._move(weights[index], deltas[index], p, options, key=key, skipped=skipped)
             every = options["reorthonormalize_every"]
             if every and count % every == 0:
-                _newton_schulz_step_(p)
+                p.sub_(newton_schulz_correction(p))  # one Newton–Schulz step, in place
         self._calls += 1
         capturing = torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
         if self.check_every and self._calls % self.check_every == 0 and not (compiling or capturing):
@@ -339,26 +319,19 @@ class ProjUNN(torch.optim.Optimizer):
         A non-finite update is replaced by zero (the step then returns ``W`` exactly) and counted in
         ``skipped``, with device operations only.
         """
-        if W.shape[-1] > W.shape[-2]:
-            # orthonormal rows: step the adjoint, whose columns are orthonormal (views: out moves in place)
-            W, delta, out = W.mH, delta.mH, out.mH
-        if options["method"] == "dense":
-            finite = torch.isfinite(delta).all()
+        if options["method"] != "dense":
+            _, finite = step(
+                W, delta, rank=options["rank"], method=options["method"], sketch=options["sketch"], key=key,
+                out=out, skip_nonfinite=True,
+            )  # fmt: skip
             skipped.add_(~finite)
-            X = torch.where(finite, delta, 0) @ W.mH  # exp(skew(Δ Wᴴ)) W; square W: W exp(skew(Wᴴ Δ))
-            out.copy_(torch.linalg.matrix_exp((X - X.mH) / 2) @ W)
             return
-        # check_finite=False throughout: no value read back to the host, so no GPU synchronization
-        A, B = ul.sketch(delta, options["rank"], method=options["sketch"], seed=key, check_finite=False)
-        # a non-finite Δ gives non-finite factors (the sketch propagates NaN): check them, O(n k), not Δ
-        finite = torch.isfinite(A).all() & torch.isfinite(B).all()
+        if W.shape[-1] > W.shape[-2]:
+            W, delta, out = W.mH, delta.mH, out.mH  # orthonormal rows: step the adjoint (views: out moves in place)
+        finite = torch.isfinite(delta).all()
         skipped.add_(~finite)
-        A, B = torch.where(finite, A, 0), torch.where(finite, B, 0)  # A = B = 0: the step returns W exactly
-        if options["method"] == "project":
-            ul.project(W, A, B, check_finite=False, out=out)
-        else:
-            retraction = "exp" if options["method"] == "transport" else "cayley"
-            ul.transport(W, A, B, retraction=retraction, check_finite=False, out=out)
+        X = torch.where(finite, delta, 0) @ W.mH  # exp(skew(Δ Wᴴ)) W; square W: W exp(skew(Wᴴ Δ))
+        out.copy_(torch.linalg.matrix_exp((X - X.mH) / 2) @ W)
 
     def status(self) -> None:
         """Raise ``FloatingPointError`` if an update was skipped as non-finite since the last call.
@@ -439,18 +412,6 @@ def _on_device(store: dict[int, torch.Tensor], index: int, p: torch.Tensor, init
     if tensor is None or tensor.device != p.device:
         tensor = store[index] = torch.tensor(initial, dtype=torch.int64, device=p.device)
     return tensor
-
-
-def _newton_schulz_step_(W: torch.Tensor) -> None:
-    """One Newton–Schulz step in place, ``W ← W − W (Wᴴ W − I)/2`` (on ``Wᴴ`` for orthonormal rows).
-
-    What ``ul.reorthonormalize(W, steps=1)`` computes, without its finiteness check, which
-    reads a value back to the host (a skipped non-finite update leaves ``W`` finite anyway).
-    """
-    if W.shape[-1] > W.shape[-2]:
-        W = W.mH
-    identity = torch.eye(W.shape[-1], dtype=W.dtype, device=W.device)
-    W.sub_(W @ (W.mH @ W - identity) / 2)
 
 
 def _undecorated(function: Callable[..., Any]) -> Callable[..., Any]:

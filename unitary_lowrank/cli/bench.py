@@ -192,7 +192,7 @@ def training_step(op: str, U: Any, k: int) -> Callable[[], None]:
     """
     import torch
 
-    from ..backends.torch import ProjUNN
+    from ..backends.torch.optim import ProjUNN
 
     if not isinstance(U, torch.Tensor):
         raise ValueError("training steps run on the torch backend")

@@ -1,398 +1,128 @@
-"""``unitary-lowrank train cifar10``: a certified 1-Lipschitz LipConvNet, or the paper's ResNet9.
+"""``unitary-lowrank train cifar10``: a certified 1-Lipschitz LipConvNet, or the paper's ResNet9, on CIFAR-10.
 
-The images are read from disk (``--data``: the official ``cifar-10-batches-py``
-or a class-folder JPEG archive, :mod:`unitary_lowrank.tasks.cifar10`), scaled to
-[0, 1] and centred by the training mean (a shift: the Lipschitz constant with
-respect to pixels in [0, 1] stays that of the network), with random horizontal
-flips (and shifts: ``--translate``). The run stops after ``--minutes`` of
-training CPU time (the periodic evaluations excluded) or ``--epochs``.
-
-``--model lipconvnet`` (default) then reports clean and certified accuracy at
-ε ∈ {36, 72, 108}/255 on the test set and the Lipschitz bound (product of exact
-layer norms, and a power-iteration estimate); ``--model resnet9`` (``--preset
-paper``/``cpu``/``quick``) trains with cross-entropy and reports the clean
-accuracy. Both report the time per iteration split into forward + backward and
-the optimizer step. Writes a CSV log, a PNG curve and a JSON summary under
-``--out``. ``--holdout N`` evaluates on N held-out training images instead of
-the test set, to choose settings.
+The options of :class:`~unitary_lowrank.tasks.train_cifar10.CifarConfig`; the
+training loop is :func:`unitary_lowrank.tasks.train_cifar10.run`. A missing or
+unreadable ``--data`` is a usage error, not a traceback.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import math
-import time
-from dataclasses import asdict, dataclass
+import argparse
 from pathlib import Path
 from typing import Any
 
-from .train import config_or_print, recorded_out
+from ..tasks.cifar10 import DataError
+from ..tasks.runs import SettingsError
+from ..tasks.train_cifar10 import (
+    METHODS,
+    MODELS,
+    OPTIMIZERS,
+    PRESETS,
+    RADII,
+    CifarConfig,
+    build,
+    run,
+    run_name,
+    schedule,
+    translate,
+)
+from ._options import add_run_options, fraction, print_config, report_files, settings, show_defaults
 
-#: Radii of the certificates reported, as the literature writes them.
-RADII = {"36/255": 36 / 255, "72/255": 72 / 255, "108/255": 108 / 255}
-METHODS = ("transport", "project", "dense")
-MODELS = ("lipconvnet", "resnet9")
-#: ``--preset``: the paper's ResNet9 experiment. "paper": the authors' released CIFAR-10 settings
-#: (facebookresearch/projUNN, cifar_config.yaml and train_cifar.py: RMSprop with momentum 0.9, lr 0.5,
-#: weight decay 5e-5, label smoothing 0.01, batch 128, 100 epochs, 10 warm-up epochs then steps, flips
-#: and 2-pixel shifts, mirror test-time augmentation, rank 1), for a GPU. "cpu": the same network at
-#: width 16 (channels 16-32-64 instead of 64-128-256) with Adam, for 5 CPU-minutes. "quick": a smoke run.
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": dict(
-        model="resnet9", conv="projunn", method="transport", rank=1, width=64, batch=128, epochs=100, minutes=None,
-        optimizer="rmsprop", lr=0.5, momentum=0.9, weight_decay=5e-5, label_smoothing=0.01, warmup_epochs=10,
-        translate=2, tta=True, eval_every=390,
-    ),
-    "cpu": dict(
-        model="resnet9", width=16, batch=128, minutes=5.0, optimizer="adam", lr=1e-3, label_smoothing=0.01,
-        translate=2, tta=True, eval_every=25,
-    ),
-    "quick": dict(
-        model="resnet9", width=8, batch=64, limit=1024, test_limit=1000, epochs=1, minutes=None, eval_every=8,
-    ),
-}  # fmt: skip
-OPTIMIZERS = ("adam", "rmsprop")
-
-
-@dataclass
-class CifarConfig:
-    data: str = ""
-    model: str = "lipconvnet"
-    conv: str = "projunn"
-    method: str = "transport"
-    rank: int = 1
-    width: int = 16
-    depth: int = 5
-    batch: int = 128
-    lr: float = 1e-3
-    lr_unitary: float | None = None
-    optimizer: str = "adam"
-    momentum: float = 0.0  # rmsprop
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.0  # resnet9 (cross-entropy); LipConvNet trains with the margin loss
-    warmup_epochs: int = 0  # > 0: lr from 0.001× up over these epochs, then × 0.2 at each third of --epochs
-    translate: int = 0  # random shifts of up to this many pixels (zero fill), besides the horizontal flips
-    tta: bool = False  # evaluate on the mean logits of each image and its mirror (not for certificates)
-    margin_eps: float = 36 / 255  # the loss asks for a margin of 2√2 · this (Prach et al. 2024)
-    temperature: float = 0.25
-    minutes: float | None = 5.0
-    epochs: int | None = None
-    limit: int | None = None  # training images used (the first ones after a fixed shuffle); None: all
-    test_limit: int | None = None
-    holdout: int = 0  # > 0: the last this many training images (after the fixed shuffle) replace the test set
-    eval_every: int = 100
-    eval_images: int = 2000  # the learning curve's test accuracy: on this many (a fixed random subset)
-    seed: int = 0
-    out: str = "runs"
-    threads: int | None = None
-    device: str = "cpu"
+#: Names this module had when the training program lived in it, kept importable
+__all__ = [
+    "METHODS",
+    "MODELS",
+    "OPTIMIZERS",
+    "PRESETS",
+    "RADII",
+    "CifarConfig",
+    "add_parser",
+    "build",
+    "main",
+    "run",
+    "run_name",
+    "schedule",
+    "translate",
+]
 
 
-def build(config: CifarConfig) -> tuple[Any, Any]:
-    """The model and its optimizer: ProjUNN(base) over the unitary weights, the base optimizer over the rest."""
-    import torch
-
-    from ..backends.torch import LipConvNet, ProjUNN, ResNet9
-
-    generator = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)  # the plain layers' default initialization
-    if config.model == "resnet9":
-        model = ResNet9(3, 10, config.width, conv=config.conv, generator=generator)
-    else:
-        model = LipConvNet(3, 10, 32, config.width, config.depth, conv=config.conv, generator=generator)
-    model = model.to(config.device)
-    # weight decay on the other parameters only: it would pull a unitary weight off the manifold
-    groups: list[dict[str, Any]] = [{"params": model.other_parameters(), "weight_decay": config.weight_decay}]
-    # rank k, or min(n, p) for the matrices smaller than that (the stem's c × 3 frequency matrices)
-    ranks: dict[int, list[Any]] = {}
-    for p in model.unitary_parameters():
-        ranks.setdefault(min(config.rank, *p.shape[-2:]), []).append(p)
-    for rank, params in sorted(ranks.items()):
-        groups.append({"params": params, "unitary": True, "lr": config.lr_unitary or config.lr, "rank": rank})
-    if config.optimizer == "rmsprop":
-        base = torch.optim.RMSprop(groups, lr=config.lr, alpha=0.99, eps=1e-8, momentum=config.momentum)
-    else:
-        base = torch.optim.Adam(groups, lr=config.lr)
-    if not model.unitary_parameters():
-        return model, base
-    return model, ProjUNN(base, rank=config.rank, method=config.method, seed=config.seed)
-
-
-def run_name(config: CifarConfig) -> str:
-    """The file name (without suffix) of a run's log, curve and summary."""
-    resnet = config.model == "resnet9"
-    name = "cifar10-" + ("resnet9-" if resnet else "") + config.conv
-    name += f"-{config.method}-k{config.rank}" if config.conv == "projunn" else ""
-    name += f"-w{config.width}" + ("" if resnet else f"-d{config.depth}")
-    name += f"-seed{config.seed}" if config.seed else ""
-    return name + (f"-lr{config.lr:g}-holdout" if config.holdout else "")
-
-
-def schedule(config: CifarConfig, per_epoch: int):
-    """The learning-rate factor at each iteration: constant, or the paper's warm-up then steps."""
-    warm = config.warmup_epochs * per_epoch
-    third = max((config.epochs or 0) * per_epoch // 3, 1)
-
-    def factor(iteration: int) -> float:
-        if iteration < warm:
-            return 0.001 + (1 - 0.001) * iteration / warm
-        return 0.2 ** ((iteration - warm) // third) if config.epochs else 1.0
-
-    return factor
-
-
-def translate(x: Any, pixels: int, generator: Any) -> Any:
-    """Each image shifted by its own random offset in [-pixels, pixels]² (zero fill)."""
-    import torch
-
-    if pixels <= 0:
-        return x
-    B, _, H, W = x.shape
-    padded = torch.nn.functional.pad(x, (pixels,) * 4)
-    dy, dx = (torch.randint(0, 2 * pixels + 1, (2, B), generator=generator)).to(x.device)
-    rows = (dy[:, None] + torch.arange(H, device=x.device))[:, :, None]  # (B, H, 1)
-    cols = (dx[:, None] + torch.arange(W, device=x.device))[:, None, :]  # (B, 1, W)
-    batch = torch.arange(B, device=x.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+def add_parser(tasks: Any) -> argparse.ArgumentParser:
+    """Register ``cifar10`` on the task subcommand parsers ``tasks``."""
+    cifar = tasks.add_parser(
+        "cifar10",
+        help="a certified 1-Lipschitz LipConvNet, or the paper's ResNet9, on CIFAR-10 read from --data",
+        description="Train on CIFAR-10 read from your files (--data: the official cifar-10-batches-py directory or "
+        "its .tar.gz, or a class-folder image archive), for --minutes of training CPU time or --epochs. "
+        "LipConvNet reports clean and certified accuracy at 36/255, 72/255 and 108/255 and its Lipschitz bound; "
+        "ResNet9 (--model resnet9, or --preset paper/cpu/quick) the clean accuracy.",
+    )
+    cifar.add_argument(
+        "--data", help="cifar-10-batches-py directory (or its .tar.gz), or a class-folder image archive (required)"
+    )
+    cifar.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="the paper's ResNet9: its authors' settings (paper, for a GPU), width 16 for 5 CPU-minutes (cpu), "
+        "or a smoke run (quick); --print-config shows what a preset sets",
+    )
+    cifar.add_argument("--model", choices=MODELS, help="LipConvNet (certified) or the paper's ResNet9")
+    cifar.add_argument("--conv", choices=["projunn", "cayley", "aol", "plain"], help="the network's convolutions")
+    cifar.add_argument("--method", choices=METHODS, help="projUNN-T or -D, or the exact dense Riemannian step")
+    cifar.add_argument("--rank", type=int, help="rank k of the projUNN sketch (capped at each layer's size)")
+    cifar.add_argument("--width", type=int, help="channels of the first block (LipConvNet) or of the stem (ResNet9)")
+    cifar.add_argument("--depth", type=int, help="LipConvNet: convolutions in each block")
+    cifar.add_argument("--batch", type=int, help="batch size")
+    cifar.add_argument("--optimizer", choices=OPTIMIZERS, help="the base optimizer")
+    cifar.add_argument("--lr", type=float, help="the base optimizer's learning rate")
+    cifar.add_argument("--lr-unitary", type=float, dest="lr_unitary", help="its learning rate of the unitary weights")
+    cifar.add_argument("--momentum", type=float, help="RMSprop's momentum")
+    cifar.add_argument("--weight-decay", type=float, dest="weight_decay", help="weight decay of the other parameters")
+    cifar.add_argument("--label-smoothing", type=float, dest="label_smoothing", help="ResNet9's cross-entropy")
+    cifar.add_argument(
+        "--warmup-epochs",
+        type=int,
+        dest="warmup_epochs",
+        help="linear warm-up of the learning rate, then × 0.2 at each third of --epochs",
+    )
+    cifar.add_argument("--translate", type=int, help="random shifts of up to this many pixels")
+    cifar.add_argument("--tta", action="store_true", default=None, help="evaluate on each image and its mirror")
+    cifar.add_argument(
+        "--margin-eps",
+        type=fraction,
+        dest="margin_eps",
+        help="ε of LipConvNet's margin loss (margin 2√2 ε), e.g. 36/255",
+    )
+    cifar.add_argument("--temperature", type=float, help="temperature of the margin loss")
+    cifar.add_argument("--minutes", type=float, help="training CPU-time budget, in minutes (evaluations not counted)")
+    cifar.add_argument("--epochs", type=int, help="epochs (stops earlier if --minutes is spent)")
+    cifar.add_argument("--limit", type=int, help="use only this many training images (a fixed random subset)")
+    cifar.add_argument("--test-limit", type=int, dest="test_limit", help="test images used (a fixed random subset)")
+    cifar.add_argument(
+        "--holdout", type=int, help="evaluate on this many held-out training images instead of the test set"
+    )
+    cifar.add_argument("--eval-every", type=int, dest="eval_every", help="iterations between points of the curve")
+    cifar.add_argument("--eval-images", type=int, dest="eval_images", help="test images behind each point of the curve")
+    add_run_options(cifar)
+    shown = {"margin_eps": "36/255", "lr_unitary": "--lr's value", "limit": "all", "test_limit": "all"}
+    show_defaults(cifar, CifarConfig, presets=PRESETS, shown=shown)
+    cifar.set_defaults(run=main, parser=cifar)
+    return cifar
 
 
-def run(config: CifarConfig, progress: bool = True) -> dict[str, Any]:
-    """Train, certify, write the log, the curve and the summary; returns the summary."""
-    import numpy as np
-    import torch
-    from tqdm import tqdm
-
-    from ..backends.torch import certified_accuracy, lipschitz_bound, lipschitz_margin_loss
-    from ..tasks.cifar10 import load_cifar10
-
-    if config.method not in METHODS:
-        raise ValueError(f"train cifar10: --method must be one of {METHODS}; got {config.method!r}")
-    if config.model not in MODELS:
-        raise ValueError(f"train cifar10: --model must be one of {MODELS}; got {config.model!r}")
-    if config.optimizer not in OPTIMIZERS:
-        raise ValueError(f"train cifar10: --optimizer must be one of {OPTIMIZERS}; got {config.optimizer!r}")
-    if config.model == "resnet9" and config.conv == "aol":
-        raise ValueError("train cifar10: ResNet9 takes --conv projunn, cayley or plain")
-    if not config.data:
-        raise ValueError("train cifar10: give --data, the cifar-10-batches-py directory or a class-folder archive")
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    data = load_cifar10(config.data)
-    if not 0 <= config.holdout < len(data.x_train):
-        raise ValueError(f"train cifar10: --holdout must be in [0, {len(data.x_train)}); got {config.holdout}")
-    # the held-out images come from a shuffle of their own (seed-independent), so every seed and every
-    # setting is judged on the same images, none of which it trained on
-    shuffled = np.random.default_rng(12345).permutation(len(data.x_train))
-    kept, held = shuffled[: len(shuffled) - config.holdout], shuffled[len(shuffled) - config.holdout :]
-    order = kept[np.random.default_rng(config.seed).permutation(len(kept))][: config.limit]
-
-    def tensor(images: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
-
-    if len(order) < config.batch:
-        raise ValueError(f"train cifar10: {len(order)} training images are fewer than one batch of {config.batch}")
-    if config.epochs is not None and config.epochs < 1:
-        raise ValueError(f"train cifar10: --epochs must be ≥ 1; got {config.epochs}")
-    x_train, y_train = tensor(data.x_train[order]), torch.from_numpy(data.y_train[order])
-    if config.holdout:
-        x_test, y_test = tensor(data.x_train[held]), torch.from_numpy(data.y_train[held])
-    else:
-        x_test, y_test = tensor(data.x_test), torch.from_numpy(data.y_test)
-    if config.test_limit is not None:  # a fixed random subset: archives may list the images class by class
-        subset = torch.from_numpy(np.random.default_rng(0).permutation(len(x_test))[: config.test_limit])
-        x_test, y_test = x_test[subset], y_test[subset]
-    mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
-    x_train, x_test = (x_train - mean).to(config.device), (x_test - mean).to(config.device)
-    y_train, y_test = y_train.to(config.device), y_test.to(config.device)
-    model, optimizer = build(config)
-    margin = 2 * math.sqrt(2) * config.margin_eps
-
-    resnet = config.model == "resnet9"
-    name = run_name(config)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    log_path, plot_path, summary_path = out / f"{name}.csv", out / f"{name}.png", out / f"{name}.json"
-    generator = torch.Generator().manual_seed(config.seed + 1)
-    rows: list[dict[str, Any]] = []
-    forward_backward = step_time = 0.0
-    iteration, running, cpu_started = 0, math.nan, time.process_time()
-    evaluating = 0.0  # CPU time spent on the periodic test evaluations: not part of the training budget
-    epochs = config.epochs if config.epochs is not None else 10**9
-    budget = math.inf if config.minutes is None else 60 * config.minutes
-    per_epoch = len(x_train) // config.batch
-    factors = schedule(config, per_epoch)
-    initial = [group["lr"] for group in optimizer.param_groups]
-
-    def objective(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if resnet:
-            return torch.nn.functional.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
-        return lipschitz_margin_loss(logits, labels, margin, config.temperature)
-
-    # the learning curve's points: a fixed random subset of the test images (the final figures use all)
-    curve = torch.from_numpy(np.random.default_rng(1).permutation(len(x_test))[: config.eval_images]).to(x_test.device)
-    x_curve, y_curve = x_test[curve], y_test[curve]
-
-    def clean_accuracy(images: torch.Tensor, labels: torch.Tensor) -> float:
-        if not config.tta:
-            return certified_accuracy(model, images, labels, 0.0, lipschitz=1.0)[0.0]
-        model.eval()
-        correct = 0
-        with torch.no_grad():
-            for start in range(0, len(images), 500):
-                x = images[start : start + 500]
-                logits = model(x) + model(x.flip(-1))
-                correct += int((logits.argmax(-1) == labels[start : start + 500]).sum())
-        return correct / len(images)
-
-    bar = tqdm(desc=name, disable=not progress, dynamic_ncols=True, unit="it")
-    with open(log_path, "w", newline="") as log:
-        writer = csv.DictWriter(log, fieldnames=["iteration", "epoch", "train_loss", "test_accuracy", "cpu_seconds"])
-        writer.writeheader()
-        done = False
-        for epoch in range(epochs):
-            permutation = torch.randperm(len(x_train), generator=generator).to(config.device)
-            for start in range(0, len(x_train) - config.batch + 1, config.batch):
-                index = permutation[start : start + config.batch]
-                x, y = x_train[index], y_train[index]
-                flip = torch.rand(len(x), generator=generator).to(config.device) < 0.5
-                x = translate(torch.where(flip[:, None, None, None], x.flip(-1), x), config.translate, generator)
-                for group, lr in zip(optimizer.param_groups, initial, strict=True):
-                    group["lr"] = lr * factors(iteration)
-                model.train()
-                started = time.perf_counter()
-                optimizer.zero_grad()
-                loss = objective(model(x), y)
-                loss.backward()
-                middle = time.perf_counter()
-                optimizer.step()
-                forward_backward += middle - started
-                step_time += time.perf_counter() - middle
-                iteration += 1
-                value = loss.item()
-                running = value if math.isnan(running) else 0.95 * running + 0.05 * value
-                bar.update()
-                spent = time.process_time() - cpu_started - evaluating
-                if iteration % config.eval_every == 0 or spent > budget:
-                    evaluation_started = time.process_time()
-                    accuracy = clean_accuracy(x_curve, y_curve)
-                    evaluating += time.process_time() - evaluation_started
-                    rows.append(
-                        {
-                            "iteration": iteration,
-                            "epoch": epoch,
-                            "train_loss": running,
-                            "test_accuracy": accuracy,
-                            "cpu_seconds": spent,
-                        }
-                    )
-                    writer.writerow(rows[-1])
-                    log.flush()
-                    bar.set_postfix(loss=f"{running:.3f}", test=f"{accuracy:.3f}")
-                if spent > budget:
-                    done = True
-                    break
-            if done:
-                break
-    bar.close()
-    model.eval()
-    bound, lipschitz, certified = None, None, {}
-    if resnet:  # BatchNorm, ReLU and residual sums: no certificate
-        clean = clean_accuracy(x_test, y_test)
-    else:
-        bound = lipschitz_bound(model, (3, 32, 32), points=4, iterations=20, generator=torch.Generator().manual_seed(0))
-        lipschitz = bound.product if config.conv != "plain" else None
-        # one pass over the test set: ε = 0 is the clean accuracy (any L), the radii need the certified L
-        fractions = certified_accuracy(model, x_test, y_test, [0.0, *RADII.values()], lipschitz=lipschitz or 1.0)
-        clean = fractions[0.0]
-        certified = {eps: fractions[eps] for eps in RADII.values()} if lipschitz else {}
-    if not rows or rows[-1]["iteration"] != iteration:
-        rows.append({"iteration": iteration, "epoch": epoch, "train_loss": running, "test_accuracy": clean,
-                     "cpu_seconds": spent})  # fmt: skip
-        with open(log_path, "a", newline="") as log:
-            csv.DictWriter(log, fieldnames=list(rows[-1])).writerow(rows[-1])
-    _plot(rows, name, plot_path)
-    summary = {
-        "name": name,
-        "config": {
-            **asdict(config),
-            "task": "cifar10",
-            "model": "ResNet9" if resnet else "LipConvNet",
-            "data": Path(config.data).name,  # no machine's paths in summaries
-            "out": recorded_out(config.out),
-        },
-        "iterations": iteration,
-        "train_images": len(x_train),
-        "test_images": len(x_test),
-        "evaluated_on": "held-out training images" if config.holdout else "test set",
-        "test_accuracy": clean,
-        "certified_accuracy": {label: certified.get(eps) for label, eps in RADII.items()} if certified else None,
-        "lipschitz_bound": lipschitz,
-        "lipschitz_estimate": bound.estimate if bound else None,
-        "seconds_per_iteration": (forward_backward + step_time) / max(iteration, 1),
-        "seconds_forward_backward": forward_backward / max(iteration, 1),
-        "seconds_optimizer_step": step_time / max(iteration, 1),
-        "cpu_seconds": spent,  # training only (the budget); the evaluations' time is not in it
-        "unitarity_error": _unitarity_error(model),
-        "peak_memory_mb": _peak_memory_mb(),
-        "log": log_path.name,
-        "plot": plot_path.name,
-    }
-    summary_path.write_text(json.dumps(summary, indent=1))
-    return summary
-
-
-def _unitarity_error(model: Any) -> float | None:
-    """Largest ‖MᴴM − I‖ (or ‖MMᴴ − I‖ for wide M) over every UnitaryConv2d's frequency matrices."""
-    import torch
-
-    worst = None
-    for p in model.unitary_parameters() if hasattr(model, "unitary_parameters") else []:
-        M = p.detach().to(torch.complex128 if p.is_complex() else torch.float64)
-        G = M.mH @ M if M.shape[-2] >= M.shape[-1] else M @ M.mH
-        eye = torch.eye(G.shape[-1], dtype=G.dtype)
-        error = float(torch.linalg.matrix_norm(G - eye, ord=2).max()) if G.numel() else 0.0
-        worst = error if worst is None else max(worst, error)
-    return worst
-
-
-def _peak_memory_mb() -> float | None:
-    try:
-        import resource
-    except ImportError:  # not on Windows
-        return None
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
-
-
-def _plot(rows: list[dict[str, Any]], name: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, left = plt.subplots(figsize=(6.5, 4))
-    steps = [r["iteration"] for r in rows]
-    left.plot(steps, [r["train_loss"] for r in rows], color="tab:blue", label="train loss (running mean)")
-    left.set_xlabel("iteration")
-    left.set_ylabel("training loss", color="tab:blue")
-    right = left.twinx()
-    right.plot(steps, [r["test_accuracy"] for r in rows], color="tab:orange", label="clean test accuracy")
-    right.set_ylabel("clean test accuracy", color="tab:orange")
-    left.set_title(name, fontsize=10)
-    left.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def main(args: Any) -> int:
+def main(args: argparse.Namespace) -> int:
     """``train cifar10`` from parsed arguments: options given override :class:`CifarConfig`'s defaults."""
-    if (args.method or "transport") not in METHODS:
-        raise SystemExit(f"unitary-lowrank train cifar10: --method must be one of {', '.join(METHODS)}")
-    config = config_or_print(CifarConfig, args, PRESETS)
-    if config is None:
-        return 0
-    summary = run(config, progress=not args.no_progress)
+    config = settings(args, CifarConfig, PRESETS)
+    if args.print_config:
+        return print_config(config)
+    if not config.data:
+        args.parser.error("--data is required: the cifar-10-batches-py directory (or its .tar.gz), or a class-folder "
+                          "image archive")  # fmt: skip
+    if not Path(config.data).expanduser().exists():
+        args.parser.error(f"--data {config.data}: no such file or directory")
+    try:
+        summary = run(config, progress=not args.no_progress)
+    except (DataError, SettingsError) as err:
+        args.parser.error(str(err))
     certified = summary["certified_accuracy"] or {}
     certificate = (
         ", certified " + ", ".join(f"{v:.3f} at ε = {k}" for k, v in certified.items())
@@ -405,4 +135,5 @@ def main(args: Any) -> int:
         f"{summary['iterations']} iterations, {1e3 * summary['seconds_forward_backward']:.0f} ms forward+backward "
         f"and {1e3 * summary['seconds_optimizer_step']:.0f} ms optimizer step per iteration"
     )
+    print(report_files(config.out, summary))
     return 0

@@ -25,10 +25,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["CLASSES", "Cifar10", "load_cifar10"]
+__all__ = ["CLASSES", "Cifar10", "DataError", "load_cifar10"]
 
 #: Class names; a label is the index in this tuple (the official order).
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+class DataError(ValueError):
+    """The files given are not CIFAR-10 in a layout this module reads."""
 
 
 class Cifar10(NamedTuple):
@@ -61,7 +65,10 @@ def load_cifar10(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None
     if cache is not None and cache.exists():
         with np.load(cache) as stored:
             return Cifar10(*(stored[name] for name in Cifar10._fields))
-    data = _read(source)
+    try:
+        data = _read(source)
+    except (tarfile.TarError, pickle.UnpicklingError, EOFError, KeyError, OSError) as err:
+        raise DataError(f"CIFAR-10: cannot read {source} ({type(err).__name__}: {err})") from err
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         partial = cache.with_suffix(".partial.npz")
@@ -141,7 +148,7 @@ def _image_files_in_dir(root: Path) -> dict[str, tuple[tuple[str, int], bytes]]:
         if split_class is not None and path.is_file():
             files[str(path.relative_to(root))] = (split_class, path.read_bytes())
     if not files:
-        raise ValueError(
+        raise DataError(
             f"CIFAR-10: {root} holds neither the official batches (data_batch_1 …, test_batch) nor images in "
             "train/<class>/ and test/<class>/ folders"
         )
@@ -152,14 +159,14 @@ def _from_images(files: dict[str, tuple[tuple[str, int], bytes]]) -> Cifar10:
     from PIL import Image
 
     if not files:
-        raise ValueError("CIFAR-10: the archive holds neither the official batches nor train/<class>/ images")
+        raise DataError("CIFAR-10: the archive holds neither the official batches nor train/<class>/ images")
     out: dict[str, tuple[list[np.ndarray], list[int]]] = {"train": ([], []), "test": ([], [])}
     for name in sorted(files, key=lambda n: (files[n][0][1], n)):  # by class, then file name: a fixed order
         (split, label), payload = files[name]
         with Image.open(io.BytesIO(payload)) as image:
             pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
         if pixels.shape != (32, 32, 3):
-            raise ValueError(f"CIFAR-10: {name} is {pixels.shape[1]}×{pixels.shape[0]}, not 32×32")
+            raise DataError(f"CIFAR-10: {name} is {pixels.shape[1]}×{pixels.shape[0]}, not 32×32")
         out[split][0].append(pixels)
         out[split][1].append(label)
 

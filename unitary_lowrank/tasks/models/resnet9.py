@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...backends.torch.conv import UnitaryConv2d
 from .baselines import CayleyConv2d
-from .conv import UnitaryConv2d
 
 __all__ = ["RESNET9_CONVOLUTIONS", "ResNet9"]
 

@@ -90,7 +90,7 @@ def test_seeded_sketch_is_identical_in_another_process(rng):
         "A, B = ul.sketch(G, 2, seed=123); sys.stdout.buffer.write(A.tobytes() + B.tobytes())"
     )
     if RESIDENT:  # the child runs the same path as this process
-        code = code.replace("A, B = ul.sketch", "ul._linalg._FORCED_RESIDENT[0] = True; A, B = ul.sketch")
+        code = code.replace("A, B = ul.sketch", "ul._placement._FORCED_RESIDENT[0] = True; A, B = ul.sketch")
     out = subprocess.run([sys.executable, "-c", code], input=G.tobytes(), capture_output=True, check=True).stdout
     assert out == A.tobytes() + B.tobytes()
 

@@ -156,7 +156,7 @@ def test_rnn_study_runs_every_method_and_reports_mean_and_spread(tmp_path, monke
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).parents[1] / "benchmarks" / "rnn_study.py"
+    path = Path(__file__).parents[2] / "benchmarks" / "rnn_study.py"
     spec = importlib.util.spec_from_file_location("rnn_study", path)
     study = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(study)

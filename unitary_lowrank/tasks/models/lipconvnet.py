@@ -14,10 +14,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...backends.torch.conv import UnitaryConv2d
+from ...backends.torch.init import haar_
+from ...backends.torch.lipschitz import InvertibleDownsampling, MaxMin
 from .baselines import AOLConv2d, CayleyConv2d
-from .conv import UnitaryConv2d
-from .init import haar_
-from .lipschitz import InvertibleDownsampling, MaxMin
 
 __all__ = ["CONVOLUTIONS", "LipConvNet"]
 

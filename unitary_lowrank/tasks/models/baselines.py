@@ -12,33 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...backends.torch.lipschitz import circular_spectrum, image_size, largest_norm
+
 __all__ = ["AOLConv2d", "CayleyConv2d"]
-
-
-def _size(size: int | tuple[int, int]) -> tuple[int, int]:
-    H, W = (size, size) if isinstance(size, int) else tuple(size)
-    if H < 1 or W < 1:
-        raise ValueError(f"size must be positive; got {size!r}")
-    return H, W
-
-
-def _spectrum(kernel: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """The per-frequency matrices (H, W//2 + 1, c_out, c_in) of the circular convolution with ``kernel`` on H×W.
-
-    Taps beyond the image wrap around (a k×k kernel on a smaller torus adds
-    the taps that land on the same pixel), as circular padding does.
-    """
-    H, W = size
-    k_h, k_w = kernel.shape[-2:]
-    rows = torch.arange(k_h, device=kernel.device) % H
-    cols = torch.arange(k_w, device=kernel.device) % W
-    wrapped = kernel.new_zeros(*kernel.shape[:2], H, k_w).index_add(2, rows, kernel)
-    wrapped = kernel.new_zeros(*kernel.shape[:2], H, W).index_add(3, cols, wrapped)
-    return torch.fft.rfft2(wrapped).permute(2, 3, 0, 1)
-
-
-def _max_norm(M: torch.Tensor) -> float:
-    return float(torch.linalg.matrix_norm(M.detach().to(torch.complex128), ord=2).max())
 
 
 class CayleyConv2d(nn.Module):
@@ -69,14 +45,14 @@ class CayleyConv2d(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        self.in_channels, self.out_channels, self.size = in_channels, out_channels, _size(size)
+        self.in_channels, self.out_channels, self.size = in_channels, out_channels, image_size(size)
         n = max(in_channels, out_channels)
         weight = torch.randn(n, n, kernel_size, kernel_size, dtype=dtype, generator=generator)
         self.weight = nn.Parameter(weight / (n * kernel_size))  # small S: Q starts near the identity
 
     def frequencies(self) -> torch.Tensor:
         """``Q[f]`` cut to c_out×c_in, shape (H, W//2 + 1, c_out, c_in), complex."""
-        V = _spectrum(self.weight, self.size)
+        V = circular_spectrum(self.weight, self.size)
         # Through the Hermitian eigendecomposition iS = W Λ Wᴴ, Q = W diag((1 + iλ)/(1 − iλ)) Wᴴ, in double
         # precision: MKL's batched LU solves (torch 2.13, CPU; linalg.solve and linalg.inv alike) stopped with
         # "Parameter 6 was incorrect on entry to CLASWP/ZLASWP" and hung inside this network (measured).
@@ -93,7 +69,7 @@ class CayleyConv2d(nn.Module):
 
     def lipschitz(self) -> float:
         """Max over frequencies of ‖Q[f]‖₂ (double precision): 1 to rounding."""
-        return _max_norm(self.frequencies())
+        return largest_norm(self.frequencies())
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, size={self.size}, kernel_size={self.weight.shape[-1]}"
@@ -128,7 +104,7 @@ class AOLConv2d(nn.Module):
         super().__init__()
         if kernel_size % 2 == 0:
             raise ValueError(f"AOLConv2d: kernel_size must be odd; got {kernel_size}")
-        self.in_channels, self.out_channels, self.size = in_channels, out_channels, _size(size)
+        self.in_channels, self.out_channels, self.size = in_channels, out_channels, image_size(size)
         if kernel_size // 2 > min(self.size):
             raise ValueError(f"AOLConv2d: kernel_size {kernel_size} needs images of side ≥ {kernel_size // 2}")
         weight = torch.zeros(out_channels, in_channels, kernel_size, kernel_size, dtype=dtype)
@@ -155,7 +131,7 @@ class AOLConv2d(nn.Module):
         """Max over frequencies of the rescaled kernel's ‖·‖₂ (double precision): ≤ 1."""
         K = self.rescaled_kernel().detach().to(torch.float64)
         # conv2d is a cross-correlation: the same singular values as the convolution with K
-        return _max_norm(_spectrum(K, self.size))
+        return largest_norm(circular_spectrum(K, self.size))
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, size={self.size}, kernel_size={self.weight.shape[-1]}"

@@ -21,6 +21,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import unitary_lowrank as ul
+from unitary_lowrank._context import context_of
 from unitary_lowrank._linalg import qr
 
 STEPS = {
@@ -93,9 +94,7 @@ def test_qr_of_a_rank_deficient_block_spans_it_and_keeps_zero_blocks_zero(dtype)
     """Q is orthonormal and spans X to rounding; R = Qᴴ X has exactly zero columns where X does."""
     rng = np.random.default_rng(11)
     X = np.concatenate([np.zeros((40, 3), dtype), np.repeat(gaussian((40, 1), dtype, rng), 5, axis=1)], axis=1)
-    import array_api_compat.numpy as xp
-
-    Q, R = qr(xp, X)
+    Q, R = qr(context_of(X), X)
     assert _finite(Q, R)
     assert np.abs(Q.conj().T @ Q - np.eye(8)).max() <= 20 * EPS[dtype]
     assert np.linalg.norm(Q @ R - X) <= 20 * EPS[dtype] * np.linalg.norm(X)
@@ -169,7 +168,7 @@ def _rank_deficient(shape: tuple[int, ...], structure: str, dtype: str, rng) -> 
     return np.zeros(shape, dtype)
 
 
-#: Examples per run of the search; `UL_RANK_DEFICIENT_EXAMPLES=20000 python -m pytest tests/test_rank_deficient.py`
+#: Examples per run of the search; `UL_RANK_DEFICIENT_EXAMPLES=20000 python -m pytest tests/core/test_rank_deficient.py`
 #: runs the long search (its closing note: 20,000 examples, no failure).
 _EXAMPLES = int(__import__("os").environ.get("UL_RANK_DEFICIENT_EXAMPLES", "300"))
 

@@ -4,7 +4,7 @@ Inside the block the r×r cores are Jacobi sweeps and nothing is read back to th
 host. These tests hold that path to the dense references of the LAPACK path, and
 check with an operator log that one eager step issues none of the operations
 that synchronize a GPU. (The whole accuracy suite runs in this mode with
-``UL_DEVICE_RESIDENT=1 python -m pytest tests/test_steps.py ...``.)
+``UL_DEVICE_RESIDENT=1 python -m pytest tests/core/test_steps.py ...``.)
 """
 
 from __future__ import annotations

@@ -1,0 +1,93 @@
+"""What the ``train`` subcommands share: settings from a preset and the options given, defaults in the help, reports.
+
+Each task's settings are a dataclass of the training program
+(:mod:`unitary_lowrank.tasks`); its subcommand declares only the options that
+apply to it, so argparse refuses the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, fields
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+#: argparse destinations that are not settings of a run
+_NOT_SETTINGS = {"command", "task", "preset", "print_config", "no_progress", "run", "parser", "help"}
+
+
+def settings(
+    args: argparse.Namespace, config_class: Any, presets: dict[str, dict[str, Any]] | None = None, **fixed: Any
+) -> Any:
+    """``config_class`` from ``--preset`` (if given), then the options given on the command line, then ``fixed``."""
+    names = {f.name for f in fields(config_class)}
+    chosen = dict((presets or {}).get(getattr(args, "preset", None) or "", {}))
+    chosen.update({name: value for name, value in vars(args).items() if value is not None and name in names})
+    return config_class(**{**chosen, **fixed})
+
+
+def print_config(config: Any) -> int:
+    """``--print-config``: the settings a run would use, as JSON."""
+    print(json.dumps(asdict(config), indent=1))
+    return 0
+
+
+def fraction(text: str) -> float:
+    """A number written as a decimal or as a ratio (``36/255``), as radii of certificates are written."""
+    try:
+        return float(Fraction(text.replace(" ", "")))
+    except (ValueError, ZeroDivisionError) as err:
+        raise argparse.ArgumentTypeError(f"expected a number or a ratio such as 36/255; got {text!r}") from err
+
+
+def add_run_options(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
+    """The options every training run takes: seed, threads, device, output folder, progress, --print-config."""
+    parser.add_argument("--seed", type=int, help="seed of the initialization, the data order and the sketches")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
+    if device:
+        parser.add_argument("--device", help="torch device, e.g. cuda")
+    parser.add_argument("--out", help="output folder of the log, the curve and the summary")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        dest="print_config",
+        help="print the settings the run would use (preset, then options) as JSON, and exit",
+    )
+
+
+def show_defaults(
+    parser: argparse.ArgumentParser,
+    config_class: Any,
+    *,
+    presets: dict[str, dict[str, Any]] | None = None,
+    shown: dict[str, str] | None = None,
+) -> None:
+    """Append each option's default (from ``config_class``) to its help, unless the help states one already.
+
+    ``shown``: how to write a default where its value would not say it (a
+    derived value, a ratio); options that a preset sets say so.
+    """
+    defaults = {f.name: f.default for f in fields(config_class)}
+    preset_keys = {key for values in (presets or {}).values() for key in values}
+    for action in parser._actions:
+        dest = action.dest
+        if dest not in defaults or dest in _NOT_SETTINGS or (action.help and "default" in action.help):
+            continue
+        value = (shown or {}).get(dest)
+        if value is None:
+            default = defaults[dest]
+            value = "none" if default is None else "off" if default is False else str(default)
+        note = f"default: {value}" + (", or the preset's" if dest in preset_keys else "")
+        action.help = f"{action.help} ({note})" if action.help else note
+
+
+def report_files(out: str, summary: dict[str, Any]) -> str:
+    """Where a run wrote its files: the line the ``train`` subcommands print last."""
+    folder = Path(out)
+    return (
+        f"wrote {folder / summary['log']} (log), {folder / summary['plot']} (curve), "
+        f"{folder / (summary['name'] + '.json')} (summary)"
+    )
