@@ -48,6 +48,8 @@ def _load(module_name: str) -> Backend:
     backend = _cache.get(module_name)
     if backend is None:
         backend = _cache[module_name] = _import(module_name)
+        if backend.array_type is not None:
+            _by_type.setdefault(backend.array_type, backend)
     return backend
 
 

@@ -21,6 +21,8 @@ class Backend:
     """
 
     name = "portable"
+    #: The library's array class (subclasses, such as ``torch.nn.Parameter``, are found through it)
+    array_type: type | None = None
 
     # -- random draws -------------------------------------------------------
     def normal(self, xp: Any, shape: tuple[int, ...], dtype: Any, *, seed: Seed, device: Any) -> Any:

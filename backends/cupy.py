@@ -32,6 +32,7 @@ class CupyBackend(Backend):
 
     name = "cupy"
     supports_inplace = True
+    array_type = cupy.ndarray
 
     def normal(self, xp: Any, shape: tuple[int, ...], dtype: Any, *, seed: Seed, device: Any) -> Any:
         rng = _generator(seed)

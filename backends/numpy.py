@@ -31,6 +31,7 @@ class NumpyBackend(Backend):
 
     name = "numpy"
     supports_inplace = True
+    array_type = np.ndarray
 
     def device(self, x: Any) -> str:
         return "cpu"

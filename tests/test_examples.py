@@ -12,9 +12,9 @@ import importlib
 import pathlib
 
 import pytest
+import unitary_lowrank.backends
 
 import unitary_lowrank
-import unitary_lowrank.backends
 
 #: what an example's missing import means: the optional dependency that is absent
 _OPTIONAL = {"torch", "jax", "jaxlib", "optax", "cupy", "matplotlib", "tqdm", "mlxtend", "PIL"}
@@ -38,7 +38,7 @@ MODULES = _module_names()
 
 
 def test_the_walk_finds_every_layer():
-    """The examples of the core, every backend, the tasks and the CLI are collected (a walk that finds none cannot fail)."""
+    """The examples of the core, every backend, the tasks and the CLI are collected (a walk finding none would pass)."""
     for expected in (
         "unitary_lowrank.project",
         "unitary_lowrank.backends.torch.optim",

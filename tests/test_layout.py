@@ -15,9 +15,9 @@ import subprocess
 import sys
 
 import pytest
+import unitary_lowrank.backends
 
 import unitary_lowrank
-import unitary_lowrank.backends
 
 PACKAGE = pathlib.Path(unitary_lowrank.__file__).parent
 BACKENDS = pathlib.Path(unitary_lowrank.backends.__file__).parent

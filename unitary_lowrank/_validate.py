@@ -27,8 +27,11 @@ def namespace(func: str, **arrays: Any) -> Any:
     kinds = {type(x) for x in arrays.values()}
     if len(kinds) == 1:
         kind = next(iter(kinds))
-        for cls in kind.__mro__:  # a subclass of a known array type (torch.nn.Parameter) has its namespace
-            known = _NAMESPACES.get(cls)
+        known = _NAMESPACES.get(kind)
+        if known is not None:
+            return known
+        for base in kind.__mro__[1:]:  # a subclass of a known array type (torch.nn.Parameter) has its namespace
+            known = _NAMESPACES.get(base)
             if known is not None:
                 _NAMESPACES[kind] = known
                 return known
@@ -41,7 +44,11 @@ def namespace(func: str, **arrays: Any) -> Any:
         kinds = ", ".join(f"{n}: {type(x).__module__}.{type(x).__name__}" for n, x in arrays.items())
         raise TypeError(f"{func}: arrays come from different libraries ({kinds})") from err
     if len(kinds) == 1:
-        _NAMESPACES[next(iter(kinds))] = xp
+        kind = next(iter(kinds))
+        _NAMESPACES[kind] = xp
+        base = backend_for(next(iter(arrays.values()))).array_type
+        if base is not None and base in kind.__mro__:
+            _NAMESPACES.setdefault(base, xp)  # its subclasses and itself, found without a type test from now on
     return xp
 
 

@@ -43,6 +43,7 @@ class JaxBackend(Backend):
 
     name = "jax"
     supports_inplace = False
+    array_type = jax.Array
     native_keys = True
 
     def is_traced(self, x: Any) -> bool:

@@ -153,8 +153,6 @@ def _check_unitary(path: Any, leaf: Any) -> None:
         return
     name = jax.tree_util.keystr(path) or "params"
     problem = unitarity_problem(leaf, float(jnp.finfo(leaf.dtype).eps))
-    if problem == "contains NaN or Inf":
-        raise ValueError(f"projunn: leaf {name} {problem}")
     if problem is not None:
         raise ValueError(
             f"projunn: leaf {name} {problem}; projUNN steps keep a unitary weight unitary but cannot make one. "

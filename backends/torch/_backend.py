@@ -47,6 +47,7 @@ class TorchBackend(Backend):
 
     name = "torch"
     supports_inplace = True
+    array_type = torch.Tensor
 
     def normal(self, xp: Any, shape: tuple[int, ...], dtype: Any, *, seed: Seed, device: Any) -> Any:
         # complex dtypes: real and imaginary parts each of variance 1/2

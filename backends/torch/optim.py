@@ -207,8 +207,6 @@ class ProjUNN(torch.optim.Optimizer):
             check_rank("ProjUNN", f"parameter {name}", tuple(p.shape), options["rank"])
             know_weight(p)
             problem = unitarity_problem(p.detach(), torch.finfo(p.dtype).eps) if self.check_unitary else None
-            if problem == "contains NaN or Inf":
-                raise ValueError(f"ProjUNN: parameter {name} {problem}; initialize it with haar_")
             if problem is not None:
                 raise ValueError(
                     f"ProjUNN: parameter {name} {problem}. "

@@ -253,6 +253,31 @@ def test_rectangular_leaves_stay_orthonormal_and_descend():
         assert float(ul.unitarity_error(W)) <= 1e-13
 
 
+def test_complex_wide_leaf_descends_as_its_tall_adjoint():
+    """A complex leaf with orthonormal rows follows the adjoint of its tall problem's trajectory.
+
+    Regression: the conjugation of JAX's gradients was applied twice on the way through the adjoint
+    (once per recursion level), so wide complex leaves barely moved (loss 11.8 → 11.5 in 50 SGD steps
+    where the tall problem reaches 2.3).
+    """
+    W_tall = ul.random_unitary(16, 6, dtype="complex128", like=jnp, seed=0)
+    T_tall = ul.random_unitary(16, 6, dtype="complex128", like=jnp, seed=1)
+    finals = []
+    for W, T in ((W_tall, T_tall), (jnp.conj(W_tall).T, jnp.conj(T_tall).T)):
+        tx = optax.chain(optax.sgd(0.05), projunn(rank=2))
+        state = tx.init(W)
+        loss = lambda W, T=T: jnp.sum(jnp.abs(W - T) ** 2)  # noqa: E731
+        for _ in range(50):
+            updates, state = tx.update(jax.grad(loss)(W), state, W)
+            W = optax.apply_updates(W, updates)
+        finals.append((float(loss(W)), W))
+    (tall_loss, W_t), (wide_loss, W_w) = finals
+    assert tall_loss < 0.25 * float(jnp.sum(jnp.abs(W_tall - T_tall) ** 2))
+    assert abs(wide_loss - tall_loss) <= 1e-10 * tall_loss
+    assert float(jnp.max(jnp.abs(W_w - jnp.conj(W_t).T))) <= 1e-12
+    assert float(ul.unitarity_error(W_w)) <= 1e-13
+
+
 def test_init_refuses_a_non_unitary_leaf():
     with pytest.raises(ValueError, match=r"leaf \['w'\] is not unitary.*random_unitary"):
         projunn().init({"w": 2 * jnp.eye(4)})

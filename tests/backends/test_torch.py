@@ -250,6 +250,49 @@ def test_wrapper_step_equals_core_primitives(method, dtype, batch):
     assert float((W.detach() - expected).abs().max()) <= 1e-12
 
 
+@pytest.mark.parametrize("shape", [(12, 12), (16, 6), (6, 16), (2, 8, 8)])
+def test_wrapper_step_does_not_validate_again(shape, monkeypatch):
+    """The constructor checked the weights and options; a step calls the kernels, with no per-step validation."""
+    import importlib
+
+    # the modules (the package's own names sketch, project, transport are the functions)
+    rank_update, sketch_module, unitarity_module = (
+        importlib.import_module(f"unitary_lowrank.{name}") for name in ("_rank_update", "sketch", "unitarity")
+    )
+
+    calls = []
+
+    def spy(module, name):
+        original = getattr(module, name)
+
+        def counted(*args, **kwargs):
+            calls.append(name)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
+
+    for module, names in (
+        (rank_update, ("check_factors", "check_finite", "probe_unitarity")),
+        (sketch_module, ("check_matrix", "check_dtype", "_check_finite")),
+        (unitarity_module, ("check_matrix", "check_dtype", "check_finite")),
+    ):
+        for name in names:
+            spy(module, name)
+    W = torch.nn.Parameter(haar_(torch.empty(*shape, dtype=torch.float64), generator=torch.Generator().manual_seed(0)))
+    target = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    opt = ProjUNN(torch.optim.Adam([{"params": [W], "unitary": True}], lr=0.01), rank=2, reorthonormalize_every=2)
+    calls.clear()  # the constructor's own checks
+    for _ in range(3):  # the second step also takes a Newton–Schulz step
+        opt.zero_grad()
+        quadratic_loss(W, target).backward()
+        opt.step()
+    assert calls == []
+    U = W.detach() if shape[-1] <= shape[-2] else W.detach().mH
+    zeros = torch.zeros(*U.shape[:-1], 1, dtype=U.dtype), torch.zeros(*U.shape[:-2], U.shape[-1], 1, dtype=U.dtype)
+    ul.transport(U, *zeros)
+    assert "check_factors" in calls and "check_finite" in calls  # the spies do see a public call's validation
+
+
 def test_wrapper_step_equals_core_with_adam_update():
     """Adam's first update is −lr·g/(|g| + eps) elementwise: the wrapper sketches exactly that."""
     W = unitary_param(10)

@@ -107,6 +107,18 @@ def test_decoded_arrays_are_cached(tmp_path, monkeypatch):
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
 
 
+def test_the_default_cache_follows_xdg_and_tests_keep_it_temporary(tmp_path):
+    """The suite never writes into the user's real ~/.cache: conftest points XDG_CACHE_HOME into pytest's folder."""
+    import os
+
+    cache_home = Path(os.environ["XDG_CACHE_HOME"])
+    assert cache_home.parent == tmp_path.parent  # pytest's base temporary folder
+    root = tmp_path / "cifar-10-batches-py"
+    _write_batches(root, [_images(4, 1)], _images(2, 2))
+    load_cifar10(root)
+    assert len(list((cache_home / "unitary_lowrank").glob("cifar10-*.npz"))) >= 1
+
+
 def test_bad_sources_say_what_is_expected(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_cifar10(tmp_path / "missing")

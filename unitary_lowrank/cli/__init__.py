@@ -1,8 +1,11 @@
 """The command-line tools: ``unitary-lowrank verify``, ``bench`` and ``train`` (also ``python -m unitary_lowrank``).
 
 One module per command (:mod:`.verify`, :mod:`.bench`, :mod:`.train`), each with
-``add_parser(commands)`` for its arguments and ``command(args)`` to run it.
-The library itself (``unitary_lowrank``) never imports this package.
+``add_parser(commands)`` for its arguments and ``command(args)`` to run it; ``train``
+has one subcommand per task (:mod:`.train_conv` and :mod:`.train_cifar` hold those of
+``conv`` and ``cifar10``, :mod:`._options` what they share). Parsing and dispatch
+only: the training programs are in :mod:`unitary_lowrank.tasks`. The library itself
+never imports this package.
 """
 
 from __future__ import annotations

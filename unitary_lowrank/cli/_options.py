@@ -74,7 +74,11 @@ def show_defaults(
     preset_keys = {key for values in (presets or {}).values() for key in values}
     for action in parser._actions:
         dest = action.dest
-        if dest not in defaults or dest in _NOT_SETTINGS or (action.help and "default" in action.help):
+        if (
+            dest not in defaults
+            or dest in _NOT_SETTINGS
+            or (action.help and ("default" in action.help or "required" in action.help))
+        ):
             continue
         value = (shown or {}).get(dest)
         if value is None:

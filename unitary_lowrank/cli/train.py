@@ -81,11 +81,13 @@ def _add_rnn_task(tasks: Any, name: str, about: str) -> None:
     task.add_argument("--rank", type=int, help="rank k of the projUNN sketch")
     task.add_argument("--sketch", choices=["randomized", "column", "svd"], help="how the update is sketched")
     task.add_argument("--init", choices=["henaff", "haar", "cayley", "identity"], help="recurrent weight at start")
-    task.add_argument("--nonlinearity", choices=["relu", "modrelu", "tanh"])
+    task.add_argument("--nonlinearity", choices=["relu", "modrelu", "tanh"], help="the recurrent activation")
     task.add_argument(
         "--input-bias", action="store_true", default=None, dest="input_bias", help="give the input map a bias"
     )
-    task.add_argument("--output-init", choices=["default", "kaiming", "xavier"], dest="output_init")
+    task.add_argument(
+        "--output-init", choices=["default", "kaiming", "xavier"], dest="output_init", help="the output map at start"
+    )
     task.add_argument("--complex", action="store_true", default=None, help="a complex unitary RNN (modReLU)")
     task.add_argument("--decay", type=float, help="multiply the learning rates by this factor on a schedule")
     task.add_argument("--decay-every", type=int, dest="decay_every", help="... every this many iterations")
@@ -100,7 +102,7 @@ def _add_rnn_task(tasks: Any, name: str, about: str) -> None:
     task.add_argument("--minutes", type=float, help="CPU-time budget of the run, in minutes: stop early when spent")
     add_run_options(task)
     shown = {"lr_unitary": "--lr's value", "T": "copy 1000, adding 750" if sequence else None, "out": "runs"}
-    shown["steps"] = "required" if sequence else "--epochs × batches per epoch"
+    shown["steps"] = "none: give it or a --preset" if sequence else "--epochs × batches per epoch"
     shown["epochs"] = "1"
     show_defaults(task, Config, presets=_presets(name), shown=shown)
     task.set_defaults(run=_run_rnn, parser=task)

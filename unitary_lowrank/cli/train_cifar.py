@@ -74,7 +74,7 @@ def add_parser(tasks: Any) -> argparse.ArgumentParser:
     cifar.add_argument("--batch", type=int, help="batch size")
     cifar.add_argument("--optimizer", choices=OPTIMIZERS, help="the base optimizer")
     cifar.add_argument("--lr", type=float, help="the base optimizer's learning rate")
-    cifar.add_argument("--lr-unitary", type=float, dest="lr_unitary", help="its learning rate of the unitary weights")
+    cifar.add_argument("--lr-unitary", type=float, dest="lr_unitary", help="the same for the unitary weights")
     cifar.add_argument("--momentum", type=float, help="RMSprop's momentum")
     cifar.add_argument("--weight-decay", type=float, dest="weight_decay", help="weight decay of the other parameters")
     cifar.add_argument("--label-smoothing", type=float, dest="label_smoothing", help="ResNet9's cross-entropy")
