@@ -336,7 +336,9 @@ class Check:
     # 7. device-resident step: no sync, CUDA-graph capture, launches
     def resident(self) -> None:
         if not self.gpu:
-            self.rows.append(("resident step: sync, capture, launches", True, "needs a GPU (tests/core/test_resident.py)"))
+            self.rows.append(
+                ("resident step: sync, capture, launches", True, "needs a GPU (tests/core/test_resident.py)")
+            )
             return
         n = 1024
 
