@@ -114,40 +114,28 @@ def step(
     was built.
     """
     ctx = context_of(W, delta)
-    if W.shape[-1] > W.shape[-2]:
-        # orthonormal rows: step the adjoint, whose columns are orthonormal (views where the library has them)
-        W_h, delta_h = _adjoint_view(ctx, W), _adjoint_view(ctx, delta)
-        out_h = None if out is None else ctx.backend.adjoint_view(ctx.xp, out)
-        W_new, finite = _step(ctx, W_h, delta_h, rank, method, sketch, key, out_h, skip_nonfinite)
-        if out is None:
-            return _adjoint_view(ctx, W_new), finite
-        if out_h is None:  # no writable adjoint view of out: write the result into it
-            return ctx.backend.copy_(out, adjoint(ctx.xp, W_new)), finite
-        return out, finite
-    return _step(ctx, W, delta, rank, method, sketch, key, out, skip_nonfinite)
-
-
-def _step(
-    ctx: Context,
-    W: Any,
-    delta: Any,
-    rank: int,
-    method: str,
-    sketch: str,
-    key: Any,
-    out: Any,
-    skip_nonfinite: bool,
-) -> tuple[Any, Any]:
-    """:func:`step` on a weight with orthonormal columns."""
     xp = ctx.xp
+    wide = W.shape[-1] > W.shape[-2]
+    target = out
+    if wide:  # orthonormal rows: step the adjoint, whose columns are orthonormal (views where the library has them)
+        W, delta = _adjoint_view(ctx, W), _adjoint_view(ctx, delta)
+        target = None if out is None else ctx.backend.adjoint_view(xp, out)
     A, B = sketch_step(ctx, delta, rank, sketch, _OVERSAMPLE, _POWER_ITERS, key, is_key(key))
     # a non-finite Δ gives non-finite factors (the sketch propagates NaN): check them, O(n k), not Δ
     finite = xp.all(xp.isfinite(A)) & xp.all(xp.isfinite(B))
     if skip_nonfinite:
         A, B = xp.where(finite, A, xp.zeros_like(A)), xp.where(finite, B, xp.zeros_like(B))
     if method == "project":
-        return project_step(ctx, W, A, B, out), finite
-    return transport_step(ctx, W, A, B, "exp" if method == "transport" else "cayley", out), finite
+        W_new = project_step(ctx, W, A, B, target)
+    else:
+        W_new = transport_step(ctx, W, A, B, "exp" if method == "transport" else "cayley", target)
+    if not wide:
+        return W_new, finite
+    if out is None:
+        return _adjoint_view(ctx, W_new), finite
+    if target is None:  # no writable adjoint view of out: write the result into it
+        return ctx.backend.copy_(out, adjoint(xp, W_new)), finite
+    return out, finite
 
 
 def newton_schulz_correction(W: Any) -> Any:
