@@ -73,8 +73,11 @@ def unitarity_tolerance(eps: float) -> float:
 
 
 def know_weight(W: Any) -> None:
-    """Find ``W``'s namespace and backend now, when the adapter is built: a first step traced by
-    ``torch.compile`` then meets a dictionary lookup, not ``array_api_compat``'s type tests."""
+    """Find ``W``'s namespace and backend now, when the adapter is built.
+
+    A first step traced by ``torch.compile`` then meets dictionary lookups, not
+    ``array_api_compat``'s type tests (which Dynamo traces, warning about each).
+    """
     context_of(W)
 
 

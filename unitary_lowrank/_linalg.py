@@ -18,6 +18,7 @@ from ._arrays import (
     scale_exponent,
     times_power_of_two,
 )
+from ._context import Context
 from ._jacobi import jacobi_eigh, jacobi_svd
 from .backends._base import add_to_top_rows
 
@@ -25,7 +26,7 @@ from .backends._base import add_to_top_rows
 HOST_QR_ELEMENTS = 1 << 22
 
 
-def qr(ctx: Any, X: Any) -> tuple[Any, Any]:
+def qr(ctx: Context, X: Any) -> tuple[Any, Any]:
     """Orthonormal ``Q`` (..., m, l) spanning tall ``X`` (..., m, l), and ``R = Qᴴ X``: ``X = Q R`` to rounding.
 
     ``Q`` is the backend's reduced Householder QR of ``X + Δ``, where ``Δ`` is
@@ -57,7 +58,7 @@ def qr(ctx: Any, X: Any) -> tuple[Any, Any]:
     return Q, xp.matmul(ctx.adjoint(Q), X)
 
 
-def generic_shift(ctx: Any, X: Any) -> Any:
+def generic_shift(ctx: Context, X: Any) -> Any:
     """The top rows of ``Δ``, a tiny fixed perturbation of ``X``: ``Δ_ij = δ_j E_ij`` for ``i < min(m, 2l)``, else 0.
 
     ``δ_j = ε · max(max_i |X_ij|, ε max_ij |X_ij|)``: ε times the column's
@@ -83,7 +84,7 @@ def generic_shift(ctx: Any, X: Any) -> Any:
 _HASH_MATRICES: dict[tuple[Any, ...], Any] = {}
 
 
-def _hash_matrix(ctx: Any, top: int, l: int, like: Any) -> Any:
+def _hash_matrix(ctx: Context, top: int, l: int, like: Any) -> Any:
     """``E`` (top×l) of :func:`generic_shift`, in ``like``'s dtype (complex: a second hash as imaginary part)."""
     xp, device = ctx.xp, ctx.device
     cache = ctx.backend.can_keep(like)
@@ -108,7 +109,7 @@ def _hash_matrix(ctx: Any, top: int, l: int, like: Any) -> Any:
     return E
 
 
-def orthonormal_basis(ctx: Any, X: Any) -> Any:
+def orthonormal_basis(ctx: Context, X: Any) -> Any:
     """Orthonormal columns spanning ``X``: the ``Q`` of the backend's reduced Householder QR.
 
     ``X`` is first scaled by a power of two to entries of order 1: ``Q`` does
@@ -119,7 +120,7 @@ def orthonormal_basis(ctx: Any, X: Any) -> Any:
     return qr(ctx, times_power_of_two(xp, X, -scale_exponent(xp, X)))[0]
 
 
-def safe_svd(ctx: Any, X: Any) -> tuple[Any, Any, Any]:
+def safe_svd(ctx: Context, X: Any) -> tuple[Any, Any, Any]:
     """Thin SVD of ``X + Δ`` (:func:`generic_shift`), with NaN factors for a matrix holding NaN or Inf.
 
     LAPACK's complex SVD can loop forever on an Inf entry, so such a matrix is
@@ -148,7 +149,7 @@ def safe_svd(ctx: Any, X: Any) -> tuple[Any, Any, Any]:
     )
 
 
-def safe_eigh(ctx: Any, H: Any) -> tuple[Any, Any]:
+def safe_eigh(ctx: Context, H: Any) -> tuple[Any, Any]:
     """Hermitian eigendecomposition with the same NaN guard as :func:`safe_svd`."""
     xp = ctx.xp
     finite = finite_matrices(xp, H)
@@ -163,7 +164,7 @@ def safe_eigh(ctx: Any, H: Any) -> tuple[Any, Any]:
     return xp.where(finite[..., 0], lam, xp.full_like(lam, nan)), xp.where(finite, V, xp.full_like(V, nan))
 
 
-def _resident_svd(ctx: Any, X: Any) -> tuple[Any, Any, Any]:
+def _resident_svd(ctx: Context, X: Any) -> tuple[Any, Any, Any]:
     """Thin SVD by Jacobi sweeps on the device (:mod:`~unitary_lowrank._jacobi`), for any (..., m, n).
 
     Scaled to entries of order one by a power of two; a tall matrix is first
