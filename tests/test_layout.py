@@ -178,6 +178,7 @@ def test_study_models_stay_importable_from_the_torch_backend():
     """Every name ``unitary_lowrank.backends.torch`` exported before the models moved still imports from there."""
     pytest.importorskip("torch")
     import unitary_lowrank.backends.torch as torch_backend
+
     from unitary_lowrank.tasks.models.lipconvnet import LipConvNet
 
     assert torch_backend.LipConvNet is LipConvNet
