@@ -8,18 +8,31 @@ optimizer's update Δ of a weight W and move W along the manifold:
 
 A wide W (orthonormal rows) is stepped through its adjoint. Options and
 weights are checked once, when an adapter is built (:func:`check_options`,
-:func:`check_weight`, :func:`unitarity_problem`); :func:`step` then calls the
+:func:`check_rank`, :func:`unitarity_problem`); :func:`step` then calls the
 kernels directly, with no per-step validation and no value read on the host.
+
+Two sketches keep state between steps, which the adapters store per weight:
+
+- ``sketch="subspace"``: a warm-started subspace iteration, as PowerSGD and
+  Dion run. With ``Q`` (p×k, orthonormal) from the last step, ``P = orth(Δ Q)``,
+  ``R = Δᴴ P``, and ``A Bᴴ = P Rᴴ = P Pᴴ Δ``, the projection of Δ on span(P);
+  ``orth(R)`` is the next step's ``Q``. Two passes over Δ with k columns, no
+  oversampling (the randomized range finder makes four with k + 10). The
+  first ``Q`` is a keyed Gaussian draw, orthonormalized: the same on every
+  data-parallel replica.
+- error feedback: a buffer ``E`` (weight-sized) of what the low-rank steps
+  left out; each step sketches ``Δ + E`` and keeps ``E ← Δ + E − A Bᴴ``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
-from ._arrays import adjoint
+from ._arrays import adjoint, finite_matrices
 from ._context import Context, context_of
-from ._counter import is_key
+from ._counter import is_key, key_normal
+from ._linalg import orthonormal_basis
 from .project import project_step
 from .sketch import sketch_step
 from .transport import transport_step
@@ -30,9 +43,11 @@ from .unitarity import unitarity_error
 METHODS = ("transport", "project", "cayley", "dense")
 #: The steps of rank k (every adapter has them)
 LOW_RANK_METHODS = ("transport", "project", "cayley")
-SKETCHES = ("randomized", "column", "svd")
+#: How an update is reduced to rank k: the stateless sketches of :func:`unitary_lowrank.sketch`, and the
+#: warm-started subspace iteration, whose basis the adapters keep between steps
+SKETCHES = ("randomized", "column", "svd", "subspace")
 #: Options a group of unitary weights may set for itself (torch param groups)
-GROUP_OPTIONS = ("rank", "method", "sketch", "reorthonormalize_every", "seed")
+GROUP_OPTIONS = ("rank", "method", "sketch", "error_feedback", "reorthonormalize_every", "seed")
 
 #: One Newton–Schulz step every this many steps. Chosen from the drift measured in
 #: ``benchmarks/drift.py`` (see docs/torch.md): after 10,000 steps of ``ProjUNN(Adam)``,
@@ -56,6 +71,8 @@ def check_options(where: str, options: dict[str, Any], methods: tuple[str, ...] 
     every = options["reorthonormalize_every"]
     if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 0):
         raise ValueError(f"{where}: reorthonormalize_every must be an int ≥ 0 or None; got {every!r}")
+    if not isinstance(options.get("error_feedback", False), bool):
+        raise ValueError(f"{where}: error_feedback must be True or False; got {options['error_feedback']!r}")
 
 
 def check_rank(where: str, what: str, shape: tuple[int, ...], rank: int) -> None:
@@ -93,6 +110,35 @@ def unitarity_problem(W: Any, eps: float) -> str | None:
     return None
 
 
+class StepResult(NamedTuple):
+    """What :func:`step` returns: the new weight, and the state the adapter keeps for the next step."""
+
+    weight: Any  #: the new weight (``out`` when given)
+    finite: Any  #: boolean array: the update's sketch was finite (else, with ``skip_nonfinite``, it was skipped)
+    basis: Any  #: the next step's subspace basis (``sketch="subspace"``), else ``None``
+    error: Any  #: the error-feedback buffer after this step, else ``None``
+
+
+def basis_shape(shape: tuple[int, ...], rank: int) -> tuple[int, ...]:
+    """Shape of the subspace basis of a weight of ``shape`` (..., n, p): (..., min(n, p), k)."""
+    return (*shape[:-2], min(shape[-2:]), rank)
+
+
+def initial_basis(W: Any, rank: int, key: Any) -> Any:
+    """The first subspace basis of weight ``W``: a Gaussian draw keyed by ``key``, orthonormalized.
+
+    ``key`` is a counter key (an integer array of ``W``'s library) or the
+    library's own key (``jax.random``): the same draw on every replica.
+    """
+    ctx = context_of(W)
+    shape = basis_shape(tuple(W.shape), rank)
+    if is_key(key):
+        draws = key_normal(ctx.xp, key, shape, W.dtype)
+    else:
+        draws = ctx.backend.normal(ctx.xp, shape, W.dtype, seed=key, device=ctx.device)
+    return orthonormal_basis(ctx, draws)
+
+
 def step(
     W: Any,
     delta: Any,
@@ -101,20 +147,25 @@ def step(
     method: str,
     sketch: str,
     key: Any,
+    basis: Any = None,
+    error: Any = None,
     out: Any = None,
     skip_nonfinite: bool = False,
-) -> tuple[Any, Any]:
+) -> StepResult:
     """Move ``W`` (..., n, p) along the base optimizer's update ``delta`` with a rank-``rank`` projUNN step.
 
-    Returns the new weight (``out`` when given: ``out`` may be ``W`` or
-    ``delta``, views included, and is written only after both were read) and
-    a boolean array, true where the sketch of ``delta`` was finite. With
-    ``skip_nonfinite`` a non-finite update is replaced by zero (the step then
-    returns ``W`` exactly), with array operations only: nothing is read on the
-    host. ``key`` seeds the sketch: a counter key (an integer array of ``W``'s
-    library) or a key of the library's own (``jax.random``). ``method`` is one
-    of :data:`LOW_RANK_METHODS`; the options were checked when the adapter
-    was built.
+    Returns a :class:`StepResult`: the new weight (``out`` when given: ``out``
+    may be ``W`` or ``delta``, views included, and is written only after both
+    were read), a boolean array true where the sketch was finite, and the
+    state for the next step. ``sketch="subspace"`` needs ``basis`` (from
+    :func:`initial_basis`, then from the last result); ``error`` (weight-sized,
+    zero at first) turns on error feedback. With ``skip_nonfinite`` a
+    non-finite update is replaced by zero (the step then returns ``W``
+    exactly) and leaves the basis and the buffer as they were, with array
+    operations only: nothing is read on the host. ``key`` seeds the stateless
+    sketches: a counter key (an integer array of ``W``'s library) or a key of
+    the library's own (``jax.random``). ``method`` is one of
+    :data:`LOW_RANK_METHODS`; the options were checked when the adapter was built.
     """
     ctx = context_of(W, delta)
     xp = ctx.xp
@@ -122,23 +173,51 @@ def step(
     target = out
     if wide:  # orthonormal rows: step the adjoint, whose columns are orthonormal (views where the library has them)
         W, delta = _adjoint_view(ctx, W), _adjoint_view(ctx, delta)
+        error = None if error is None else _adjoint_view(ctx, error)
         target = None if out is None else ctx.backend.adjoint_view(xp, out)
-    A, B = sketch_step(ctx, delta, rank, sketch, _OVERSAMPLE, _POWER_ITERS, key, is_key(key))
+    if error is not None:
+        delta = delta + error
+    if sketch == "subspace":
+        A, B, next_basis = _subspace_sketch(ctx, delta, basis)
+    else:
+        A, B = sketch_step(ctx, delta, rank, sketch, _OVERSAMPLE, _POWER_ITERS, key, is_key(key))
+        next_basis = None
     # a non-finite Δ gives non-finite factors (the sketch propagates NaN): check them, O(n k), not Δ
     finite = xp.all(xp.isfinite(A)) & xp.all(xp.isfinite(B))
     if skip_nonfinite:
         A, B = xp.where(finite, A, xp.zeros_like(A)), xp.where(finite, B, xp.zeros_like(B))
+        if next_basis is not None:
+            next_basis = xp.where(finite, next_basis, basis)
+    next_error = None
+    if error is not None:  # what the step leaves out of Δ + E (a skipped one: E as it was)
+        left_out = delta - xp.matmul(A, ctx.adjoint(B))
+        next_error = xp.where(finite, left_out, error) if skip_nonfinite else left_out
     if method == "project":
         W_new = project_step(ctx, W, A, B, target)
     else:
         W_new = transport_step(ctx, W, A, B, "exp" if method == "transport" else "cayley", target)
-    if not wide:
-        return W_new, finite
-    if out is None:
-        return _adjoint_view(ctx, W_new), finite
-    if target is None:  # no writable adjoint view of out: write the result into it
-        return ctx.backend.copy_(out, adjoint(xp, W_new)), finite
-    return out, finite
+    if wide:
+        if out is None:
+            W_new = _adjoint_view(ctx, W_new)
+        elif target is None:  # no writable adjoint view of out: write the result into it
+            W_new = ctx.backend.copy_(out, adjoint(xp, W_new))
+        else:
+            W_new = out
+        next_error = None if next_error is None else _adjoint_view(ctx, next_error)
+    return StepResult(W_new, finite, next_basis, next_error)
+
+
+def _subspace_sketch(ctx: Context, delta: Any, Q: Any) -> tuple[Any, Any, Any]:
+    """One warm-started subspace iteration: ``A = P = orth(Δ Q)``, ``B = R = Δᴴ P`` and the next basis ``orth(R)``.
+
+    The next basis keeps ``Q`` where ``R`` is zero or not finite (a zero or
+    skipped update carries no direction to follow), matrix by matrix.
+    """
+    P = orthonormal_basis(ctx, ctx.stream(delta, Q))
+    R = ctx.adjoint(ctx.stream(ctx.adjoint(P), delta))  # Δᴴ P as (Pᴴ Δ)ᴴ: Δ streamed in its own memory order
+    xp = ctx.xp
+    informative = finite_matrices(xp, R) & ~xp.all(R == 0, axis=(-2, -1), keepdims=True)
+    return P, R, xp.where(informative, orthonormal_basis(ctx, R), Q)
 
 
 def newton_schulz_correction(W: Any) -> Any:

@@ -13,6 +13,7 @@ from unitary_lowrank._adapters import (
     LOW_RANK_METHODS,
     check_options,
     check_rank,
+    initial_basis,
     newton_schulz_correction,
     step,
     unitarity_problem,
@@ -24,16 +25,24 @@ __all__ = ["DEFAULT_REORTHONORMALIZE_EVERY", "ProjUNNState", "projunn"]
 
 
 class ProjUNNState(NamedTuple):
-    """State of :func:`projunn`: the PRNG key the sketches are drawn from, and the step count."""
+    """State of :func:`projunn`: the sketches' PRNG key, the step count, and the per-leaf state.
+
+    ``basis`` and ``error`` hold, per leaf in the order of
+    ``jax.tree_util.tree_leaves(params)``, the subspace sketch's basis and the
+    error-feedback buffer (``None`` when not used).
+    """
 
     key: jax.Array
     count: jax.Array
+    basis: tuple[jax.Array, ...] | None = None
+    error: tuple[jax.Array, ...] | None = None
 
 
 def projunn(
     rank: int = 1,
     method: str = "transport",
     sketch: str = "randomized",
+    error_feedback: bool = False,
     seed: int | jax.Array = 0,
     reorthonormalize_every: int | None = DEFAULT_REORTHONORMALIZE_EVERY,
     conjugate_complex: bool = True,
@@ -55,8 +64,15 @@ def projunn(
     method : {"transport", "project", "cayley"}, default "transport"
         projUNN-T (exponential map), projUNN-D (closest unitary), or projUNN-T
         with the Cayley retraction.
-    sketch : {"randomized", "column", "svd"}, default "randomized"
-        See :func:`unitary_lowrank.sketch`.
+    sketch : {"randomized", "column", "svd", "subspace"}, default "randomized"
+        A stateless sketch of :func:`unitary_lowrank.sketch`, or ``"subspace"``:
+        one warm-started subspace iteration per step from the last step's
+        basis, kept in the state (``ProjUNNState.basis``, (..., min(n, p), k)
+        per leaf; the first one a keyed draw).
+    error_feedback : bool, default False
+        Keep what each low-rank step leaves out of the update in the state
+        (``ProjUNNState.error``, one leaf-sized array per leaf) and add it to the
+        next update before sketching.
     seed : int or jax.random key, default 0
         Sketch keys are ``fold_in(fold_in(key, step), leaf index)``: the same on
         every device, so replicas under ``pmap``/``shard_map``/sharded ``jit``
@@ -91,19 +107,34 @@ def projunn(
     >>> bool(ul.unitarity_error(W) < 1e-5)
     True
     """
-    options = {"rank": rank, "method": method, "sketch": sketch, "reorthonormalize_every": reorthonormalize_every}
+    options = {
+        "rank": rank,
+        "method": method,
+        "sketch": sketch,
+        "error_feedback": error_feedback,
+        "reorthonormalize_every": reorthonormalize_every,
+    }
     check_options("projunn", options, LOW_RANK_METHODS)
 
     def init_fn(params: Any) -> ProjUNNState:
-        for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        leaves = jax.tree_util.tree_leaves_with_path(params)
+        for path, leaf in leaves:
             _check_leaf(path, leaf, rank)
             _check_unitary(path, leaf)
-        return ProjUNNState(key=as_key(seed), count=jnp.zeros([], jnp.int32))
+        key = as_key(seed)
+        basis = error = None
+        if sketch == "subspace":  # keyed by (key, step 0, leaf index): the same on every replica
+            start = jax.random.fold_in(key, 0)
+            basis = tuple(initial_basis(W, rank, jax.random.fold_in(start, i)) for i, (_, W) in enumerate(leaves))
+        if error_feedback:
+            error = tuple(jnp.zeros_like(W) for _, W in leaves)
+        return ProjUNNState(key=key, count=jnp.zeros([], jnp.int32), basis=basis, error=error)
 
-    def leaf_update(W: jax.Array, delta: jax.Array, key: jax.Array, count: jax.Array) -> jax.Array:
+    def leaf_update(W: jax.Array, delta: jax.Array, key: jax.Array, count: jax.Array, basis: Any, error: Any) -> Any:
         if conjugate_complex and jnp.iscomplexobj(delta):
             delta = jnp.conj(delta)
-        W_new, _ = step(W, delta, rank=rank, method=method, sketch=sketch, key=key)
+        result = step(W, delta, rank=rank, method=method, sketch=sketch, key=key, basis=basis, error=error)
+        W_new = result.weight
         if reorthonormalize_every:
             W_new = jax.lax.cond(
                 count % reorthonormalize_every == 0,
@@ -111,7 +142,7 @@ def projunn(
                 lambda M: M,
                 W_new,
             )
-        return W_new - W
+        return W_new - W, result.basis, result.error
 
     def update_fn(updates: Any, state: ProjUNNState, params: Any = None) -> tuple[Any, ProjUNNState]:
         if params is None:
@@ -119,7 +150,9 @@ def projunn(
         count = state.count + 1
         leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
         deltas = treedef.flatten_up_to(updates)
-        new_updates = []
+        bases = state.basis if state.basis is not None else (None,) * len(leaves)
+        errors = state.error if state.error is not None else (None,) * len(leaves)
+        new_updates, new_bases, new_errors = [], [], []
         step_key = jax.random.fold_in(state.key, count)
         for index, ((path, W), delta) in enumerate(zip(leaves, deltas, strict=True)):
             _check_leaf(path, W, rank)
@@ -128,8 +161,14 @@ def projunn(
                     f"projunn: the update of {jax.tree_util.keystr(path) or 'params'} has shape {delta.shape} and "
                     f"dtype {delta.dtype}; expected {W.shape} and {W.dtype}"
                 )
-            new_updates.append(leaf_update(W, delta, jax.random.fold_in(step_key, index), count))
-        return treedef.unflatten(new_updates), ProjUNNState(key=state.key, count=count)
+            key = jax.random.fold_in(step_key, index)
+            update, basis, error = leaf_update(W, delta, key, count, bases[index], errors[index])
+            new_updates.append(update)
+            new_bases.append(basis)
+            new_errors.append(error)
+        basis = tuple(new_bases) if state.basis is not None else None
+        error = tuple(new_errors) if state.error is not None else None
+        return treedef.unflatten(new_updates), ProjUNNState(key=state.key, count=count, basis=basis, error=error)
 
     return optax.GradientTransformation(init_fn, update_fn)
 

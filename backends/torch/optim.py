@@ -21,6 +21,7 @@ from unitary_lowrank._adapters import (
     GROUP_OPTIONS,
     check_options,
     check_rank,
+    initial_basis,
     know_weight,
     newton_schulz_correction,
     step,
@@ -42,7 +43,7 @@ class ProjUNN(torch.optim.Optimizer):
         unitary parameters by putting them in a param group with
         ``"unitary": True`` (:func:`unitary_groups` builds the groups from a
         module); such a group may also set its own ``rank``, ``method``,
-        ``sketch``, ``reorthonormalize_every`` and ``seed``. Parameters are
+        ``sketch``, ``error_feedback``, ``reorthonormalize_every`` and ``seed``. Parameters are
         (..., n, p) matrices: square ones stay unitary (orthogonal), tall
         ones (p < n) keep orthonormal columns, wide ones (p > n) orthonormal
         rows — such a weight is stepped through its adjoint.
@@ -54,8 +55,16 @@ class ProjUNN(torch.optim.Optimizer):
         the exact full-rank Riemannian step ``exp(skew(Δ Wᴴ)) W`` (for square
         ``W``: ``W exp(skew(Wᴴ Δ))``) with a dense ``torch.linalg.matrix_exp``
         (O(n³); the baseline projUNN approximates).
-    sketch : {"randomized", "column", "svd"}, default "randomized"
-        How the update is reduced to rank k (see :func:`unitary_lowrank.sketch`).
+    sketch : {"randomized", "column", "svd", "subspace"}, default "randomized"
+        How the update is reduced to rank k: a stateless sketch of
+        :func:`unitary_lowrank.sketch`, or ``"subspace"``, one warm-started
+        subspace iteration per step from the last step's basis (two passes over
+        Δ with k columns; the basis, (..., min(n, p), k) per weight, is kept
+        with the wrapper's state and saved by :meth:`state_dict`).
+    error_feedback : bool, default False
+        Keep what each low-rank step leaves out of the update in a buffer (one
+        more weight-sized tensor per parameter) and add it to the next update
+        before sketching, as Dion does.
     reorthonormalize_every : int or None, default 100
         Take one Newton–Schulz step (O(N³)) every this many steps against
         rounding drift; ``None`` or 0 never does.
@@ -115,6 +124,7 @@ class ProjUNN(torch.optim.Optimizer):
         rank: int = 1,
         method: str = "transport",
         sketch: str = "randomized",
+        error_feedback: bool = False,
         reorthonormalize_every: int | None = DEFAULT_REORTHONORMALIZE_EVERY,
         seed: int = 0,
         check_unitary: bool = True,
@@ -129,6 +139,7 @@ class ProjUNN(torch.optim.Optimizer):
             "rank": rank,
             "method": method,
             "sketch": sketch,
+            "error_feedback": error_feedback,
             "reorthonormalize_every": reorthonormalize_every,
             "seed": seed,
         }
@@ -154,6 +165,8 @@ class ProjUNN(torch.optim.Optimizer):
         self.projunn_state: dict[str, Any] = {"steps": {}}
         self._buffers: dict[int, torch.Tensor] = {}
         self._keys: dict[int, torch.Tensor] = {}
+        self._bases: dict[int, torch.Tensor] = {}  # per parameter: the subspace sketch's basis
+        self._errors: dict[int, torch.Tensor] = {}  # per parameter: the error-feedback buffer
         self._skipped: dict[int, torch.Tensor] = {}  # per parameter: updates not applied (non-finite), on its device
         for index, group in enumerate(self.param_groups):
             self._validate_group(index, group)
@@ -293,7 +306,19 @@ class ProjUNN(torch.optim.Optimizer):
             skipped = _on_device(self._skipped, index, p, 0)
             key = _on_device(self._keys, index, p, [options["seed"] % 2**63, index, count - 1])
             key[2] += 1
-            self._move(weights[index], deltas[index], p, options, key=key, skipped=skipped)
+            basis = error = None
+            if options["method"] != "dense":
+                if options["sketch"] == "subspace":
+                    basis = self._bases.get(index)
+                    if basis is None:  # the first step: a keyed draw, the same on every replica
+                        basis = self._bases[index] = initial_basis(weights[index], options["rank"], key)
+                    elif basis.device != p.device:
+                        basis = self._bases[index] = basis.to(p.device)
+                if options["error_feedback"]:
+                    error = self._errors.get(index)
+                    if error is None or error.device != p.device:
+                        error = self._errors[index] = torch.zeros_like(p) if error is None else error.to(p.device)
+            self._move(weights[index], deltas[index], p, options, key, skipped, basis, error)
             every = options["reorthonormalize_every"]
             if every and count % every == 0:
                 p.sub_(newton_schulz_correction(p))  # one Newton–Schulz step, in place
@@ -311,18 +336,24 @@ class ProjUNN(torch.optim.Optimizer):
         options: dict[str, Any],
         key: torch.Tensor,
         skipped: torch.Tensor,
+        basis: torch.Tensor | None,
+        error: torch.Tensor | None,
     ) -> None:
         """Write the step of ``W`` along the base optimizer's update ``delta`` into ``out`` (``W`` or ``delta``).
 
-        A non-finite update is replaced by zero (the step then returns ``W`` exactly) and counted in
-        ``skipped``, with device operations only.
+        A non-finite update is replaced by zero (the step then returns ``W`` exactly, and the subspace
+        basis and error buffer stay as they were) and counted in ``skipped``, with device operations only.
         """
         if options["method"] != "dense":
-            _, finite = step(
+            result = step(
                 W, delta, rank=options["rank"], method=options["method"], sketch=options["sketch"], key=key,
-                out=out, skip_nonfinite=True,
+                basis=basis, error=error, out=out, skip_nonfinite=True,
             )  # fmt: skip
-            skipped.add_(~finite)
+            skipped.add_(~result.finite)
+            if basis is not None:
+                basis.copy_(result.basis)
+            if error is not None:
+                error.copy_(result.error)
             return
         if W.shape[-1] > W.shape[-2]:
             W, delta, out = W.mH, delta.mH, out.mH  # orthonormal rows: step the adjoint (views: out moves in place)
@@ -366,12 +397,14 @@ class ProjUNN(torch.optim.Optimizer):
 
     # -- checkpoints --------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The base optimizer's state dict, plus the wrapper's step counts and options."""
+        """The base optimizer's state dict, plus the wrapper's step counts, options, bases and error buffers."""
         return {
             "base": self.optimizer.state_dict(),
             "projunn": {
                 "steps": dict(self.projunn_state["steps"]),
                 "defaults": dict(self.projunn_defaults),
+                "bases": dict(self._bases),
+                "errors": dict(self._errors),
             },
         }
 
@@ -388,7 +421,9 @@ class ProjUNN(torch.optim.Optimizer):
         saved = state_dict["projunn"]
         self.projunn_state = {"steps": {int(k): int(v) for k, v in saved["steps"].items()}}
         self._keys = {}  # rebuilt from the restored step counts
-        self.projunn_defaults = dict(saved["defaults"])
+        self._bases = {int(k): v for k, v in saved.get("bases", {}).items()}
+        self._errors = {int(k): v for k, v in saved.get("errors", {}).items()}
+        self.projunn_defaults = {**self.projunn_defaults, **saved["defaults"]}  # options added since: this default
 
     def __repr__(self) -> str:
         """Each unitary group's effective settings (its own over the wrapper's defaults), then the base optimizer."""
@@ -436,7 +471,7 @@ def unitary_groups(
         or ``lambda name, p: name.endswith("weight_hh")``.
     **options
         Per-group settings of the unitary group: ``rank``, ``method``,
-        ``sketch``, ``reorthonormalize_every``, ``seed`` (see :class:`ProjUNN`),
+        ``sketch``, ``error_feedback``, ``reorthonormalize_every``, ``seed`` (see :class:`ProjUNN`),
         or the base optimizer's own (``lr``, ...).
 
     Returns

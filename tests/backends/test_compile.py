@@ -154,7 +154,7 @@ def test_sketch_with_a_counter_key_inductor():
 # -- the ProjUNN step under torch.compile ----------------------------------------------------------------
 
 
-def _training(method, dtype, shape, base):
+def _training(method, dtype, shape, base, **options):
     from unitary_lowrank.backends.torch import ProjUNN, haar_
 
     generator = torch.Generator().manual_seed(0)
@@ -162,7 +162,7 @@ def _training(method, dtype, shape, base):
     V = torch.nn.Parameter(torch.randn(shape[-1], dtype=dtype, generator=generator))
     groups = [{"params": [W], "unitary": True}, {"params": [V]}]
     optimizer = torch.optim.SGD(groups, lr=1e-2, momentum=0.9) if base == "sgd" else torch.optim.Adam(groups, lr=1e-2)
-    return W, V, ProjUNN(optimizer, rank=4, method=method, reorthonormalize_every=3)
+    return W, V, ProjUNN(optimizer, rank=4, method=method, reorthonormalize_every=3, **options)
 
 
 def _train(W, V, step, optimizer, steps):
@@ -211,3 +211,31 @@ def test_compiled_projunn_step_equals_eager(method, dtype, shape):
     assert float(ul.unitarity_error((W2 if shape[-1] <= shape[-2] else W2.mH).detach()).max()) <= 1e-13
     # a bounded set of graphs (first step, steady state, re-orthonormalizing step), not one per step
     assert counters["stats"]["unique_graphs"] <= 4
+
+
+@pytest.mark.parametrize(
+    "method, dtype, shape",
+    [
+        ("transport", torch.float64, (16, 16)),
+        ("project", torch.complex128, (12, 20)),
+        ("transport", torch.float64, (2, 10, 6)),
+    ],
+    ids=str,
+)
+def test_compiled_subspace_step_with_error_feedback_equals_eager(method, dtype, shape):
+    """The stateful sketch (basis and error buffer kept between steps) compiles as one graph and equals eager."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    options = {"sketch": "subspace", "error_feedback": True}
+    W1, V1, eager = _training(method, dtype, shape, "sgd", **options)
+    W2, V2, compiled = _training(method, dtype, shape, "sgd", **options)
+    _train(W1, V1, eager.step, eager, 8)
+    _train(W2, V2, torch.compile(compiled.step, backend="aot_eager"), compiled, 8)
+    assert float((W1 - W2).detach().abs().max()) <= 1e-12
+    assert float((eager._bases[0] - compiled._bases[0]).abs().max()) <= 1e-12
+    assert float((eager._errors[0] - compiled._errors[0]).abs().max()) <= 1e-12
+    assert counters["stats"]["unique_graphs"] <= 4
+    explanation = torch._dynamo.explain(compiled.step)()
+    assert explanation.graph_break_count == 0, explanation.break_reasons

@@ -278,6 +278,36 @@ def test_complex_wide_leaf_descends_as_its_tall_adjoint():
     assert float(ul.unitarity_error(W_w)) <= 1e-13
 
 
+@pytest.mark.parametrize("error_feedback", [False, True])
+def test_subspace_sketch_state_under_jit(error_feedback):
+    """``sketch="subspace"``: the basis (and the error buffer) live in the state; jit equals eager; it learns."""
+    W = {"a": ul.random_unitary(12, dtype="float64", like=jnp, seed=0), "b": ul.random_unitary(9, 4, like=jnp, seed=1)}
+    T = {"a": ul.random_unitary(12, dtype="float64", like=jnp, seed=2), "b": ul.random_unitary(9, 4, like=jnp, seed=3)}
+    W["b"] = W["b"].T  # a wide leaf
+    T["b"] = T["b"].T
+
+    def loss(W):
+        return sum(jnp.sum((W[k] - T[k]) ** 2) for k in W)
+
+    tx = optax.chain(optax.adam(0.05), projunn(rank=2, sketch="subspace", error_feedback=error_feedback))
+    state = tx.init(W)
+    projunn_state = state[1]
+    assert [b.shape for b in projunn_state.basis] == [(12, 2), (4, 2)]
+    assert (projunn_state.error is not None) == error_feedback
+    update = lambda W, s: tx.update(jax.grad(loss)(W), s, W)  # noqa: E731
+    eager_W, eager_state, jit_W, jit_state = W, state, W, state
+    first = float(loss(W))
+    for _ in range(40):
+        updates, eager_state = update(eager_W, eager_state)
+        eager_W = optax.apply_updates(eager_W, updates)
+        updates, jit_state = jax.jit(update)(jit_W, jit_state)
+        jit_W = optax.apply_updates(jit_W, updates)
+    for k in W:
+        assert float(jnp.max(jnp.abs(eager_W[k] - jit_W[k]))) <= 1e-12
+        assert float(ul.unitarity_error(jit_W[k])) <= 1e-13
+    assert float(loss(jit_W)) < 0.8 * first
+
+
 def test_init_refuses_a_non_unitary_leaf():
     with pytest.raises(ValueError, match=r"leaf \['w'\] is not unitary.*random_unitary"):
         projunn().init({"w": 2 * jnp.eye(4)})

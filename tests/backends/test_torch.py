@@ -437,14 +437,14 @@ def test_complex_follows_wirtinger_convention():
     assert float((W.detach() - T).abs().max()) <= 1e-8
 
 
-def make_model_and_optimizer(seed=0):
+def make_model_and_optimizer(seed=0, **options):
     torch.manual_seed(seed)
     cell = torch.nn.RNNCell(4, 16, nonlinearity="tanh", dtype=torch.float64)
     haar_(cell.weight_hh.data, generator=torch.Generator().manual_seed(seed))
     head = torch.nn.Linear(16, 2, dtype=torch.float64)
     rest = [p for name, p in cell.named_parameters() if name != "weight_hh"] + list(head.parameters())
     base = torch.optim.RMSprop([{"params": rest}, {"params": [cell.weight_hh], "unitary": True, "lr": 1e-3}], lr=1e-2)
-    return cell, head, ProjUNN(base, rank=1, reorthonormalize_every=7)
+    return cell, head, ProjUNN(base, rank=1, reorthonormalize_every=7, **options)
 
 
 def train(cell, head, opt, steps, start):
@@ -461,16 +461,20 @@ def train(cell, head, opt, steps, start):
         opt.step()
 
 
-def test_checkpoint_resume_is_bit_identical(tmp_path):
-    cell, head, opt = make_model_and_optimizer()
+@pytest.mark.parametrize(
+    "options", [{}, {"sketch": "subspace"}, {"sketch": "subspace", "error_feedback": True}], ids=str
+)
+def test_checkpoint_resume_is_bit_identical(tmp_path, options):
+    """The subspace basis and the error buffer are saved too: a resumed run equals the uninterrupted one bit for bit."""
+    cell, head, opt = make_model_and_optimizer(**options)
     train(cell, head, opt, 100, 0)
 
-    cell1, head1, opt1 = make_model_and_optimizer()
+    cell1, head1, opt1 = make_model_and_optimizer(**options)
     train(cell1, head1, opt1, 50, 0)
     path = tmp_path / "checkpoint.pt"
     torch.save({"cell": cell1.state_dict(), "head": head1.state_dict(), "opt": opt1.state_dict()}, path)
 
-    cell2, head2, opt2 = make_model_and_optimizer(seed=1)  # different initial weights, overwritten by the load
+    cell2, head2, opt2 = make_model_and_optimizer(seed=1, **options)  # other weights, overwritten by the load
     checkpoint = torch.load(path)
     cell2.load_state_dict(checkpoint["cell"])
     head2.load_state_dict(checkpoint["head"])
@@ -483,6 +487,10 @@ def test_checkpoint_resume_is_bit_identical(tmp_path):
     ):
         assert torch.equal(a, b)
     assert opt2.state_dict()["projunn"]["steps"] == opt.state_dict()["projunn"]["steps"]
+    for name in ("bases", "errors"):
+        saved, resumed = opt.state_dict()["projunn"][name], opt2.state_dict()["projunn"][name]
+        assert saved.keys() == resumed.keys() and all(torch.equal(saved[i], resumed[i]) for i in saved)
+    assert bool(opt.state_dict()["projunn"]["bases"]) == (options.get("sketch") == "subspace")
 
 
 def test_load_state_dict_rejects_plain_optimizer_state():
@@ -520,6 +528,7 @@ def test_group_options_override_defaults():
         "rank": 3,
         "method": "project",
         "sketch": "randomized",
+        "error_feedback": False,
         "reorthonormalize_every": 100,
         "seed": 9,
     }

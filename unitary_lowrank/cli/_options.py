@@ -58,6 +58,22 @@ def add_run_options(parser: argparse.ArgumentParser, *, device: bool = True) -> 
     )
 
 
+def add_sketch_options(parser: argparse.ArgumentParser) -> None:
+    """How a projUNN run reduces each update to rank k: ``--sketch`` and ``--error-feedback``."""
+    parser.add_argument(
+        "--sketch",
+        choices=["randomized", "column", "svd", "subspace"],
+        help="how each update is reduced to rank k: a fresh sketch, or a warm-started subspace iteration",
+    )
+    parser.add_argument(
+        "--error-feedback",
+        action="store_true",
+        default=None,
+        dest="error_feedback",
+        help="carry what each low-rank step leaves out into the next update",
+    )
+
+
 def show_defaults(
     parser: argparse.ArgumentParser,
     config_class: Any,

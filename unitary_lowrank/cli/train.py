@@ -18,7 +18,7 @@ from typing import Any
 from ..tasks.runs import SettingsError, recorded_path
 from ..tasks.train_rnn import METHODS, PRESETS, Config, decays_after, run
 from . import train_cifar, train_conv
-from ._options import add_run_options, print_config, report_files, settings, show_defaults
+from ._options import add_run_options, add_sketch_options, print_config, report_files, settings, show_defaults
 
 #: Names this module had when the training programs lived in it (``unitary_lowrank.cli.train``), kept importable
 __all__ = ["METHODS", "PRESETS", "Config", "add_parser", "command", "decays_after", "recorded_out", "run"]
@@ -79,7 +79,7 @@ def _add_rnn_task(tasks: Any, name: str, about: str) -> None:
     )
     task.add_argument("--clip", type=float, help="clip the gradient norm of all parameters to this")
     task.add_argument("--rank", type=int, help="rank k of the projUNN sketch")
-    task.add_argument("--sketch", choices=["randomized", "column", "svd"], help="how the update is sketched")
+    add_sketch_options(task)
     task.add_argument("--init", choices=["henaff", "haar", "cayley", "identity"], help="recurrent weight at start")
     task.add_argument("--nonlinearity", choices=["relu", "modrelu", "tanh"], help="the recurrent activation")
     task.add_argument(

@@ -26,7 +26,15 @@ from ..tasks.train_cifar10 import (
     schedule,
     translate,
 )
-from ._options import add_run_options, fraction, print_config, report_files, settings, show_defaults
+from ._options import (
+    add_run_options,
+    add_sketch_options,
+    fraction,
+    print_config,
+    report_files,
+    settings,
+    show_defaults,
+)
 
 #: Names this module had when the training program lived in it, kept importable
 __all__ = [
@@ -69,6 +77,7 @@ def add_parser(tasks: Any) -> argparse.ArgumentParser:
     cifar.add_argument("--conv", choices=["projunn", "cayley", "aol", "plain"], help="the network's convolutions")
     cifar.add_argument("--method", choices=METHODS, help="projUNN-T or -D, or the exact dense Riemannian step")
     cifar.add_argument("--rank", type=int, help="rank k of the projUNN sketch (capped at each layer's size)")
+    add_sketch_options(cifar)
     cifar.add_argument("--width", type=int, help="channels of the first block (LipConvNet) or of the stem (ResNet9)")
     cifar.add_argument("--depth", type=int, help="LipConvNet: convolutions in each block")
     cifar.add_argument("--batch", type=int, help="batch size")

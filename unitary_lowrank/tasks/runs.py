@@ -19,7 +19,16 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
-__all__ = ["CsvLog", "RunFiles", "SettingsError", "pyplot", "recorded_path", "run_files", "write_summary"]
+__all__ = [
+    "CsvLog",
+    "RunFiles",
+    "SettingsError",
+    "pyplot",
+    "recorded_path",
+    "run_files",
+    "sketch_suffix",
+    "write_summary",
+]
 
 
 class SettingsError(ValueError):
@@ -84,6 +93,12 @@ def recorded_path(path: str | os.PathLike) -> str:
         return Path(os.path.relpath(given, Path.cwd())).as_posix()
     except ValueError:  # another drive (Windows): no relative path exists
         return given.name
+
+
+def sketch_suffix(config: Any) -> str:
+    """What a run's name adds for a sketch other than the default: ``-subspace``, ``-ef`` (error feedback)."""
+    suffix = "" if config.sketch == "randomized" else f"-{config.sketch}"
+    return suffix + ("-ef" if config.error_feedback else "")
 
 
 def write_summary(files: RunFiles, summary: dict[str, Any]) -> dict[str, Any]:

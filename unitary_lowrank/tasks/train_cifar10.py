@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .cifar10 import load_cifar10
-from .runs import CsvLog, SettingsError, pyplot, recorded_path, run_files, write_summary
+from .runs import CsvLog, SettingsError, pyplot, recorded_path, run_files, sketch_suffix, write_summary
 
 #: Radii of the certificates reported, as the literature writes them.
 RADII = {"36/255": 36 / 255, "72/255": 72 / 255, "108/255": 108 / 255}
@@ -62,6 +62,8 @@ class CifarConfig:
     conv: str = "projunn"
     method: str = "transport"
     rank: int = 1
+    sketch: str = "randomized"
+    error_feedback: bool = False
     width: int = 16
     depth: int = 5
     batch: int = 128
@@ -118,14 +120,21 @@ def build(config: CifarConfig) -> tuple[Any, Any]:
         base = torch.optim.Adam(groups, lr=config.lr)
     if not model.unitary_parameters():
         return model, base
-    return model, ProjUNN(base, rank=config.rank, method=config.method, seed=config.seed)
+    return model, ProjUNN(
+        base,
+        rank=config.rank,
+        method=config.method,
+        sketch=config.sketch,
+        error_feedback=config.error_feedback,
+        seed=config.seed,
+    )
 
 
 def run_name(config: CifarConfig) -> str:
     """The file name (without suffix) of a run's log, curve and summary."""
     resnet = config.model == "resnet9"
     name = "cifar10-" + ("resnet9-" if resnet else "") + config.conv
-    name += f"-{config.method}-k{config.rank}" if config.conv == "projunn" else ""
+    name += f"-{config.method}-k{config.rank}{sketch_suffix(config)}" if config.conv == "projunn" else ""
     name += f"-w{config.width}" + ("" if resnet else f"-d{config.depth}")
     name += f"-seed{config.seed}" if config.seed else ""
     return name + (f"-lr{config.lr:g}-holdout" if config.holdout else "")

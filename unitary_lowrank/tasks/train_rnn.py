@@ -18,7 +18,7 @@ from typing import Any
 
 from ..unitarity import unitarity_error
 from . import get
-from .runs import CsvLog, SettingsError, pyplot, recorded_path, run_files, write_summary
+from .runs import CsvLog, SettingsError, pyplot, recorded_path, run_files, sketch_suffix, write_summary
 
 METHODS = ("transport", "project", "dense", "rnn", "lstm")
 
@@ -141,6 +141,7 @@ class Config:
     lr_unitary: float | None = None
     rank: int = 1
     sketch: str = "randomized"
+    error_feedback: bool = False
     init: str = "henaff"
     nonlinearity: str = "relu"
     input_bias: bool = False
@@ -221,7 +222,14 @@ def build_model_and_optimizer(config: Config, task: Any):
     )
     if config.method == "rnn":
         return model, base
-    return model, ProjUNN(base, rank=config.rank, method=config.method, sketch=config.sketch, seed=config.seed)
+    return model, ProjUNN(
+        base,
+        rank=config.rank,
+        method=config.method,
+        sketch=config.sketch,
+        error_feedback=config.error_feedback,
+        seed=config.seed,
+    )
 
 
 def evaluate(model: Any, task: Any, device: str = "cpu") -> tuple[float, float]:
@@ -290,6 +298,7 @@ def _train(config: Config, progress: bool) -> dict[str, Any]:
             raise SettingsError(f"{config.task}: give --steps")
         steps = (config.epochs or 1) * task.steps_per_epoch
     name = f"{config.task}-{config.method}" + (f"-k{config.rank}" if config.method in ("transport", "project") else "")
+    name += sketch_suffix(config) if config.method in ("transport", "project") else ""
     name += f"-seed{config.seed}" if config.seed else ""
     files = run_files(config.out, name)
     batches = task.train_batches(torch.Generator().manual_seed(config.seed + 1))
