@@ -184,7 +184,7 @@ def step(
         next_basis = None
     # a non-finite Δ gives non-finite factors (the sketch propagates NaN): check them, O(n k), not Δ
     finite = xp.all(xp.isfinite(A)) & xp.all(xp.isfinite(B))
-    if skip_nonfinite:
+    if skip_nonfinite and not (ctx.readable and bool(finite)):  # on the host a finite update needs no masking
         A, B = xp.where(finite, A, xp.zeros_like(A)), xp.where(finite, B, xp.zeros_like(B))
         if next_basis is not None:
             next_basis = xp.where(finite, next_basis, basis)

@@ -133,14 +133,17 @@ def safe_svd(ctx: Context, X: Any) -> tuple[Any, Any, Any]:
     as the SVD's own rounding does.
     """
     xp = ctx.xp
-    finite = finite_matrices(xp, X)
-    X = xp.where(finite, X, xp.zeros_like(X))
+    finite = _finite_mask(ctx, X)
+    if finite is not None:
+        X = xp.where(finite, X, xp.zeros_like(X))
     if X.shape[-1] and X.shape[-2]:
         X = add_to_top_rows(xp, X, generic_shift(ctx, X))
     if ctx.resident and X.shape[-1] and X.shape[-2]:
         W, sigma, Vh = _resident_svd(ctx, X)
     else:
         W, sigma, Vh = xp.linalg.svd(X, full_matrices=False)
+    if finite is None:
+        return W, sigma, Vh
     nan = float("nan")
     return (
         xp.where(finite, W, xp.full_like(W, nan)),
@@ -152,16 +155,32 @@ def safe_svd(ctx: Context, X: Any) -> tuple[Any, Any, Any]:
 def safe_eigh(ctx: Context, H: Any) -> tuple[Any, Any]:
     """Hermitian eigendecomposition with the same NaN guard as :func:`safe_svd`."""
     xp = ctx.xp
-    finite = finite_matrices(xp, H)
-    H = xp.where(finite, H, xp.zeros_like(H))
+    finite = _finite_mask(ctx, H)
+    if finite is not None:
+        H = xp.where(finite, H, xp.zeros_like(H))
     if ctx.resident and H.shape[-1]:
         e = scale_exponent(xp, H)  # Jacobi's rotations expect entries of order one
         lam, V = jacobi_eigh(xp, times_power_of_two(xp, H, -e))
         lam = times_power_of_two(xp, lam, e[..., 0])
     else:
         lam, V = xp.linalg.eigh(H)
+    if finite is None:
+        return lam, V
     nan = float("nan")
     return xp.where(finite[..., 0], lam, xp.full_like(lam, nan)), xp.where(finite, V, xp.full_like(V, nan))
+
+
+def _finite_mask(ctx: Context, X: Any) -> Any:
+    """Per matrix, whether ``X`` is finite (shape (..., 1, 1)); ``None`` when all of it is, known for free.
+
+    Where values can be read without a device sync (NumPy, a CPU tensor
+    outside ``torch.compile``), one reduction tells the common case, and the
+    masking around the factorization is skipped: it would change nothing.
+    """
+    xp = ctx.xp
+    if ctx.readable and bool(xp.all(xp.isfinite(X))):
+        return None
+    return finite_matrices(xp, X)
 
 
 def _resident_svd(ctx: Context, X: Any) -> tuple[Any, Any, Any]:
