@@ -1,6 +1,6 @@
 """One rank of the DistributedDataParallel test (run by test_torch_ddp.py, not collected by pytest).
 
-Usage: python ddp_worker.py RANK WORLD_SIZE INIT_FILE OUT_DIR
+Usage: python ddp_worker.py RANK WORLD_SIZE INIT_FILE OUT_DIR [SKETCH]
 """
 
 import sys
@@ -23,7 +23,7 @@ class Model(torch.nn.Module):
         return self.head(torch.tanh(x @ self.W.T))
 
 
-def main(rank: int, world: int, init_file: str, out_dir: str) -> None:
+def main(rank: int, world: int, init_file: str, out_dir: str, sketch: str = "randomized") -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     torch.manual_seed(1000 + rank)  # different global RNG per rank: the sketch must not use it
     model = Model()
@@ -31,7 +31,7 @@ def main(rank: int, world: int, init_file: str, out_dir: str) -> None:
     base = torch.optim.Adam(
         [{"params": list(model.head.parameters())}, {"params": [model.W], "unitary": True, "lr": 1e-2}], lr=1e-2
     )
-    opt = ProjUNN(base, rank=2, seed=7)
+    opt = ProjUNN(base, rank=2, seed=7, sketch=sketch, error_feedback=sketch == "subspace")
     for step in range(20):
         g = torch.Generator().manual_seed(100 * step + rank)  # each rank sees its own data
         x = torch.randn(16, 24, dtype=torch.float64, generator=g)
@@ -45,4 +45,4 @@ def main(rank: int, world: int, init_file: str, out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], *sys.argv[5:])

@@ -18,12 +18,14 @@ import unitary_lowrank as ul  # noqa: E402
 WORKER = pathlib.Path(__file__).with_name("ddp_worker.py")
 
 
-def test_two_ranks_stay_identical_and_unitary(tmp_path):
+@pytest.mark.parametrize("sketch", ["randomized", "subspace"])
+def test_two_ranks_stay_identical_and_unitary(tmp_path, sketch):
+    """Also with the subspace sketch and error feedback, whose state each rank keeps for itself."""
     init_file = tmp_path / "rendezvous"
     env = os.environ | {"OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1"}
     workers = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), str(rank), "2", str(init_file), str(tmp_path)],
+            [sys.executable, str(WORKER), str(rank), "2", str(init_file), str(tmp_path), sketch],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
