@@ -151,6 +151,7 @@ def step(
     error: Any = None,
     out: Any = None,
     skip_nonfinite: bool = False,
+    consensus: Any = None,
 ) -> StepResult:
     """Move ``W`` (..., n, p) along the base optimizer's update ``delta`` with a rank-``rank`` projUNN step.
 
@@ -166,6 +167,8 @@ def step(
     sketches: a counter key (an integer array of ``W``'s library) or a key of
     the library's own (``jax.random``). ``method`` is one of
     :data:`LOW_RANK_METHODS`; the options were checked when the adapter was built.
+    ``consensus``: a function that combines the finite flag with the other
+    processes' (the weights of a batch split over processes skip together).
     """
     ctx = context_of(W, delta)
     xp = ctx.xp
@@ -184,6 +187,8 @@ def step(
         next_basis = None
     # a non-finite Δ gives non-finite factors (the sketch propagates NaN): check them, O(n k), not Δ
     finite = xp.all(xp.isfinite(A)) & xp.all(xp.isfinite(B))
+    if consensus is not None:
+        finite = consensus(finite)
     if skip_nonfinite and not (ctx.readable and bool(finite)):  # on the host a finite update needs no masking
         A, B = xp.where(finite, A, xp.zeros_like(A)), xp.where(finite, B, xp.zeros_like(B))
         if next_basis is not None:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Protocol
 
-from ._arrays import adjoint, real_dtype, scale_exponent, times_power_of_two
+from ._arrays import real_dtype, scale_exponent, times_power_of_two
 from ._context import Context, context_of
 from ._counter import is_key, key_normal
 from ._linalg import orthonormal_basis, qr, safe_svd
@@ -45,7 +45,7 @@ from ._rank_update import add_update, span
 from .project import _core as project_core
 from .transport import _core as transport_core
 
-__all__ = ["Collectives", "Local", "ShardedResult", "shard_sizes", "step", "tsqr"]
+__all__ = ["Collectives", "Local", "ShardedResult", "initial_basis", "shard_sizes", "step", "tsqr", "unitarity_probe"]
 
 LAYOUTS = ("rows", "columns")
 SKETCHES = ("randomized", "subspace")
@@ -351,6 +351,41 @@ def step(
     return ShardedResult(W, finite, next_basis, next_error)
 
 
-def adjoint_of(x: Any) -> Any:
-    """``xᴴ`` (a helper for callers that step a wide weight's rows in the columns layout)."""
-    return adjoint(context_of(x).xp, x)
+def initial_basis(like: Any, shape: tuple[int, ...], rank: int, key: Any, comm: Collectives, layout: str, sizes):
+    """The first subspace basis of a sharded weight of (global) ``shape``: the one-process draw, this process's part.
+
+    ``like``: an array of the weight's library, dtype and device. Rows layout:
+    the whole (p×k) basis, replicated; columns layout: this process's rows of
+    it; ``layout="batch"`` (a batch of matrices split on its first axis): this
+    process's matrices of it.
+    """
+    ctx = context_of(like)
+    full = orthonormal_basis(ctx, _key_draws(ctx, key, (*shape[:-2], min(shape[-2:]), rank), like.dtype))
+    if layout == "rows":
+        return full
+    start = sum(sizes[: comm.rank])
+    return full[start : start + sizes[comm.rank], ...]  # columns: rows of the basis; batch: matrices of it
+
+
+def unitarity_probe(U: Any, comm: Collectives, *, layout: str, sizes: list[int]) -> Any:
+    """``max ‖Uᴴ U z − z‖ / ‖z‖`` over two fixed Gaussian vectors ``z``, for the sharded tall view ``U``: O(n p).
+
+    The probe of ``check=True`` (:func:`unitary_lowrank.project`), with one
+    all-reduce of p×2 (rows) or n×2 (columns) and a few numbers. A ``U`` with
+    orthonormal columns gives rounding noise; ``E = Uᴴ U − I`` shows as
+    ``‖E z‖``, whose mean square is ``‖E‖_F²``. Returns a replicated (1, 2) array.
+    """
+    ctx = context_of(U)
+    xp = ctx.xp
+    p = U.shape[-1] if layout == "rows" else sum(sizes)
+    z = ctx.backend.normal(xp, (p, 2), U.dtype, seed=0, device=ctx.device)
+    if layout == "rows":
+        residual = comm.all_reduce(ctx.adjoint(ctx.stream(ctx.adjoint(ctx.stream(U, z)), U))) - z
+        squares = xp.sum(xp.abs(residual) ** 2, axis=0, keepdims=True)
+    else:
+        start = sum(sizes[: comm.rank])
+        z_local = z[start : start + U.shape[-1], :]
+        Uz = comm.all_reduce(ctx.stream(U, z_local))
+        residual = ctx.adjoint(ctx.stream(ctx.adjoint(Uz), U)) - z_local
+        squares = comm.all_reduce(xp.sum(xp.abs(residual) ** 2, axis=0, keepdims=True))
+    return xp.sqrt(squares / xp.sum(xp.abs(z) ** 2, axis=0, keepdims=True))

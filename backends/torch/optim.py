@@ -26,7 +26,14 @@ from unitary_lowrank._adapters import (
     newton_schulz_correction,
     step,
     unitarity_problem,
+    unitarity_tolerance,
 )
+from unitary_lowrank.sharded import SKETCHES as SHARDED_SKETCHES
+from unitary_lowrank.sharded import initial_basis as sharded_initial_basis
+from unitary_lowrank.sharded import step as sharded_step
+from unitary_lowrank.sharded import unitarity_probe
+
+from .distributed import is_sharded, sharding_of
 
 __all__ = ["DEFAULT_REORTHONORMALIZE_EVERY", "ProjUNN", "unitary_groups"]
 
@@ -167,9 +174,11 @@ class ProjUNN(torch.optim.Optimizer):
         self._keys: dict[int, torch.Tensor] = {}
         self._bases: dict[int, torch.Tensor] = {}  # per parameter: the subspace sketch's basis
         self._errors: dict[int, torch.Tensor] = {}  # per parameter: the error-feedback buffer
+        self._shardings: dict[int, Any] = {}  # id(parameter) → its Sharding, for DTensor parameters (FSDP2)
         self._skipped: dict[int, torch.Tensor] = {}  # per parameter: updates not applied (non-finite), on its device
         for index, group in enumerate(self.param_groups):
             self._validate_group(index, group)
+        self._make_state()
         if not any(group.get("unitary", False) for group in self.param_groups):
             warnings.warn(
                 "ProjUNN: no param group is marked unitary=True, so this optimizer acts as the plain base optimizer. "
@@ -218,8 +227,11 @@ class ProjUNN(torch.optim.Optimizer):
                     "Keep the weight in float32 and autocast only the activations."
                 )
             check_rank("ProjUNN", f"parameter {name}", tuple(p.shape), options["rank"])
-            know_weight(p)
-            problem = unitarity_problem(p.detach(), torch.finfo(p.dtype).eps) if self.check_unitary else None
+            if is_sharded(p):
+                problem = self._validate_sharded(p, name, options)
+            else:
+                know_weight(p)
+                problem = unitarity_problem(p.detach(), torch.finfo(p.dtype).eps) if self.check_unitary else None
             if problem is not None:
                 raise ValueError(
                     f"ProjUNN: parameter {name} {problem}. "
@@ -227,18 +239,69 @@ class ProjUNN(torch.optim.Optimizer):
                     "back with `with torch.no_grad(): p.copy_(unitary_lowrank.reorthonormalize(p))`."
                 )
 
+    def _validate_sharded(self, p: torch.Tensor, name: str, options: dict[str, Any]) -> str | None:
+        """Check a DTensor parameter's layout and options; why its weight cannot be stepped, or ``None``."""
+        sharding = sharding_of(p, name)
+        if options["method"] == "dense":
+            raise ValueError(
+                f"ProjUNN: parameter {name} is sharded (a DTensor); method='dense' needs the whole weight on every "
+                "process (an O(N³) step on a gathered matrix). Use 'transport', 'project' or 'cayley'."
+            )
+        if sharding.layout != "batch" and options["sketch"] not in SHARDED_SKETCHES:
+            raise ValueError(
+                f"ProjUNN: parameter {name} is sharded by rows (a DTensor); its update is sketched with "
+                f"{SHARDED_SKETCHES}, not {options['sketch']!r}."
+            )
+        self._shardings[id(p)] = sharding
+        local = p.to_local()
+        know_weight(local)
+        if not self.check_unitary:
+            return None
+        eps = torch.finfo(p.dtype).eps
+        if sharding.layout == "batch":  # whole matrices on every process: the one-process check, agreed on
+            problem = unitarity_problem(local.detach(), eps) if local.numel() else None
+            flags = sharding.group.all_reduce(torch.tensor([float(problem is not None)], device=local.device))
+            return problem or ("is not unitary on another process" if float(flags[0]) else None)
+        U = local.detach() if sharding.layout == "rows" else local.detach().mH
+        worst = float(unitarity_probe(U, sharding.group, layout=sharding.layout, sizes=sharding.sizes).max())
+        tolerance = unitarity_tolerance(eps)
+        return None if worst <= tolerance else f"is not unitary (probe ‖WᴴW z − z‖/‖z‖ = {worst:.3g} > {tolerance:.2g})"
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group to the base optimizer (validated like the others)."""
         self.optimizer.add_param_group(param_group)
         self._validate_group(len(self.param_groups) - 1, self.param_groups[-1])
+        self._make_state()
+
+    def _make_state(self) -> None:
+        """Step counts, subspace bases and error buffers of the unitary parameters that have none yet.
+
+        Made when the wrapper is built (not at the first step), so that a checkpoint template
+        (``torch.distributed.checkpoint`` loads into existing entries) holds every entry. The first
+        basis is the keyed draw of step 1: the same on every replica.
+        """
+        steps = self.projunn_state["steps"]
+        for index, _, options, p in self._unitary_params(with_grad=False):
+            steps.setdefault(index, 0)
+            if options["method"] == "dense":
+                continue
+            sharding = self._shardings.get(id(p))
+            if options["sketch"] == "subspace" and index not in self._bases:
+                key = torch.tensor(
+                    [options["seed"] % 2**63, index, steps[index] + 1], dtype=torch.int64, device=p.device
+                )
+                with torch.no_grad():
+                    self._bases[index] = self._initial_basis(p.detach(), options["rank"], key, sharding)
+            if options["error_feedback"] and index not in self._errors:
+                self._errors[index] = torch.zeros_like(p.detach() if sharding is None else p.to_local().detach())
 
     # -- the step -----------------------------------------------------------
-    def _unitary_params(self):
-        """(global index, group, options, parameter) for marked parameters with a gradient."""
+    def _unitary_params(self, with_grad: bool = True):
+        """(global index, group, options, parameter) for marked parameters (with a gradient, by default)."""
         index = 0
         for group in self.param_groups:
             for p in group["params"]:
-                if group.get("unitary", False) and p.grad is not None:
+                if group.get("unitary", False) and (p.grad is not None or not with_grad):
                     yield index, group, self._options(group), p
                 index += 1
 
@@ -259,9 +322,11 @@ class ProjUNN(torch.optim.Optimizer):
         marked = list(self._unitary_params())
         # Let the base optimizer step a zero tensor in W's place: what it leaves there is exactly its
         # update Δ, with no cancellation. Eager: p.data is swapped for a zeroed buffer (no copy). Under
-        # torch.compile, which may mutate a parameter but not swap its storage, W is copied into the
-        # buffer and p itself is zeroed, receives Δ, and then the step's result.
+        # torch.compile, which may mutate a parameter but not swap its storage, and for a sharded (DTensor)
+        # parameter, whose storage FSDP2 owns, W is copied into the buffer and p itself is zeroed, receives
+        # Δ, and then the step's result.
         compiling = torch.compiler.is_compiling()
+        copied = {index for index, _, _, p in marked if compiling or id(p) in self._shardings}
         weights = {}
         for index, _, _, p in marked:
             if p.grad.is_sparse:
@@ -269,7 +334,7 @@ class ProjUNN(torch.optim.Optimizer):
             buffer = self._buffers.get(index)
             if buffer is None or buffer.shape != p.shape or buffer.dtype != p.dtype or buffer.device != p.device:
                 buffer = self._buffers[index] = torch.empty_like(p.data)
-            if compiling:
+            if index in copied:
                 weights[index] = buffer.copy_(p)
                 p.zero_()
             else:
@@ -284,14 +349,14 @@ class ProjUNN(torch.optim.Optimizer):
                 self.optimizer.step()
         except BaseException:
             for index, _, _, p in marked:
-                if compiling:
+                if index in copied:
                     p.copy_(weights[index])
                 else:
                     p.data = weights[index]
             raise
         deltas = {}
         for index, _, _, p in marked:
-            if compiling:
+            if index in copied:
                 deltas[index] = p
             else:
                 deltas[index] = p.data
@@ -306,27 +371,44 @@ class ProjUNN(torch.optim.Optimizer):
             skipped = _on_device(self._skipped, index, p, 0)
             key = _on_device(self._keys, index, p, [options["seed"] % 2**63, index, count - 1])
             key[2] += 1
+            sharding = self._shardings.get(id(p))
             basis = error = None
             if options["method"] != "dense":
                 if options["sketch"] == "subspace":
                     basis = self._bases.get(index)
                     if basis is None:  # the first step: a keyed draw, the same on every replica
-                        basis = self._bases[index] = initial_basis(weights[index], options["rank"], key)
+                        basis = self._bases[index] = self._initial_basis(weights[index], options["rank"], key, sharding)
                     elif basis.device != p.device:
                         basis = self._bases[index] = basis.to(p.device)
                 if options["error_feedback"]:
                     error = self._errors.get(index)
                     if error is None or error.device != p.device:
-                        error = self._errors[index] = torch.zeros_like(p) if error is None else error.to(p.device)
-            self._move(weights[index], deltas[index], p, options, key, skipped, basis, error)
+                        like = p if sharding is None else p.to_local()
+                        error = self._errors[index] = torch.zeros_like(like) if error is None else error.to(p.device)
+            if sharding is None:
+                self._move(weights[index], deltas[index], p, options, key, skipped, basis, error)
+            else:
+                _move_sharded(weights[index], deltas[index], p, options, key, skipped, basis, error, sharding)
             every = options["reorthonormalize_every"]
             if every and count % every == 0:
-                p.sub_(newton_schulz_correction(p))  # one Newton–Schulz step, in place
+                if sharding is None:
+                    p.sub_(newton_schulz_correction(p))  # one Newton–Schulz step, in place
+                else:
+                    _reorthonormalize_sharded(p, sharding)
         self._calls += 1
         capturing = torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
         if self.check_every and self._calls % self.check_every == 0 and not (compiling or capturing):
             self.status()
         return loss
+
+    @staticmethod
+    def _initial_basis(W: torch.Tensor, rank: int, key: torch.Tensor, sharding: Any) -> torch.Tensor:
+        """The subspace sketch's first basis: a keyed draw (this process's part of it for a sharded weight)."""
+        if sharding is None:
+            return initial_basis(W, rank, key)
+        return sharded_initial_basis(
+            W.to_local(), tuple(W.shape), rank, key, sharding.group, sharding.layout, sharding.sizes
+        )
 
     @staticmethod
     def _move(
@@ -397,14 +479,29 @@ class ProjUNN(torch.optim.Optimizer):
 
     # -- checkpoints --------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The base optimizer's state dict, plus the wrapper's step counts, options, bases and error buffers."""
+        """The base optimizer's state dict, plus the wrapper's step counts, options, bases and error buffers.
+
+        For a sharded (DTensor) parameter, what each process holds for itself alone (its error buffer, and
+        its part of the basis in the column and batch layouts) is keyed ``"INDEX.rankR"``: a
+        ``torch.distributed.checkpoint`` saves every process's part and gives it back to the same rank.
+        """
+        params = {index: p for index, _, _, p in self._unitary_params(with_grad=False)}
+
+        def keyed(store: dict[int, torch.Tensor], local_always: bool) -> dict[Any, torch.Tensor]:
+            out: dict[Any, torch.Tensor] = {}
+            for index, tensor in store.items():
+                sharding = self._shardings.get(id(params[index])) if index in params else None
+                local = sharding is not None and (local_always or sharding.layout != "rows")
+                out[f"{index}.rank{sharding.group.rank}" if local else index] = tensor
+            return out
+
         return {
             "base": self.optimizer.state_dict(),
             "projunn": {
                 "steps": dict(self.projunn_state["steps"]),
                 "defaults": dict(self.projunn_defaults),
-                "bases": dict(self._bases),
-                "errors": dict(self._errors),
+                "bases": keyed(self._bases, False),
+                "errors": keyed(self._errors, True),
             },
         }
 
@@ -421,9 +518,20 @@ class ProjUNN(torch.optim.Optimizer):
         saved = state_dict["projunn"]
         self.projunn_state = {"steps": {int(k): int(v) for k, v in saved["steps"].items()}}
         self._keys = {}  # rebuilt from the restored step counts
-        self._bases = {int(k): v for k, v in saved.get("bases", {}).items()}
-        self._errors = {int(k): v for k, v in saved.get("errors", {}).items()}
+        self._bases = self._own_entries(saved.get("bases", {}))
+        self._errors = self._own_entries(saved.get("errors", {}))
         self.projunn_defaults = {**self.projunn_defaults, **saved["defaults"]}  # options added since: this default
+
+    def _own_entries(self, store: dict[Any, torch.Tensor]) -> dict[int, torch.Tensor]:
+        """Entries by parameter index: plain ones, and this process's ``"INDEX.rankR"`` ones (see ``state_dict``)."""
+        params = {index: p for index, _, _, p in self._unitary_params(with_grad=False)}
+        own = {}
+        for key, tensor in store.items():
+            index, _, owner = str(key).partition(".rank")
+            sharding = self._shardings.get(id(params.get(int(index))))
+            if not owner or (sharding is not None and int(owner) == sharding.group.rank):
+                own[int(index)] = tensor
+        return own
 
     def __repr__(self) -> str:
         """Each unitary group's effective settings (its own over the wrapper's defaults), then the base optimizer."""
@@ -437,6 +545,75 @@ class ProjUNN(torch.optim.Optimizer):
             lines.append("  no unitary group: acts as the base optimizer")
         lines.append(f"  base: {self.optimizer!r}")
         return "\n".join(lines) + "\n)"
+
+
+def _move_sharded(
+    W: Any,
+    delta: Any,
+    out: Any,
+    options: dict[str, Any],
+    key: torch.Tensor,
+    skipped: torch.Tensor,
+    basis: torch.Tensor | None,
+    error: torch.Tensor | None,
+    sharding: Any,
+) -> None:
+    """:meth:`ProjUNN._move` for a DTensor parameter: on the local shards, with the collectives of its process group.
+
+    Rows and columns layouts go through :func:`unitary_lowrank.sharded.step` (O(N k) communication; a wide
+    weight's rows are its adjoint's columns); a batch split over processes steps each process's own matrices,
+    the processes agreeing only on whether the update was finite.
+    """
+    local, local_delta, target = W.to_local(), delta.to_local(), out.to_local()
+    comm = sharding.group
+    if sharding.layout == "batch":
+
+        def agree(finite: torch.Tensor) -> torch.Tensor:
+            return comm.all_reduce((~finite).to(torch.int32).reshape(1)).reshape(()) == 0
+
+        result = step(
+            local, local_delta, rank=options["rank"], method=options["method"], sketch=options["sketch"], key=key,
+            basis=basis, error=error, out=target, skip_nonfinite=True, consensus=agree,
+        )  # fmt: skip
+        next_error = result.error
+    else:
+        wide = sharding.layout == "columns"  # the tall view is the adjoint: views, so the writes land in place
+        view = (lambda x: x.mH) if wide else (lambda x: x)
+        result = sharded_step(
+            view(local), view(local_delta), comm, layout=sharding.layout, rank=options["rank"],
+            method=options["method"], sketch=options["sketch"], key=key, basis=basis,
+            error=None if error is None else view(error), sizes=sharding.sizes, out=view(target), skip_nonfinite=True,
+        )  # fmt: skip
+        next_error = None if error is None else view(result.error)
+    skipped.add_(~result.finite)
+    if basis is not None:
+        basis.copy_(result.basis)
+    if error is not None:
+        error.copy_(next_error)
+
+
+def _reorthonormalize_sharded(p: Any, sharding: Any) -> None:
+    """The periodic drift correction of a sharded weight, at O(N k) cost unless the weight has drifted.
+
+    A batch split over processes: one Newton–Schulz step on each process's own matrices (no communication).
+    Rows or columns: the O(n p) probe of :func:`unitary_lowrank.sharded.unitarity_probe` (one all-reduce of
+    2 max(n, p) numbers); only when it exceeds 100 ε does a Newton–Schulz step run, on the gathered weight (an
+    all-gather of W: the one O(N²) collective, and a rare one — rounding drift reaches 100 ε after thousands
+    of steps).
+    """
+    local = p.to_local()
+    if sharding.layout == "batch":
+        if local.numel():
+            local.sub_(newton_schulz_correction(local))
+        return
+    U = local if sharding.layout == "rows" else local.mH
+    drift = float(unitarity_probe(U, sharding.group, layout=sharding.layout, sizes=sharding.sizes).max())
+    if not drift > 100 * torch.finfo(p.dtype).eps:
+        return
+    full = p.full_tensor()
+    full = full - newton_schulz_correction(full)
+    start = sum(sharding.sizes[: sharding.group.rank])
+    local.copy_(full[start : start + local.shape[0]])
 
 
 def _on_device(store: dict[int, torch.Tensor], index: int, p: torch.Tensor, initial: Any) -> torch.Tensor:
