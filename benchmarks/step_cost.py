@@ -119,8 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         baseline = times.get("forward + backward", times.get("Adam"))
         for name, value in times.items():
             ratio = value / baseline
-            mark = "" if name in ("forward + backward", "Adam") else f"≤ {TARGETS[case]}: " + (
-                "met" if ratio <= TARGETS[case] else "missed"
+            mark = (
+                ""
+                if name in ("forward + backward", "Adam")
+                else f"≤ {TARGETS[case]}: " + ("met" if ratio <= TARGETS[case] else "missed")
             )
             print(f"{case:18} {name:28} {1e3 * value:8.2f} {ratio:7.2f}  {mark}")
     if args.json:
