@@ -77,6 +77,10 @@ class Backend:
         """True if ``x``'s device is recording a graph now (a CUDA-graph capture): nothing may be read back."""
         return False
 
+    def refusal(self, x: Any) -> str | None:
+        """Why the primitives cannot take ``x`` although its library is known (a sharded tensor), or ``None``."""
+        return None
+
     def reads_values(self, x: Any) -> bool:
         """True if a value of ``x`` can be read on the host to pick a branch: no device sync, no trace broken."""
         return False

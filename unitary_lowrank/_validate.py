@@ -30,14 +30,18 @@ def namespace(func: str, **arrays: Any) -> Any:
         known = _NAMESPACES.get(kind)
         if known is not None:
             return known
+        first = next(iter(arrays.values()))
         for base in kind.__mro__[1:]:  # a subclass of a known array type (torch.nn.Parameter) has its namespace
             known = _NAMESPACES.get(base)
-            if known is not None:
+            if known is not None and backend_for(first).refusal(first) is None:  # (a DTensor is refused below)
                 _NAMESPACES[kind] = known
                 return known
     for name, x in arrays.items():
         if not array_api_compat.is_array_api_obj(x):
             raise TypeError(f"{func}: {name} must be an array; got {type(x).__name__}")
+        problem = backend_for(x).refusal(x)
+        if problem is not None:  # such types are never cached: every call asks
+            raise TypeError(f"{func}: {name} {problem}")
     try:
         xp = array_api_compat.array_namespace(*arrays.values())
     except TypeError as err:

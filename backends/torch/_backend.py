@@ -90,6 +90,18 @@ class TorchBackend(Backend):
     def is_capturing(self, x: Any) -> bool:
         return x.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
 
+    def refusal(self, x: Any) -> str | None:
+        import sys
+
+        distributed = sys.modules.get("torch.distributed.tensor")  # loaded wherever a DTensor exists
+        if distributed is None or not isinstance(x, distributed.DTensor):
+            return None
+        return (
+            "is a DTensor, spread over processes, and the primitives work on local arrays. Train sharded weights "
+            "with ProjUNN (it steps FSDP2's DTensor parameters), call unitary_lowrank.sharded.step on the local "
+            "shards with a process group, or pass .full_tensor() to work on the gathered matrix"
+        )
+
     def reads_values(self, x: Any) -> bool:
         # a CPU tensor, unless torch.compile is tracing (no value can be read then)
         return x.device.type == "cpu" and not torch.compiler.is_compiling()

@@ -155,6 +155,7 @@ class ProjUNN(torch.optim.Optimizer):
             raise ValueError(f"ProjUNN: check_every must be an int ≥ 0 or None; got {check_every!r}")
         self.check_every = check_every
         self._calls = 0
+        self._warned_no_gradient = False
         check_options("ProjUNN", self.projunn_defaults)
         # Share, not copy, the base optimizer's groups and state, so that LR
         # schedulers attached to either object see the same learning rates.
@@ -320,6 +321,15 @@ class ProjUNN(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         marked = list(self._unitary_params())
+        if not marked and not self._warned_no_gradient and any(g.get("unitary", False) for g in self.param_groups):
+            self._warned_no_gradient = True
+            warnings.warn(
+                "ProjUNN.step: no unitary parameter has a gradient, so none moved. If the model was sharded "
+                "(fully_shard) or moved after this optimizer was built, its parameters were replaced: build the "
+                "optimizer after sharding.",
+                UserWarning,
+                stacklevel=3,
+            )
         # Let the base optimizer step a zero tensor in W's place: what it leaves there is exactly its
         # update Δ, with no cancellation. Eager: p.data is swapped for a zeroed buffer (no copy). Under
         # torch.compile, which may mutate a parameter but not swap its storage, and for a sharded (DTensor)

@@ -128,11 +128,39 @@ def checkpoint(rank: int, world: int, mesh, out_dir: str, case: dict) -> None:
                   handle)  # fmt: skip
 
 
+def errors(rank: int, mesh, out_dir: str) -> None:
+    """What a user meets: a DTensor passed to a primitive, and an optimizer built before fully_shard."""
+    import warnings
+
+    import unitary_lowrank as ul
+
+    model = Matrix([8, 8], torch.float64)
+    messages = []
+    early = ProjUNN(torch.optim.Adam([{"params": [model.W], "unitary": True}], lr=1e-2))  # before sharding
+    fully_shard(model, mesh=mesh)
+    for call in (lambda: ul.unitarity_error(model.W), lambda: ul.sketch(model.W.detach(), 1, seed=0)):
+        try:
+            call()
+        except TypeError as err:
+            messages.append(str(err))
+    model(torch.randn(8, 8, dtype=torch.float64)).backward()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        early.step()
+    messages += [str(w.message) for w in caught]
+    with open(f"{out_dir}/rank{rank}.json", "w") as handle:
+        json.dump({"rank": rank, "messages": messages}, handle)
+
+
 def main(rank: int, world: int, init_file: str, out_dir: str, case: dict) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     mesh = init_device_mesh("cpu", (world,))
     if case.get("checkpoint"):
         checkpoint(rank, world, mesh, out_dir, case)
+        dist.destroy_process_group()
+        return
+    if case.get("errors"):
+        errors(rank, mesh, out_dir)
         dist.destroy_process_group()
         return
     dtype = getattr(torch, case.get("dtype", "float64"))

@@ -106,3 +106,12 @@ def test_distributed_checkpoint_resumes_bit_identical(tmp_path, shape):
     case = {"checkpoint": True, "shape": shape, "sketch": "subspace", "error_feedback": True}
     for result in run(tmp_path, 2, case):
         assert result["identical"] and all(result["bases"]) and result["steps"] == {"0": 6}
+
+
+def test_errors_a_user_can_act_on(tmp_path):
+    """A DTensor reaching a primitive is refused with what to do; an optimizer built before fully_shard says so."""
+    messages = run(tmp_path, 2, {"errors": True})[0]["messages"]
+    assert len(messages) == 3
+    assert messages[0].startswith("unitarity_error: U is a DTensor") and "ProjUNN" in messages[0]
+    assert messages[1].startswith("sketch: G is a DTensor") and "unitary_lowrank.sharded.step" in messages[1]
+    assert "build the optimizer after sharding" in messages[2]
