@@ -32,7 +32,7 @@ class ProcessGroup:
     """The collectives of :mod:`unitary_lowrank.sharded` on a ``torch.distributed`` process group.
 
     Each call is one ``torch.distributed`` collective on a contiguous tensor:
-    ``all_reduce`` (SUM or MAX) and ``all_gather_into_tensor``. Complex tensors
+    ``all_reduce`` (SUM or MAX) and ``all_gather_single``. Complex tensors
     are reduced and gathered as their real view.
     """
 
@@ -51,7 +51,8 @@ class ProcessGroup:
         source = x.detach().contiguous()
         flat = torch.view_as_real(source).reshape(-1) if source.is_complex() else source.reshape(-1)
         gathered = torch.empty(self.size * flat.numel(), dtype=flat.dtype, device=flat.device)
-        dist.all_gather_into_tensor(gathered, flat, group=self.group)  # the blocks one after the other
+        gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor  # the older name
+        gather(gathered, flat, group=self.group)  # the blocks one after the other
         if source.is_complex():
             return torch.view_as_complex(gathered.reshape(self.size, *source.shape, 2))
         return gathered.reshape(self.size, *source.shape)
