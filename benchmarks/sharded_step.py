@@ -37,24 +37,8 @@ def worker(rank: int, world: int, rendezvous: str, out: str, n: int, p: int, met
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
-    from torch.utils._python_dispatch import TorchDispatchMode
     from unitary_lowrank.backends.torch import ProjUNN, haar_
-
-    class Log(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.calls = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            from torch.distributed.tensor import DTensor
-
-            if any(issubclass(t, DTensor) for t in types):
-                return NotImplemented
-            if str(func).startswith(("c10d", "_c10d_functional")):
-                tensors = [t for a in args for t in (a if isinstance(a, list) else [a]) if isinstance(t, torch.Tensor)]
-                sent = min(t.numel() * t.element_size() for t in tensors)  # a gather's input: its smaller tensor
-                self.calls.append([str(func), sent])
-            return func(*args, **(kwargs or {}))
+    from unitary_lowrank.backends.torch.oplog import CollectiveLog
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
@@ -63,7 +47,7 @@ def worker(rank: int, world: int, rendezvous: str, out: str, n: int, p: int, met
     fully_shard(model, mesh=init_device_mesh("cpu", (world,)))
     opt = ProjUNN(torch.optim.Adam([{"params": [model.weight], "unitary": True}], lr=1e-3), rank=4, method=method,
                   sketch=sketch, check_every=None)  # fmt: skip
-    log = Log()
+    log = CollectiveLog()
     for step in range(2):
         x = torch.randn(16, p, dtype=torch.float64, generator=torch.Generator().manual_seed(step))
         opt.zero_grad()
@@ -74,7 +58,7 @@ def worker(rank: int, world: int, rendezvous: str, out: str, n: int, p: int, met
         else:
             opt.step()
     if rank == 0:
-        Path(out).write_text(json.dumps(log.calls))
+        Path(out).write_text(json.dumps([[name, sent] for name, _, sent in log.calls]))
     dist.destroy_process_group()
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["SYNCHRONIZING", "VIEWS", "operators"]
+__all__ = ["SYNCHRONIZING", "VIEWS", "CollectiveLog", "operators"]
 
 #: Operators that read a value back to the host, or run a LAPACK-style factorization that checks its status there
 #: (``linalg_matrix_exp``: only the dense reference step may).
@@ -87,3 +87,50 @@ def operators(function: Callable[[], object]) -> collections.Counter[str]:
     with log:
         function()
     return log.counts
+
+
+class CollectiveLog(TorchDispatchMode):
+    """Every collective issued inside the block, with its tensors' sizes: ``calls``, a list of (name, numels, bytes).
+
+    ``bytes`` is what this process puts in: the smallest of the call's tensors
+    (an all-gather's input, not its output). Collectives that ``DTensor``
+    issues on its own are seen too: the log steps aside for ``DTensor``
+    operators (returns ``NotImplemented``), which then run as plain tensor
+    operations and collectives and come back through it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from unitary_lowrank.backends.torch.oplog import CollectiveLog
+    >>> with CollectiveLog() as log:
+    ...     _ = torch.ones(3) + 1
+    >>> log.calls
+    []
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, list[int], int]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        import sys
+
+        distributed = sys.modules.get("torch.distributed.tensor")
+        if distributed is not None and any(issubclass(t, distributed.DTensor) for t in types):
+            return NotImplemented
+        name = str(func)
+        if name.startswith(("c10d", "_c10d_functional", "c10d_functional")):
+            tensors = list(_tensors(args))
+            sent = min((t.numel() * t.element_size() for t in tensors), default=0)
+            self.calls.append((name, [t.numel() for t in tensors], sent))
+        return func(*args, **(kwargs or {}))
+
+
+def _tensors(args):
+    import torch
+
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            yield a
+        elif isinstance(a, list | tuple):
+            yield from _tensors(a)

@@ -17,8 +17,8 @@ import torch
 import torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
-from torch.utils._python_dispatch import TorchDispatchMode
 from unitary_lowrank.backends.torch import ProjUNN, UnitaryConv2d, haar_
+from unitary_lowrank.backends.torch.oplog import CollectiveLog
 
 
 class Matrix(torch.nn.Module):
@@ -42,33 +42,6 @@ class Conv(torch.nn.Module):
 
     def forward(self, x):
         return self.conv(x).pow(2).mean()
-
-
-class Collectives(TorchDispatchMode):
-    """Every collective with the element counts of its tensors (DTensor ops desugar first, and come back here)."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        from torch.distributed.tensor import DTensor
-
-        if any(issubclass(t, DTensor) for t in types):
-            return NotImplemented
-        name = str(func)
-        if name.startswith(("c10d", "_c10d_functional", "c10d_functional")):
-            sizes = [a.numel() for a in _tensors(args)]
-            self.calls.append([name, sizes])
-        return func(*args, **(kwargs or {}))
-
-
-def _tensors(args):
-    for a in args:
-        if isinstance(a, torch.Tensor):
-            yield a
-        elif isinstance(a, list | tuple):
-            yield from _tensors(a)
 
 
 def checkpoint(rank: int, world: int, mesh, out_dir: str, case: dict) -> None:
@@ -186,7 +159,7 @@ def main(rank: int, world: int, init_file: str, out_dir: str, case: dict) -> Non
         return ProjUNN(torch.optim.Adam(groups, lr=1e-2), seed=3, **options)
 
     opt, ref_opt = make(model), make(reference)
-    log = Collectives()
+    log = CollectiveLog()
     shape = case["shape"] if not case.get("conv") else (4, 4)
     for step in range(case.get("steps", 5)):
         g = torch.Generator().manual_seed(100 + step)  # the same batch on every rank
@@ -214,7 +187,8 @@ def main(rank: int, world: int, init_file: str, out_dir: str, case: dict) -> Non
     U = W if W.shape[-1] <= W.shape[-2] else W.mH
     eye = torch.eye(U.shape[-1], dtype=U.dtype)
     unitarity = float((U.mH @ U - eye).abs().max())
-    result = {"rank": rank, "diffs": diffs, "unitarity": unitarity, "collectives": log.calls, "skipped": skipped,
+    collectives = [[name, sizes] for name, sizes, _ in log.calls]
+    result = {"rank": rank, "diffs": diffs, "unitarity": unitarity, "collectives": collectives, "skipped": skipped,
               "ref_skipped": ref_skipped}  # fmt: skip
     with open(f"{out_dir}/rank{rank}.json", "w") as handle:
         json.dump(result, handle)
