@@ -111,6 +111,12 @@ class ProjUNN(torch.optim.Optimizer):
     conjugate Wirtinger derivative and the base optimizer's Δ is a descent
     direction; the tangent projection keeps it one.
 
+    **Sharded parameters.** A ``DTensor`` parameter of FSDP2 (``fully_shard``,
+    rows sharded on one mesh dimension; build the wrapper after sharding) is
+    stepped on its local rows with O(N k) communication, never gathered
+    (:mod:`unitary_lowrank.sharded`); a batch of matrices sharded on its batch
+    axis is stepped locally. See the docs page *Training at scale*.
+
     Examples
     --------
     >>> import torch
