@@ -35,8 +35,9 @@ rounds differently from one Householder QR.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
+from ._adapters import StepResult
 from ._arrays import real_dtype, scale_exponent, times_power_of_two
 from ._context import Context, context_of
 from ._counter import is_key, key_normal
@@ -45,7 +46,7 @@ from ._rank_update import add_update, span
 from .project import _core as project_core
 from .transport import _core as transport_core
 
-__all__ = ["Collectives", "Local", "ShardedResult", "initial_basis", "shard_sizes", "step", "tsqr", "unitarity_probe"]
+__all__ = ["Collectives", "Local", "initial_basis", "shard_sizes", "step", "tsqr", "unitarity_probe"]
 
 LAYOUTS = ("rows", "columns")
 SKETCHES = ("randomized", "subspace")
@@ -266,15 +267,6 @@ def _project_columns(ctx: Context, U: Any, A: Any, B: Any, comm: Collectives, si
     return add_update(ctx, U, X, ctx.adjoint(Q), out)
 
 
-class ShardedResult(NamedTuple):
-    """What :func:`step` returns (see :class:`unitary_lowrank._adapters.StepResult`): all sharded like the input."""
-
-    weight: Any
-    finite: Any
-    basis: Any
-    error: Any
-
-
 def step(
     U: Any,
     delta: Any,
@@ -290,7 +282,7 @@ def step(
     sizes: list[int] | None = None,
     out: Any = None,
     skip_nonfinite: bool = False,
-) -> ShardedResult:
+) -> StepResult:
     """One projUNN step of a sharded weight: this process's part of the tall view ``U`` (n×p, n ≥ p) moves along ``Δ``.
 
     Parameters
@@ -312,7 +304,7 @@ def step(
 
     Returns
     -------
-    ShardedResult
+    StepResult
         The new local block (``out`` when given), whether the update was
         finite — decided on replicated factors, so every process decides alike
         and skips together — and the next basis and error buffer.
@@ -348,7 +340,7 @@ def step(
         retraction = "exp" if method == "transport" else "cayley"
         W = (_transport_rows(ctx, U, A, B, comm, sizes, retraction, out) if layout == "rows"
              else _transport_columns(ctx, U, A, B, comm, retraction, out))  # fmt: skip
-    return ShardedResult(W, finite, next_basis, next_error)
+    return StepResult(W, finite, next_basis, next_error)
 
 
 def initial_basis(like: Any, shape: tuple[int, ...], rank: int, key: Any, comm: Collectives, layout: str, sizes):
