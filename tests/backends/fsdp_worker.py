@@ -10,6 +10,7 @@ for comparison, an unsharded copy with the same batch; rank 0 writes what it mea
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import sys
 
@@ -130,11 +131,11 @@ def main(rank: int, world: int, init_file: str, out_dir: str, case: dict) -> Non
     mesh = init_device_mesh("cpu", (world,))
     if case.get("checkpoint"):
         checkpoint(rank, world, mesh, out_dir, case)
-        dist.destroy_process_group()
+        finish()
         return
     if case.get("errors"):
         errors(rank, mesh, out_dir)
-        dist.destroy_process_group()
+        finish()
         return
     dtype = getattr(torch, case.get("dtype", "float64"))
     model = Conv() if case.get("conv") else Matrix(case["shape"], dtype)
@@ -192,6 +193,13 @@ def main(rank: int, world: int, init_file: str, out_dir: str, case: dict) -> Non
               "ref_skipped": ref_skipped}  # fmt: skip
     with open(f"{out_dir}/rank{rank}.json", "w") as handle:
         json.dump(result, handle)
+    finish()
+
+
+def finish() -> None:
+    """Tear down while the interpreter is whole: no collective in flight, no tensor left to gloo's threads."""
+    dist.barrier()
+    gc.collect()
     dist.destroy_process_group()
 
 
