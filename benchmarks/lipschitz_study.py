@@ -1,9 +1,14 @@
 """Certified robustness at equal CPU time: LipConvNet on CIFAR-10 with each 1-Lipschitz convolution.
 
-Three phases, each a subcommand; every run is ``unitary-lowrank train cifar10``
-(:func:`unitary_lowrank.tasks.train_cifar10.run`) with one thread, two runs at a
-time, the same budget of CPU time (of its own process) per run:
+Four phases, each a subcommand; every run is ``unitary-lowrank train cifar10``
+(:func:`unitary_lowrank.tasks.train_cifar10.run`) with one thread, the same
+budget of CPU time (of its own process) per run, **one run at a time** by
+default (``--workers``; runs that share the machine slow each other down in CPU
+time too, through caches and memory bandwidth):
 
+``calibrate``
+    each variant alone for ``--calibration-minutes`` (default 0.5): its wall
+    seconds per iteration, the yardstick of the phases below;
 ``sweep``
     the learning rate of each convolution, chosen on held-out training images
     (never the test set): every candidate trains on the rest of the training
@@ -15,10 +20,17 @@ time, the same budget of CPU time (of its own process) per run:
     the tables (``study.md``) and plots (certified accuracy against ε, clean
     accuracy against CPU time) from the JSON summaries already written.
 
+After each sweep or study run, its wall seconds per iteration are compared with
+the calibration's: a run more than 25 % off is flagged (its summary kept as
+``NAME.flagged.json``) and run again, once; the summary records the
+comparison (``timing_check``), and every summary the machine's load average at
+the start and end of training.
+
 ::
 
-    python benchmarks/lipschitz_study.py sweep  --data ../shared/data/cifar10-jpeg.tar.gz
-    python benchmarks/lipschitz_study.py study  --data ../shared/data/cifar10-jpeg.tar.gz
+    python benchmarks/lipschitz_study.py calibrate --data ../shared/data/cifar10-jpeg.tar.gz
+    python benchmarks/lipschitz_study.py sweep     --data ../shared/data/cifar10-jpeg.tar.gz
+    python benchmarks/lipschitz_study.py study     --data ../shared/data/cifar10-jpeg.tar.gz
     python benchmarks/lipschitz_study.py report
 """
 
@@ -41,6 +53,7 @@ VARIANTS = {
     "dense Riemannian": ("projunn", "dense", 1),
     "Cayley-FFT": ("cayley", "transport", 1),
     "AOL": ("aol", "transport", 1),
+    "deel-torchlip": ("torchlip", "transport", 1),
 }
 #: Which variants the sweep tunes; the rank-4 variants take their rank-1 sibling's learning rate.
 SWEPT = {
@@ -51,19 +64,49 @@ SWEPT = {
     "dense Riemannian": "dense Riemannian",
     "Cayley-FFT": "Cayley-FFT",
     "AOL": "AOL",
+    "deel-torchlip": "deel-torchlip",
 }
 LEARNING_RATES = (1e-3, 3e-3)
 
 
-def one(config: CifarConfig) -> dict | None:
-    """One run; a run whose summary is already in its folder is not repeated, a failing one is reported."""
-    if (Path(config.out) / f"{run_name(config)}.json").exists():
+#: A run whose wall seconds per iteration differ from its solo calibration by more than this is run again.
+DEVIATION = 0.25
+
+
+def one(config: CifarConfig, calibration: dict[str, float] | None = None) -> dict | None:
+    """One run; a run whose summary is already in its folder is not repeated, a failing one is reported.
+
+    With ``calibration`` (label → solo wall seconds per iteration), a run more than
+    :data:`DEVIATION` off its calibration is flagged and run again, once.
+    """
+    path = Path(config.out) / f"{run_name(config)}.json"
+    if path.exists():
         return None
-    try:
-        return run(config, progress=False)
-    except Exception as err:  # one bad run must not stop the others
-        print(f"{run_name(config)}: failed: {type(err).__name__}: {err}", flush=True)
-        return None
+    for attempt in (1, 2):
+        try:
+            summary = run(config, progress=False)
+        except Exception as err:  # one bad run must not stop the others
+            print(f"{run_name(config)}: failed: {type(err).__name__}: {err}", flush=True)
+            return None
+        if calibration is None or label_of(summary) not in calibration:
+            return summary
+        solo = calibration[label_of(summary)]
+        deviation = summary["seconds_per_iteration"] / solo - 1
+        flagged = abs(deviation) > DEVIATION
+        summary["timing_check"] = {"solo_seconds_per_iteration": solo, "deviation": deviation, "flagged": flagged,
+                                   "attempt": attempt}  # fmt: skip
+        path.write_text(json.dumps(summary, indent=1))
+        if not flagged or attempt == 2:
+            return summary
+        print(f"{summary['name']}: {100 * deviation:+.0f} % off its solo calibration: flagged, run again", flush=True)
+        path.rename(path.with_suffix(".flagged.json"))
+    return summary
+
+
+def calibration_of(out: Path) -> dict[str, float] | None:
+    """label → wall seconds per iteration of the solo calibration runs in ``out/calibration`` (None if none)."""
+    runs = read(out / "calibration")
+    return {label_of(s): s["seconds_per_iteration"] for s in runs} or None
 
 
 def config_for(label: str, **options) -> CifarConfig:
@@ -80,22 +123,26 @@ def label_of(summary: dict, variants: dict[str, tuple[str, str, int]] = VARIANTS
     raise KeyError(summary["name"])
 
 
-def run_all(configs: list[CifarConfig], workers: int) -> list[dict]:
+def run_all(configs: list[CifarConfig], workers: int, calibration: dict[str, float] | None = None) -> list[dict]:
+    if workers == 1:
+        return [one(config, calibration) for config in configs]
     with ProcessPoolExecutor(workers) as pool:
-        return list(pool.map(one, configs))
+        return list(pool.map(one, configs, [calibration] * len(configs)))
 
 
 def read(folder: Path, pattern: str = "cifar10-*.json") -> list[dict]:
-    """The run summaries (JSON) in ``folder``, each with the folder it came from."""
+    """The run summaries (JSON) in ``folder``, each with the folder it came from (flagged runs left out)."""
     summaries = []
     for path in sorted(folder.glob(pattern)):
+        if path.name.endswith(".flagged.json"):
+            continue
         summary = json.loads(path.read_text())
         summary["_folder"] = folder
         summaries.append(summary)
     return summaries
 
 
-def chosen_learning_rates(sweep: Path) -> dict[str, float]:
+def chosen_learning_rates(sweep: Path, variants: list[str]) -> dict[str, float]:
     """Per swept variant, the learning rate of best held-out certified accuracy at 36/255 (ties: the smaller)."""
     best: dict[str, tuple[float, float]] = {}
     for s in read(sweep):
@@ -106,10 +153,10 @@ def chosen_learning_rates(sweep: Path) -> dict[str, float]:
         lr = s["config"]["lr"]
         if label not in best or (score, -lr) > (best[label][0], -best[label][1]):
             best[label] = (score, lr)
-    missing = {SWEPT[label] for label in VARIANTS} - set(best)
+    missing = {SWEPT[label] for label in variants} - set(best)
     if missing:
         raise SystemExit(f"lipschitz_study: no sweep result for {sorted(missing)} in {sweep}; run the sweep first")
-    return {label: best[SWEPT[label]][1] for label in VARIANTS}
+    return {label: best[SWEPT[label]][1] for label in variants}
 
 
 def spread(values: list[float]) -> str:
@@ -134,8 +181,9 @@ def sweep_table(summaries: list[dict]) -> str:
 def study_table(summaries: list[dict]) -> str:
     lines = [
         "| convolution | lr | seeds | iterations | clean | certified 36/255 | 72/255 | 108/255 | max Lipschitz bound "
-        "| s/it forward+backward | s/it optimizer step | peak memory (MB) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| s/it forward+backward | s/it optimizer step | it/CPU-min | off solo (%) | load at start/end "
+        "| peak memory (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label in VARIANTS:
         runs = [s for s in summaries if label_of(s) == label]
@@ -151,9 +199,26 @@ def study_table(summaries: list[dict]) -> str:
             f"{' / '.join(str(i) for i in column('iterations'))} | {spread(column('test_accuracy'))} | "
             + " | ".join(spread(certified[eps]) for eps in RADII)
             + f" | {max(column('lipschitz_bound')):.7f} | {statistics.mean(column('seconds_forward_backward')):.3f} | "
-            f"{statistics.mean(column('seconds_optimizer_step')):.3f} | {max(column('peak_memory_mb')):.0f} |"
+            f"{statistics.mean(column('seconds_optimizer_step')):.3f} | {conditions(runs)} | "
+            f"{max(column('peak_memory_mb')):.0f} |"
         )
     return "\n".join(lines)
+
+
+def conditions(runs: list[dict]) -> str:
+    """Iterations per CPU-minute, deviation from the solo calibration, load averages: one table cell each."""
+
+    def each(values: list) -> str:
+        return " / ".join(values) if values else "—"
+
+    rates = [f"{s['iterations_per_cpu_minute']:.0f}" for s in runs if s.get("iterations_per_cpu_minute")]
+    checks = [f"{100 * s['timing_check']['deviation']:+.0f}" for s in runs if s.get("timing_check")]
+    loads = [
+        f"{s['load_average']['start']:.1f}–{s['load_average']['end']:.1f}"
+        for s in runs
+        if s.get("load_average") and s["load_average"]["start"] is not None
+    ]
+    return f"{each(rates)} | {each(checks)} | {each(loads)}"
 
 
 def plot(summaries: list[dict], path: Path) -> None:
@@ -212,24 +277,41 @@ def report(out: Path) -> str:
             json.dumps([{k: v for k, v in s.items() if k != "_folder"} for s in study], indent=1)
         )
     text = "\n".join(parts)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "study.md").write_text(text)
     return text
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("phase", choices=["sweep", "study", "report"])
+    parser.add_argument("phase", choices=["calibrate", "sweep", "study", "report"])
     parser.add_argument("--data", default="../shared/data/cifar10-jpeg.tar.gz", help="CIFAR-10 (see train cifar10)")
     parser.add_argument("--minutes", type=float, help="CPU minutes per run (default: sweep 2, study 6)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="study: seeds (default 0 1)")
     parser.add_argument("--holdout", type=int, default=5000, help="sweep: held-out training images (default 5000)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="default: all")
     parser.add_argument("--width", type=int, default=16, help="LipConvNet width (default 16)")
-    parser.add_argument("--workers", type=int, default=2, help="runs at a time (default 2)")
+    parser.add_argument("--lr", type=float, help="study: this learning rate for every variant instead of the sweep's")
+    parser.add_argument("--workers", type=int, default=1, help="runs at a time (default 1: timings need it)")
+    parser.add_argument("--calibration-minutes", type=float, default=0.5, help="calibrate: CPU minutes (default 0.5)")
     parser.add_argument("--out", default="docs/runs/cifar10", help="default docs/runs/cifar10")
     args = parser.parse_args()
     out = Path(args.out)
     variants = args.variants or list(VARIANTS)
+    calibration = calibration_of(out)
+    if args.phase == "calibrate":
+        configs = [
+            config_for(
+                label, data=args.data, minutes=args.calibration_minutes, width=args.width, out=str(out / "calibration")
+            )
+            for label in variants
+        ]
+        run_all(configs, 1)
+        calibration = calibration_of(out)
+        print("\n".join(f"{label}: {seconds:.3f} s/it alone" for label, seconds in (calibration or {}).items()))
+        return
+    if calibration is None:
+        print(f"lipschitz_study: no calibration in {out / 'calibration'}: runs are not checked (run calibrate first)")
     if args.phase == "sweep":
         configs = [
             config_for(
@@ -244,9 +326,9 @@ def main() -> None:
             for label in dict.fromkeys(SWEPT[v] for v in variants)
             for lr in LEARNING_RATES
         ]
-        run_all(configs, args.workers)
+        run_all(configs, args.workers, calibration)
     elif args.phase == "study":
-        rates = chosen_learning_rates(out / "sweep")
+        rates = dict.fromkeys(variants, args.lr) if args.lr else chosen_learning_rates(out / "sweep", variants)
         configs = [
             config_for(
                 label,
@@ -260,7 +342,7 @@ def main() -> None:
             for seed in args.seeds
             for label in variants
         ]
-        run_all(configs, args.workers)
+        run_all(configs, args.workers, calibration)
     print(report(out))
 
 

@@ -200,6 +200,7 @@ _EXTRA_OF_MODULE = {
     "matplotlib": "experiments",
     "PIL": "experiments",
     "cupy": "cupy",
+    "deel": "torchlip",
     "mkdocs": "docs",
     "mathjax": "docs",
     "mkdocstrings": "docs",

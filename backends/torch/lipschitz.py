@@ -137,11 +137,11 @@ def layer_lipschitz(module: nn.Module, input_shape: Sequence[int]) -> float:
     """The ℓ2 Lipschitz constant (operator norm) of one layer, exact (to rounding), for an input of ``input_shape``.
 
     Known layers: any layer that states its exact norm in a ``lipschitz()``
-    method (``UnitaryConv2d``, and the baselines ``CayleyConv2d`` and
-    ``AOLConv2d``), circularly padded stride-1 ``nn.Conv2d``, ``nn.Linear``,
-    ``nn.BatchNorm2d`` in eval mode (a diagonal scaling), and the norm-1
-    reshapes and activations of this module. Raises ``TypeError`` for any
-    other layer (no guess is made).
+    method (``UnitaryConv2d``, and the baselines ``CayleyConv2d``, ``AOLConv2d``
+    and ``TorchlipConv2d``; such a layer counts as one, whatever it holds),
+    circularly padded stride-1 ``nn.Conv2d``, ``nn.Linear``, ``nn.BatchNorm2d``
+    in eval mode (a diagonal scaling), and the norm-1 reshapes and activations
+    of this module. Raises ``TypeError`` for any other layer (no guess is made).
     """
     if isinstance(module, _NORM_ONE):
         return 1.0
@@ -195,9 +195,12 @@ def _input_like(model: nn.Module) -> dict:
 def _leaves_in_order(model: nn.Module, input_shape: Sequence[int]) -> list[tuple[nn.Module, tuple[int, ...]]]:
     """The leaf modules of a composition of ``nn.Sequential`` containers, in order, with the shape each receives."""
 
+    units: list[nn.Module] = []  # the layers whose norms multiply: leaves, or modules that state their own norm
+
     def check(module: nn.Module, where: str) -> None:
         children = list(module.named_children())
-        if not children:
+        if not children or callable(getattr(module, "lipschitz", None)):  # a wrapper (TorchlipConv2d) is one layer
+            units.append(module)
             return
         if not isinstance(module, nn.Sequential):
             raise TypeError(
@@ -210,9 +213,7 @@ def _leaves_in_order(model: nn.Module, input_shape: Sequence[int]) -> list[tuple
     check(model, "the model")
     order: list[tuple[nn.Module, tuple[int, ...]]] = []
     hooks = [
-        module.register_forward_pre_hook(lambda m, args: order.append((m, tuple(args[0].shape))))
-        for module in model.modules()
-        if not list(module.children())
+        module.register_forward_pre_hook(lambda m, args: order.append((m, tuple(args[0].shape)))) for module in units
     ]
     try:
         with torch.no_grad():

@@ -156,8 +156,10 @@ def test_lipconvnet_is_1_lipschitz_at_init_and_after_training(image, width, dept
     assert _pairs_ratio(model, (3, image, image), g) <= 1 + 1e-5
 
 
-@pytest.mark.parametrize("conv", ["cayley", "aol"])
+@pytest.mark.parametrize("conv", ["cayley", "aol", "torchlip"])
 def test_baseline_networks_pass_the_same_lipschitz_tests(conv):
+    if conv == "torchlip":
+        pytest.importorskip("deel.torchlip")
     g = torch.Generator().manual_seed(1)
     model = LipConvNet(3, 10, 8, 4, 3, conv=conv, generator=g)
     x = torch.randn(16, 3, 8, 8, generator=g)
@@ -173,12 +175,18 @@ def test_baseline_networks_pass_the_same_lipschitz_tests(conv):
     assert _pairs_ratio(model, (3, 8, 8), g) <= 1 + 1e-5
 
 
-@pytest.mark.parametrize("layer_type", [CayleyConv2d, AOLConv2d, UnitaryConv2d])
+@pytest.mark.parametrize("layer_type", [CayleyConv2d, AOLConv2d, "TorchlipConv2d", UnitaryConv2d])
 @pytest.mark.parametrize(("c_in", "c_out", "size"), [(3, 5, 6), (6, 4, 5), (4, 4, 2)])
 def test_layer_norm_is_the_operator_norm_of_the_dense_matrix(layer_type, c_in, c_out, size):
     """layer_lipschitz against the largest singular value of the layer's dense matrix, built column by column."""
     g = torch.Generator().manual_seed(c_in + c_out + size)
-    if layer_type is UnitaryConv2d:
+    if layer_type == "TorchlipConv2d":
+        pytest.importorskip("deel.torchlip")
+        from unitary_lowrank.tasks.models.baselines import TorchlipConv2d
+
+        layer = TorchlipConv2d(c_in, c_out, size, dtype=torch.float64, generator=g)
+        layer.eval()
+    elif layer_type is UnitaryConv2d:
         layer = UnitaryConv2d(c_in, c_out, size, dtype=torch.float64, init="haar", generator=g)
     else:
         layer = layer_type(c_in, c_out, size, dtype=torch.float64)

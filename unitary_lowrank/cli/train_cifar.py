@@ -74,7 +74,11 @@ def add_parser(tasks: Any) -> argparse.ArgumentParser:
         "or a smoke run (quick); --print-config shows what a preset sets",
     )
     cifar.add_argument("--model", choices=MODELS, help="LipConvNet (certified) or the paper's ResNet9")
-    cifar.add_argument("--conv", choices=["projunn", "cayley", "aol", "plain"], help="the network's convolutions")
+    cifar.add_argument(
+        "--conv",
+        choices=["projunn", "cayley", "aol", "torchlip", "plain"],
+        help="the network's convolutions (torchlip: deel-torchlip, the [torchlip] extra)",
+    )
     cifar.add_argument("--method", choices=METHODS, help="projUNN-T or -D, or the exact dense Riemannian step")
     cifar.add_argument("--rank", type=int, help="rank k of the projUNN sketch (capped at each layer's size)")
     add_sketch_options(cifar)

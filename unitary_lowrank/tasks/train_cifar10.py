@@ -20,7 +20,9 @@ the test set, to choose settings.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -182,8 +184,12 @@ def run(config: CifarConfig, progress: bool = True) -> dict[str, Any]:
         raise SettingsError(f"train cifar10: --model must be one of {MODELS}; got {config.model!r}")
     if config.optimizer not in OPTIMIZERS:
         raise SettingsError(f"train cifar10: --optimizer must be one of {OPTIMIZERS}; got {config.optimizer!r}")
-    if config.model == "resnet9" and config.conv == "aol":
+    if config.model == "resnet9" and config.conv in ("aol", "torchlip"):
         raise SettingsError("train cifar10: ResNet9 takes --conv projunn, cayley or plain")
+    if config.conv == "torchlip" and not _has_torchlip():
+        raise SettingsError(
+            'train cifar10: --conv torchlip needs deel-torchlip: pip install "unitary-lowrank[torchlip]"'
+        )
     if not config.data:
         raise SettingsError("train cifar10: give --data, the cifar-10-batches-py directory or a class-folder archive")
     if config.threads:
@@ -224,8 +230,10 @@ def run(config: CifarConfig, progress: bool = True) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(config.seed + 1)
     rows: list[dict[str, Any]] = []
     forward_backward = step_time = 0.0
-    iteration, running, cpu_started = 0, math.nan, time.process_time()
+    load_at_start = _load_average()
+    iteration, running, cpu_started, wall_started = 0, math.nan, time.process_time(), time.perf_counter()
     evaluating = 0.0  # CPU time spent on the periodic test evaluations: not part of the training budget
+    evaluating_wall = 0.0
     epochs = config.epochs if config.epochs is not None else 10**9
     budget = math.inf if config.minutes is None else 60 * config.minutes
     per_epoch = len(x_train) // config.batch
@@ -280,9 +288,10 @@ def run(config: CifarConfig, progress: bool = True) -> dict[str, Any]:
                 bar.update()
                 spent = time.process_time() - cpu_started - evaluating
                 if iteration % config.eval_every == 0 or spent > budget:
-                    evaluation_started = time.process_time()
+                    evaluation_started, evaluation_wall = time.process_time(), time.perf_counter()
                     accuracy = clean_accuracy(x_curve, y_curve)
                     evaluating += time.process_time() - evaluation_started
+                    evaluating_wall += time.perf_counter() - evaluation_wall
                     rows.append(
                         {
                             "iteration": iteration,
@@ -300,6 +309,8 @@ def run(config: CifarConfig, progress: bool = True) -> dict[str, Any]:
             if done:
                 break
     bar.close()
+    wall = time.perf_counter() - wall_started - evaluating_wall
+    load_at_end = _load_average()
     model.eval()
     bound, lipschitz, certified = None, None, {}
     if resnet:  # BatchNorm, ReLU and residual sums: no certificate
@@ -335,10 +346,18 @@ def run(config: CifarConfig, progress: bool = True) -> dict[str, Any]:
         "certified_accuracy": {label: certified.get(eps) for label, eps in RADII.items()} if certified else None,
         "lipschitz_bound": lipschitz,
         "lipschitz_estimate": bound.estimate if bound else None,
+        # what the layers' own library guarantees (deel-torchlip: 1 per layer), beside the exact bound above
+        "library_bound": 1.0 if config.conv == "torchlip" and not resnet else None,
         "seconds_per_iteration": (forward_backward + step_time) / max(iteration, 1),
         "seconds_forward_backward": forward_backward / max(iteration, 1),
         "seconds_optimizer_step": step_time / max(iteration, 1),
         "cpu_seconds": spent,  # training only (the budget); the evaluations' time is not in it
+        "wall_seconds": wall,  # the same stretch in wall-clock time
+        "iterations_per_cpu_minute": 60 * iteration / spent if spent > 0 else None,
+        # the conditions: threads of this run, and the machine's 1-minute load average before and after training
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average": {"start": load_at_start, "end": load_at_end},
         "unitarity_error": _unitarity_error(model),
         "peak_memory_mb": _peak_memory_mb(),
     }
@@ -351,6 +370,21 @@ def data_digest(data: Any) -> str:
     for array in data:
         digest.update(array.tobytes())
     return digest.hexdigest()[:16]
+
+
+def _has_torchlip() -> bool:
+    try:
+        return importlib.util.find_spec("deel.torchlip") is not None
+    except ModuleNotFoundError:  # no "deel" package at all
+        return False
+
+
+def _load_average() -> float | None:
+    """The machine's 1-minute load average (None where the OS has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 def _unitarity_error(model: Any) -> float | None:

@@ -4,6 +4,7 @@
     ResNet9        the projUNN paper's CIFAR-10 network (.resnet9)
     CayleyConv2d   Cayley-FFT orthogonal convolution, a baseline (.baselines)
     AOLConv2d      almost-orthogonal (AOL) convolution, a baseline (.baselines)
+    TorchlipConv2d deel-torchlip's SpectralConv2d, circular: an external baseline (.baselines, extra [torchlip])
     LSTMBaseline   the recurrent tasks' LSTM baseline (.lstm)
 
 Built from the layers users compose (:mod:`unitary_lowrank.backends.torch`);

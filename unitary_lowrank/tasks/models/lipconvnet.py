@@ -17,12 +17,12 @@ from torch import nn
 from ...backends.torch.conv import UnitaryConv2d
 from ...backends.torch.init import haar_
 from ...backends.torch.lipschitz import InvertibleDownsampling, MaxMin
-from .baselines import AOLConv2d, CayleyConv2d
+from .baselines import AOLConv2d, CayleyConv2d, TorchlipConv2d
 
 __all__ = ["CONVOLUTIONS", "LipConvNet"]
 
 #: The convolutions a LipConvNet can be built from.
-CONVOLUTIONS = ("projunn", "cayley", "aol", "plain")
+CONVOLUTIONS = ("projunn", "cayley", "aol", "torchlip", "plain")
 
 
 class LipConvNet(nn.Sequential):
@@ -41,10 +41,11 @@ class LipConvNet(nn.Sequential):
         Convolutions c → c in the blocks, spread over them as evenly as possible
         (at least one per block). The stem and the convolutions between blocks
         come on top.
-    conv : {"projunn", "cayley", "aol", "plain"}, default "projunn"
-        ``UnitaryConv2d`` (exact, stepped by ProjUNN), the Cayley-FFT or AOL
-        baselines (k×k kernels, any optimizer), or ``nn.Conv2d`` + ``BatchNorm2d``
-        (unconstrained, not 1-Lipschitz).
+    conv : {"projunn", "cayley", "aol", "torchlip", "plain"}, default "projunn"
+        ``UnitaryConv2d`` (exact, stepped by ProjUNN), the Cayley-FFT, AOL or
+        deel-torchlip baselines (k×k kernels, any optimizer; torchlip needs the
+        ``[torchlip]`` extra), or ``nn.Conv2d`` + ``BatchNorm2d`` (unconstrained,
+        not 1-Lipschitz).
     kernel_size : int, default 3
         Kernel side of the baselines (``UnitaryConv2d``'s spans the image).
     init : {"haar", "identity"}, default "haar"
@@ -110,6 +111,8 @@ class LipConvNet(nn.Sequential):
                 return CayleyConv2d(c_in, c_out, size, kernel_size=kernel_size, dtype=dtype, generator=generator)
             if conv == "aol":
                 return AOLConv2d(c_in, c_out, size, kernel_size=kernel_size, dtype=dtype)
+            if conv == "torchlip":
+                return TorchlipConv2d(c_in, c_out, size, kernel_size=kernel_size, dtype=dtype, generator=generator)
             padding = kernel_size // 2
             return nn.Sequential(
                 nn.Conv2d(c_in, c_out, kernel_size, padding=padding, padding_mode="circular", bias=False, dtype=dtype),
