@@ -25,34 +25,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
+from step_cost import interleaved  # the same interleaved medians as the step-cost study (benchmarks/ is on the path)
 from torch.nn import functional
 
 from unitary_lowrank.tasks.models.baselines import SOLVERS, AOLConv2d, CayleyConv2d
 
 TARGET = 1.3
-
-
-def seconds(function: Callable[[], object], calls: int) -> float:
-    started = time.perf_counter()
-    for _ in range(calls):
-        function()
-    return (time.perf_counter() - started) / calls
-
-
-def interleaved(contenders: dict[str, Callable[[], object]], calls: int, repeats: int) -> dict[str, float]:
-    """Median seconds per call of each contender, measured in alternation (after a warm-up of each)."""
-    for function in contenders.values():
-        seconds(function, 1)
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, function in contenders.items():
-            times[name].append(seconds(function, calls))
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def reference_cayley(weight: torch.Tensor, x: torch.Tensor, c_out: int) -> torch.Tensor:

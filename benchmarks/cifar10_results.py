@@ -89,7 +89,8 @@ def certified_section() -> list[str]:
                 "other work, which slows every variant, unevenly, in CPU time too. Their iteration counts and the "
                 "targets below are biased against Cayley-FFT and AOL. The re-run — one run at a time, each checked "
                 "against a solo calibration (`python benchmarks/lipschitz_study.py calibrate|sweep|study`), with "
-                "deel-torchlip as an external baseline — will replace this section.",
+                "deel-torchlip as an external baseline — will replace this section. A first fair pass (one "
+                "learning rate for all, no sweep) is in [runs/cifar10-fair/notes.md](runs/cifar10-fair/notes.md).",
                 "",
             ]
             if early
