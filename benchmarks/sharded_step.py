@@ -17,6 +17,7 @@ scatters of the weight per step) is the same for both and not counted.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -59,6 +60,8 @@ def worker(rank: int, world: int, rendezvous: str, out: str, n: int, p: int, met
             opt.step()
     if rank == 0:
         Path(out).write_text(json.dumps([[name, sent] for name, _, sent in log.calls]))
+    dist.barrier()  # as the test workers: no collective in flight when gloo is torn down
+    gc.collect()
     dist.destroy_process_group()
 
 

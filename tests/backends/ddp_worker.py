@@ -3,6 +3,7 @@
 Usage: python ddp_worker.py RANK WORLD_SIZE INIT_FILE OUT_DIR [SKETCH]
 """
 
+import gc
 import sys
 
 import torch
@@ -41,6 +42,11 @@ def main(rank: int, world: int, init_file: str, out_dir: str, sketch: str = "ran
         loss.backward()
         opt.step()
     torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, f"{out_dir}/rank{rank}.pt")
+    # tear down while the interpreter is whole: no collective in flight, nothing left for gloo's threads to free
+    # (without this, gloo aborted at exit, "terminate called without an active exception", in CI)
+    del ddp, opt
+    dist.barrier()
+    gc.collect()
     dist.destroy_process_group()
 
 
