@@ -16,9 +16,14 @@ import warnings
 import torch
 from torch import nn
 
-from ...backends.torch.lipschitz import circular_spectrum, image_size, largest_norm
+from ...backends.torch.lipschitz import _circular_conv_norm, circular_spectrum, image_size, largest_norm
 
 __all__ = ["SOLVERS", "AOLConv2d", "CayleyConv2d", "TorchlipConv2d", "cayley"]
+
+
+def _describe(layer: nn.Module) -> str:
+    """The ``extra_repr`` the baselines share: channels, image size, kernel size."""
+    return f"{layer.in_channels}, {layer.out_channels}, size={layer.size}, kernel_size={layer.weight.shape[-1]}"
 
 
 #: How :func:`cayley` computes ``(I + S)⁻¹ (I − S)``, fastest first.
@@ -133,8 +138,7 @@ class CayleyConv2d(nn.Module):
         return largest_norm(self.frequencies())
 
     def extra_repr(self) -> str:
-        extra = "" if self.solver == "solve" else f", solver={self.solver!r}"
-        return f"{self.in_channels}, {self.out_channels}, size={self.size}, kernel_size={self.weight.shape[-1]}{extra}"
+        return _describe(self) + ("" if self.solver == "solve" else f", solver={self.solver!r}")
 
 
 class AOLConv2d(nn.Module):
@@ -191,12 +195,11 @@ class AOLConv2d(nn.Module):
 
     def lipschitz(self) -> float:
         """Max over frequencies of the rescaled kernel's ‖·‖₂ (double precision): ≤ 1."""
-        K = self.rescaled_kernel().detach().to(torch.float64)
-        # conv2d is a cross-correlation: the same singular values as the convolution with K
-        return largest_norm(circular_spectrum(K, self.size))
+        # conv2d is a cross-correlation: the same singular values as the convolution with the kernel
+        return _circular_conv_norm(self.rescaled_kernel(), self.size)
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, size={self.size}, kernel_size={self.weight.shape[-1]}"
+        return _describe(self)
 
 
 class TorchlipConv2d(nn.Module):
@@ -265,7 +268,7 @@ class TorchlipConv2d(nn.Module):
     def lipschitz(self) -> float:
         """Max over frequencies of the normalized kernel's ‖·‖₂ (double precision): ≤ :attr:`library_bound`."""
         # conv2d is a cross-correlation: the same singular values as the convolution with the kernel
-        return largest_norm(circular_spectrum(self.weight.detach().to(torch.float64), self.size))
+        return _circular_conv_norm(self.weight, self.size)
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, size={self.size}, kernel_size={self.weight.shape[-1]}"
+        return _describe(self)
