@@ -128,6 +128,15 @@ class Backend:
         return xp.matmul(X, Y)
 
     # -- small r×r work ------------------------------------------------------
+    def wide_dtype(self, xp: Any, dtype: Any, device: Any) -> Any | None:
+        """The double-precision dtype of ``dtype``'s kind (float64, complex128) on ``device``; ``None`` if it has none.
+
+        The r×r core of a projUNN-D step is computed in it: ``polar(K) − I``
+        rounded in single precision is off by ε absolutely, not relatively, and
+        that error walks the weight off the unitary group by ~ε per step.
+        """
+        return xp.complex128 if _is_complex(xp, dtype) else xp.float64
+
     def host_transfer(self, arrays: Sequence[Any]) -> tuple[Any, Any] | None:
         """``(to_numpy, back)`` when the step's r×r core of ``arrays`` is better done on the host; else ``None``.
 

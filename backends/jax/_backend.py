@@ -51,6 +51,10 @@ class JaxBackend(Backend):
         # calling every JAX array lazy); only tracers inside jit/vmap/grad cannot.
         return isinstance(x, jax.core.Tracer)
 
+    def wide_dtype(self, xp: Any, dtype: Any, device: Any) -> Any | None:
+        # without x64 mode JAX would quietly compute "float64" in float32 (and warn)
+        return super().wide_dtype(xp, dtype, device) if jax.config.read("jax_enable_x64") else None
+
     def normal(self, xp: Any, shape: tuple[int, ...], dtype: Any, *, seed: Seed, device: Any) -> Any:
         # complex dtypes: real and imaginary parts each of variance 1/2
         return jax.random.normal(as_key(seed), shape, dtype=dtype)

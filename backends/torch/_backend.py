@@ -106,6 +106,9 @@ class TorchBackend(Backend):
         # a CPU tensor, unless torch.compile is tracing (no value can be read then)
         return x.device.type == "cpu" and not torch.compiler.is_compiling()
 
+    def wide_dtype(self, xp: Any, dtype: Any, device: Any) -> Any | None:
+        return None if device.type == "mps" else super().wide_dtype(xp, dtype, device)  # MPS has no float64
+
     def device(self, x: Any) -> Any:
         return x.device  # what array_api_compat.device answers, without its type tests (traced by torch.compile)
 

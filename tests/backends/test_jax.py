@@ -144,6 +144,25 @@ def test_drift_after_ten_thousand_jitted_float32_steps():
     assert loss < 2.0  # it trained (starts near 2 for independent Haar matrices)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "complex64"])
+def test_single_precision_core_without_x64(dtype, rng):
+    """Without x64 mode the projUNN-D core stays in single precision: no float64 request, no warning, same result.
+
+    With x64 (the rest of this file) the r×r core runs in double; both agree with
+    the NumPy step to single-precision rounding.
+    """
+    import warnings
+
+    U, A, B = operands(rng, dtype, k=4)
+    reference = ul.project(*(np.asarray(x) for x in (U, A, B)))
+    with jax.enable_x64(False), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        V = jax.jit(ul.project)(U, A, B)
+        assert V.dtype == U.dtype
+        assert float(ul.unitarity_error(V)) <= 1e-5
+    assert np.abs(np.asarray(V) - reference).max() <= 1e-5
+
+
 @pytest.mark.parametrize("make", [optax.sgd, optax.rmsprop, optax.adam], ids=["sgd", "rmsprop", "adam"])
 @pytest.mark.parametrize("method", ["transport", "project"])
 def test_complex_leaf_descends(make, method):
