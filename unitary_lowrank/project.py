@@ -62,7 +62,10 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
 
     - square U: ``U + A Bᴴ = U (I + Q C Qᴴ)``, and polar factors commute with
       unitary factors, so ``polar(U + A Bᴴ) = U + (U Q)(F − I) Qᴴ`` with
-      ``F = polar(I_r + C)`` from an r×r SVD ``W Σ Vᴴ → W Vᴴ``;
+      ``F = polar(I_r + C)`` from an r×r SVD ``W Σ Vᴴ → W Vᴴ`` (single-precision
+      input: computed in double where the backend has it, so that the rounded
+      ``F − I`` is accurate relative to its own small size and the weight
+      does not drift off the group by ε per step);
     - p < n: the part of ``A`` outside the range of ``U``,
       ``A⊥ = A − (U Q) R_A = P R_P`` (QR, P ⟂ U), adds k rows:
       ``U + A Bᴴ = [U, P] K Qᴴ + U (I − Q Qᴴ)`` with the (r+k)×r matrix
