@@ -103,23 +103,25 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=16, help="lipconvnet: width (default 16)")
     parser.add_argument("--rank", type=int, default=4, help="lipconvnet: rank (default 4)")
     parser.add_argument("--batch", type=int, default=128, help="lipconvnet: batch (default 128)")
-    parser.add_argument("--record", type=int, default=100, help="lipconvnet: record every this many steps")
+    parser.add_argument("--record", type=int, default=100, help="lipconvnet: record every this many steps (= --every)")
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--method", default="transport", choices=["transport", "project", "cayley"])
-    parser.add_argument("--every", type=int, nargs="+", default=[0, 10, 100, 1000])
+    parser.add_argument("--every", type=int, nargs="+", help="default: matrix 0 10 100 1000, lipconvnet 100")
     parser.add_argument("--out", default="drift.json")
     args = parser.parse_args()
+    if args.mode == "lipconvnet" and args.method == "cayley":
+        parser.error("lipconvnet: --method must be transport or project")
+    args.every = args.every or ([100] if args.mode == "lipconvnet" else [0, 10, 100, 1000])
     if args.core == "single":
         single_precision_core()
     results = {}
     if args.mode == "lipconvnet":
-        method = "project" if args.method == "project" else "transport"
         for every in args.every:
-            options = (args.width, method, args.rank, every or None, args.record, args.batch)
+            options = (args.width, args.method, args.rank, every or None, args.record, args.batch)
             trace = lipconvnet(args.data, args.steps, *options)
-            results[f"{method} k={args.rank} every={every} core={args.core}"] = trace
-            print(f"LipConvNet {method} k={args.rank} every={every:<5d} core={args.core}: bound at the end "
+            results[f"{args.method} k={args.rank} every={every} core={args.core}"] = trace
+            print(f"LipConvNet {args.method} k={args.rank} every={every:<5d} core={args.core}: bound at the end "
                   f"{trace[-1][1]:.7f}, worst {max(b for _, b in trace):.7f}", flush=True)  # fmt: skip
         with open(args.out, "w") as handle:
             json.dump(results, handle)
