@@ -44,8 +44,8 @@ from pathlib import Path
 
 from unitary_lowrank.tasks.train_cifar10 import RADII, CifarConfig, run, run_name
 
-#: The convolutions compared: label → (conv, method, rank).
-VARIANTS = {
+#: The convolutions compared: label → (conv, method, rank[, step options other than the optimizer's defaults]).
+VARIANTS: dict[str, tuple] = {
     "projUNN-T, k = 1": ("projunn", "transport", 1),
     "projUNN-T, k = 4": ("projunn", "transport", 4),
     "projUNN-D, k = 1": ("projunn", "project", 1),
@@ -54,8 +54,13 @@ VARIANTS = {
     "Cayley-FFT": ("cayley", "transport", 1),
     "AOL": ("aol", "transport", 1),
     "deel-torchlip": ("torchlip", "transport", 1),
+    # not the defaults: the subspace sketch (warm-started basis) and error feedback (the sketch's residual kept)
+    "projUNN-T, k = 1, subspace sketch": ("projunn", "transport", 1, {"sketch": "subspace"}),
+    "projUNN-T, k = 1, error feedback": ("projunn", "transport", 1, {"error_feedback": True}),
 }
-#: Which variants the sweep tunes; the rank-4 variants take their rank-1 sibling's learning rate.
+#: The step options a variant leaves at the optimizer's defaults.
+DEFAULT_STEP = {"sketch": "randomized", "error_feedback": False}
+#: Which variants the sweep tunes; the others take their rank-1, default-step sibling's learning rate.
 SWEPT = {
     "projUNN-T, k = 1": "projUNN-T, k = 1",
     "projUNN-T, k = 4": "projUNN-T, k = 1",
@@ -65,6 +70,8 @@ SWEPT = {
     "Cayley-FFT": "Cayley-FFT",
     "AOL": "AOL",
     "deel-torchlip": "deel-torchlip",
+    "projUNN-T, k = 1, subspace sketch": "projUNN-T, k = 1",
+    "projUNN-T, k = 1, error feedback": "projUNN-T, k = 1",
 }
 LEARNING_RATES = (1e-3, 3e-3)
 
@@ -73,11 +80,15 @@ LEARNING_RATES = (1e-3, 3e-3)
 DEVIATION = 0.25
 
 
-def one(config: CifarConfig, calibration: dict[str, float] | None = None) -> dict | None:
+def one(
+    config: CifarConfig,
+    calibration: dict[str, float] | None = None,
+    variants: dict[str, tuple] = VARIANTS,
+) -> dict | None:
     """One run; a run whose summary is already in its folder is not repeated, a failing one is reported.
 
-    With ``calibration`` (label → solo wall seconds per iteration), a run more than
-    :data:`DEVIATION` off its calibration is flagged and run again, once.
+    With ``calibration`` (label of ``variants`` → solo wall seconds per iteration), a run
+    more than :data:`DEVIATION` off its calibration is flagged and run again, once.
     """
     path = Path(config.out) / f"{run_name(config)}.json"
     if path.exists():
@@ -88,9 +99,10 @@ def one(config: CifarConfig, calibration: dict[str, float] | None = None) -> dic
         except Exception as err:  # one bad run must not stop the others
             print(f"{run_name(config)}: failed: {type(err).__name__}: {err}", flush=True)
             return None
-        if calibration is None or label_of(summary) not in calibration:
+        label = label_of(summary, variants)
+        if calibration is None or label not in calibration:
             return summary
-        solo = calibration[label_of(summary)]
+        solo = calibration[label]
         deviation = summary["seconds_per_iteration"] / solo - 1
         flagged = abs(deviation) > DEVIATION
         summary["timing_check"] = {"solo_seconds_per_iteration": solo, "deviation": deviation, "flagged": flagged,
@@ -103,31 +115,52 @@ def one(config: CifarConfig, calibration: dict[str, float] | None = None) -> dic
     return summary
 
 
-def calibration_of(out: Path) -> dict[str, float] | None:
+def calibration_of(
+    out: Path, variants: dict[str, tuple] = VARIANTS, pattern: str = "cifar10-*.json"
+) -> dict[str, float] | None:
     """label → wall seconds per iteration of the solo calibration runs in ``out/calibration`` (None if none)."""
-    runs = read(out / "calibration")
-    return {label_of(s): s["seconds_per_iteration"] for s in runs} or None
+    runs = read(out / "calibration", pattern)
+    return {label_of(s, variants): s["seconds_per_iteration"] for s in runs} or None
+
+
+def spec(variant: tuple) -> tuple[str, str, int, dict]:
+    """(conv, method, rank, step options) of a variant, the options completed with :data:`DEFAULT_STEP`."""
+    conv, method, rank, *options = variant
+    return conv, method, rank, {**DEFAULT_STEP, **(options[0] if options else {})}
 
 
 def config_for(label: str, **options) -> CifarConfig:
-    conv, method, rank = VARIANTS[label]
-    return CifarConfig(conv=conv, method=method, rank=rank, threads=1, eval_every=25, **options)
+    conv, method, rank, step = spec(VARIANTS[label])
+    return CifarConfig(conv=conv, method=method, rank=rank, **step, threads=1, eval_every=25, **options)
 
 
-def label_of(summary: dict, variants: dict[str, tuple[str, str, int]] = VARIANTS) -> str:
-    """The label of ``variants`` whose (conv, method, rank) the run's config has."""
+def label_of(summary: dict, variants: dict[str, tuple] = VARIANTS) -> str:
+    """The label of ``variants`` whose (conv, method, rank, step options) the run's config has."""
     c = summary["config"]
-    for label, (conv, method, rank) in variants.items():
-        if c["conv"] == conv and (conv != "projunn" or (c["method"] == method and c["rank"] == rank)):
+    for label, variant in variants.items():
+        conv, method, rank, step = spec(variant)
+        if c["conv"] == conv and (
+            conv != "projunn"
+            or (
+                c["method"] == method
+                and c["rank"] == rank
+                and all(c.get(key, DEFAULT_STEP[key]) == value for key, value in step.items())
+            )
+        ):
             return label
     raise KeyError(summary["name"])
 
 
-def run_all(configs: list[CifarConfig], workers: int, calibration: dict[str, float] | None = None) -> list[dict]:
+def run_all(
+    configs: list[CifarConfig],
+    workers: int,
+    calibration: dict[str, float] | None = None,
+    variants: dict[str, tuple] = VARIANTS,
+) -> list[dict]:
     if workers == 1:
-        return [one(config, calibration) for config in configs]
+        return [one(config, calibration, variants) for config in configs]
     with ProcessPoolExecutor(workers) as pool:
-        return list(pool.map(one, configs, [calibration] * len(configs)))
+        return list(pool.map(one, configs, [calibration] * len(configs), [variants] * len(configs)))
 
 
 def read(folder: Path, pattern: str = "cifar10-*.json") -> list[dict]:

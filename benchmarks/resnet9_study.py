@@ -1,12 +1,17 @@
 """The paper's ResNet9 on CIFAR-10 at a CPU budget: projUNN-T, projUNN-D, Cayley-FFT and plain convolutions.
 
 Every run is ``unitary-lowrank train cifar10 --preset cpu`` (ResNet9 at width
-16, Adam, 5 CPU-minutes of training, one thread, two runs at a time) with one
-convolution and one seed; then writes ``study.md`` (table) and ``curves.png``
-(test accuracy against CPU time) in the output folder::
+16, Adam lr 1e-3, 5 CPU-minutes of training, one thread) with one convolution
+and one seed, under the same control as ``lipschitz_study.py``: **one run at a
+time** by default, each variant first timed alone (``calibrate``, 30
+CPU-seconds), and a study run whose wall seconds per iteration are more than
+25 % off its calibration flagged and run again, once. ``report`` writes
+``study.md`` (table) and ``curves.png`` (test accuracy against CPU time) in the
+output folder::
 
-    python benchmarks/resnet9_study.py --data ../shared/data/cifar10-jpeg.tar.gz
-    python benchmarks/resnet9_study.py --report-only
+    python benchmarks/resnet9_study.py calibrate --data ../shared/data/cifar10-jpeg.tar.gz
+    python benchmarks/resnet9_study.py study     --data ../shared/data/cifar10-jpeg.tar.gz
+    python benchmarks/resnet9_study.py report
 """
 
 from __future__ import annotations
@@ -42,15 +47,18 @@ def label_of(summary: dict) -> str:
     return lipschitz_study.label_of(summary, VARIANTS)
 
 
+PATTERN = "cifar10-resnet9-*.json"
+
+
 def read(folder: Path) -> list[dict]:
-    return lipschitz_study.read(folder, "cifar10-resnet9-*.json")
+    return lipschitz_study.read(folder, PATTERN)
 
 
 def table(summaries: list[dict]) -> str:
     lines = [
         "| convolution | seeds | iterations | test accuracy (ours, %) | gap to plain (points) | paper (%) "
-        "| paper gap | s/it forward+backward | s/it optimizer step |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| paper gap | s/it forward+backward | s/it optimizer step | it/CPU-min | off solo (%) | load at start/end |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     means = {}
     for label in VARIANTS:
@@ -75,7 +83,8 @@ def table(summaries: list[dict]) -> str:
             f"| {label} | {len(runs)} | {' / '.join(str(s['iterations']) for s in runs)} | {shown} | {gap} | "
             f"{published} | {paper_gap} | "
             f"{statistics.mean(s['seconds_forward_backward'] for s in runs):.3f} | "
-            f"{statistics.mean(s['seconds_optimizer_step'] for s in runs):.3f} |"
+            f"{statistics.mean(s['seconds_optimizer_step'] for s in runs):.3f} | "
+            f"{lipschitz_study.conditions(runs)} |"
         )
     return "\n".join(lines)
 
@@ -122,27 +131,43 @@ def report(out: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("phase", choices=["calibrate", "study", "report"])
     parser.add_argument("--data", default="../shared/data/cifar10-jpeg.tar.gz", help="CIFAR-10 (see train cifar10)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="default 0 1")
-    parser.add_argument("--minutes", type=float, help="CPU minutes per run (default: the cpu preset's 5)")
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="default: the four the paper reports")
-    parser.add_argument("--workers", type=int, default=2, help="runs at a time (default 2)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="study: seeds (default 0 1)")
+    parser.add_argument("--minutes", type=float, help="study: CPU minutes per run (default: the cpu preset's 5)")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="default: all")
+    parser.add_argument("--workers", type=int, default=1, help="runs at a time (default 1: timings need it)")
+    parser.add_argument("--calibration-minutes", type=float, default=0.5, help="calibrate: CPU minutes (default 0.5)")
     parser.add_argument("--out", default="docs/runs/cifar10/resnet9", help="default docs/runs/cifar10/resnet9")
-    parser.add_argument("--report-only", action="store_true", help="only rewrite the table and plot")
     args = parser.parse_args()
     out = Path(args.out)
-    if not args.report_only:
-        settings = {**PRESETS["cpu"], "data": args.data, "out": str(out), "threads": 1}
-        if args.minutes:
-            settings["minutes"] = args.minutes
+    variants = args.variants or list(VARIANTS)
+    settings = {**PRESETS["cpu"], "data": args.data, "threads": 1}
+
+    def config(label: str, **options) -> CifarConfig:
+        conv, method, rank = VARIANTS[label]
+        return CifarConfig(**{**settings, **options}, conv=conv, method=method, rank=rank)
+
+    if args.phase == "calibrate":
         configs = [
-            CifarConfig(
-                **settings, conv=VARIANTS[label][0], method=VARIANTS[label][1], rank=VARIANTS[label][2], seed=seed
-            )
-            for seed in args.seeds
-            for label in args.variants or [v for v in VARIANTS if v in PUBLISHED]
+            # the test subset only shortens the final evaluation; the yardstick is the training's s/it
+            config(label, minutes=args.calibration_minutes, test_limit=1000, out=str(out / "calibration"))
+            for label in variants
         ]
-        lipschitz_study.run_all(configs, args.workers)
+        lipschitz_study.run_all(configs, 1, None, VARIANTS)
+        calibration = lipschitz_study.calibration_of(out, VARIANTS, PATTERN) or {}
+        print("\n".join(f"{label}: {seconds:.3f} s/it alone" for label, seconds in calibration.items()))
+        return
+    if args.phase == "study":
+        calibration = lipschitz_study.calibration_of(out, VARIANTS, PATTERN)
+        if calibration is None:
+            print(f"resnet9_study: no calibration in {out / 'calibration'}: runs are not checked (run calibrate first)")
+        configs = [
+            config(label, seed=seed, out=str(out), **({"minutes": args.minutes} if args.minutes else {}))
+            for seed in args.seeds
+            for label in variants
+        ]
+        lipschitz_study.run_all(configs, args.workers, calibration, VARIANTS)
     print(report(out))
 
 
