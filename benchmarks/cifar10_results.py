@@ -612,7 +612,7 @@ def main() -> None:
         "<!-- written by benchmarks/cifar10_results.py from the summaries under docs/runs; do not edit by hand -->",
         "",
         "Three studies of orthogonal convolutions, run on the 2-core development machine (PyTorch CPU, "
-        "one thread per run; section 1 one run at a time with nothing else running, sections 2 and 3 two runs "
+        "one thread per run; sections 1 and 2 one run at a time with nothing else running, section 3 two runs "
         "at a time; budgets are CPU time of each run's own process). CIFAR-10 is read from the class-folder "
         "JPEG archive (`unitary_lowrank.tasks.cifar10.load_cifar10`). Every run wrote a JSON summary, a CSV "
         "log and a curve next to it under `docs/runs/`; this page is regenerated from them by "
