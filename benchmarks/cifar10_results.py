@@ -41,13 +41,18 @@ def accuracy_at(summary: dict, iteration: int) -> float:
     return float(rows[-1]["test_accuracy"]) if rows else float("nan")
 
 
+def common_iteration(runs: list[dict]) -> int:
+    """The learning curves' last point that every run reached: the fewest iterations, rounded down to a point."""
+    every = runs[0]["config"]["eval_every"]
+    return min(s["iterations"] for s in runs) // every * every
+
+
 def per_iteration(groups: dict[str, list[dict]]) -> str:
     """A sentence comparing the methods at the same iteration: the fewest any of them reached, rounded down."""
     runs = [s for group in groups.values() for s in group]
     if not runs:
         return ""
-    every = runs[0]["config"]["eval_every"]
-    common = min(s["iterations"] for s in runs) // every * every
+    common = common_iteration(runs)
     if common == 0:
         return ""
     parts = [
@@ -127,9 +132,8 @@ def certified_section() -> list[str]:
     used = {label: runs[0]["config"]["lr"] for label, runs in by.items()}
     if sweep:
         swept = {lipschitz_study.label_of(s) for s in sweep}
-        tuned = [
-            label for label in by if lipschitz_study.SWEPT[label] in swept
-        ]  # rank 4, sketch options: their sibling's
+        # rank 4 and the step options take their default-step rank-1 sibling's rate
+        tuned = [label for label in by if lipschitz_study.SWEPT[label] in swept]
         chosen = lipschitz_study.chosen_learning_rates(folder / "sweep", tuned)
         agree = [label for label in chosen if used.get(label) == chosen[label]]
         differ = [label for label in chosen if label in used and used[label] != chosen[label]]
@@ -197,6 +201,7 @@ def certified_section() -> list[str]:
     ]
     projunn = [label for label in c36 if label.startswith("projUNN")]
     rank_one = [label for label in projunn if "k = 1" in label]
+    default_one = [label for label in rank_one if label.endswith("k = 1")]  # the optimizer's default step
 
     def spread(label: str) -> float:
         values = [100 * s["certified_accuracy"]["36/255"] for s in by[label]]
@@ -218,9 +223,8 @@ def certified_section() -> list[str]:
                 + (", within the seeds' spread" if gap < max(spread(best), spread(baseline)) else "")
                 + f"; {its[best]:.0f} vs {its[baseline]:.0f} iterations in the same CPU time)."
             )
-    defaults = [label for label in rank_one if label.endswith("k = 1")]
-    if rank_one and defaults and max(rank_one, key=c36.get) not in defaults:
-        plain_one = max(defaults, key=c36.get)
+    if default_one and max(rank_one, key=c36.get) not in default_one:
+        plain_one = max(default_one, key=c36.get)
         above = [b for b in ("Cayley-FFT", "deel-torchlip", "AOL") if b in c36 and c36[b] > c36[plain_one]]
         lines.append(
             f"- The best rank-1 variant above uses a step option that is not the optimizer's default; with the "
@@ -254,10 +258,9 @@ def certified_section() -> list[str]:
             "",
         ]
     lines += [per_iteration(by), ""]
-    common = min(s["iterations"] for s in study) // config["eval_every"] * config["eval_every"]
+    common = common_iteration(study)
     if "Cayley-FFT" in by and projunn and common:
         at = {label: mean([accuracy_at(s, common) for s in runs]) for label, runs in by.items()}
-        default_one = [label for label in rank_one if label.endswith("k = 1")]  # the optimizer's default step
         best, one = max(projunn, key=c36.get), max(default_one, key=c36.get) if default_one else None
         options = [label for label in rank_one if label not in default_one and c36[label] >= c36["Cayley-FFT"]]
         ahead = [label for label in projunn if at[label] > at["Cayley-FFT"]]
@@ -504,8 +507,7 @@ def resnet9_against_cayley(groups: dict[str, list[dict]], acc: dict[str, float],
     per_minute = {label: mean([s["iterations_per_cpu_minute"] or 0 for s in runs]) for label, runs in groups.items()}
     ahead = [label for label in projunn if acc[label] >= acc[cayley]]
     behind = [label for label in projunn if acc[label] < acc[cayley]]
-    every = next(iter(groups.values()))[0]["config"]["eval_every"]
-    common = min(s["iterations"] for runs in groups.values() for s in runs) // every * every
+    common = common_iteration([s for runs in groups.values() for s in runs])
     at = {label: 100 * mean([accuracy_at(s, common) for s in groups[label]]) for label in [cayley, *projunn]}
 
     def speed(label: str) -> str:
@@ -524,6 +526,7 @@ def resnet9_against_cayley(groups: dict[str, list[dict]], acc: dict[str, float],
             + f" ({acc[cayley]:.1f} %): "
             + "; ".join(f"{label} {acc[label]:.1f} % ({speed(label)})" for label in behind)
         )
+    standing = "; ".join(parts)
     per_step = ", ".join(f"{label} {at[label]:.1f} %" for label in projunn)
     seconds = {
         label: (mean([s["seconds_forward_backward"] for s in runs]), mean([s["seconds_optimizer_step"] for s in runs]))
@@ -536,17 +539,18 @@ def resnet9_against_cayley(groups: dict[str, list[dict]], acc: dict[str, float],
         f"Here projUNN's iterations are not much cheaper ({fastest}: {ratio:.2f}× Cayley-FFT's iterations per "
         f"CPU-minute; {seconds[fastest][0]:.2f} s forward + backward and {seconds[fastest][1]:.2f} s step, against "
         f"{seconds[cayley][0]:.2f} s and {seconds[cayley][1]:.3f} s): at width {groups[cayley][0]['config']['width']} "
-        f"the Cayley layer's per-frequency solves add {seconds[cayley][0] - seconds[fastest][0]:.2f} s to its forward "
-        f"+ backward, about what projUNN's step costs, so the speed that carries projUNN in section 1 is not there "
-        "to make up for " + ("its slower learning per iteration." if slower_per_step else "anything.")
+        f"the Cayley layer's extra work (the kernel's FFT and a solve per frequency) adds "
+        f"{seconds[cayley][0] - seconds[fastest][0]:.2f} s to its forward + backward, about what projUNN's step "
+        "costs, so the speed that carries projUNN in section 1 is not there to make up for "
+        + ("its slower learning per iteration." if slower_per_step else "anything.")
         if ratio < 1.15
         else f"projUNN's iterations are cheaper ({fastest}: {ratio:.1f}× Cayley-FFT's per CPU-minute); it wins "
         "where they outnumber what each Cayley iteration learns more, and loses where they do not."
     )
     return [
         "**Against the Cayley-FFT layer.** "
-        + "; ".join(parts).capitalize()[0]
-        + "; ".join(parts)[1:]
+        + standing[:1].upper()
+        + standing[1:]
         + ". Per iteration the Cayley network learns "
         + ("faster" if slower_per_step else "no faster")
         + f": at iteration {common} (2,000 test images) it stood at {at[cayley]:.1f} %, against {per_step}. "
