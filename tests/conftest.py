@@ -201,6 +201,8 @@ _EXTRA_OF_MODULE = {
     "PIL": "experiments",
     "cupy": "cupy",
     "deel": "torchlip",
+    "geotorch": "peers",
+    "geoopt": "peers",
     "mkdocs": "docs",
     "mathjax": "docs",
     "mkdocstrings": "docs",
