@@ -29,7 +29,32 @@ from typing import Any
 
 from ._base import Backend, Seed
 
-__all__ = ["Backend", "Seed", "available_backends", "backend_for"]
+__all__ = ["Backend", "Seed", "available_backends", "backend_for", "require_extra"]
+
+#: how to install what an extra brings, beyond ``pip install "unitary-lowrank[EXTRA]"``
+_INSTALL_NOTES = {
+    "torch": " (on a machine without an NVIDIA GPU, install PyTorch's CPU build first: "
+    "pip install torch --index-url https://download.pytorch.org/whl/cpu)",
+}
+
+
+def require_extra(module: str, extra: str, needed_by: str) -> None:
+    """Import ``module``, or raise :class:`ModuleNotFoundError` naming the extra of this package that installs it.
+
+    A missing dependency of ``module`` itself is re-raised as it is: only the
+    module's own absence means the extra is missing.
+    """
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name != module:
+            raise
+        raise ModuleNotFoundError(
+            f'{needed_by} needs {module}, which is not installed: pip install "unitary-lowrank[{extra}]"'
+            + _INSTALL_NOTES.get(extra, ""),
+            name=module,
+        ) from None
+
 
 # (predicate name in array_api_compat, module in this package)
 _DETECTORS = (

@@ -16,7 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backend import BACKEND, JaxBackend, as_key
+from .. import require_extra
+
+require_extra("jax", "jax", "unitary_lowrank.backends.jax")
+
+from ._backend import BACKEND, JaxBackend, as_key  # noqa: E402
 
 __all__ = ["BACKEND", "DEFAULT_REORTHONORMALIZE_EVERY", "JaxBackend", "ProjUNNState", "as_key", "projunn"]
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import jax
-import jax.numpy as jnp
-import optax
+from .. import require_extra
 
-from unitary_lowrank._adapters import (
+require_extra("optax", "jax", "unitary_lowrank.backends.jax.projunn")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+
+from unitary_lowrank._adapters import (  # noqa: E402
     DEFAULT_REORTHONORMALIZE_EVERY,
     LOW_RANK_METHODS,
     check_options,
@@ -19,7 +23,7 @@ from unitary_lowrank._adapters import (
     unitarity_problem,
 )
 
-from ._backend import as_key
+from ._backend import as_key  # noqa: E402
 
 __all__ = ["DEFAULT_REORTHONORMALIZE_EVERY", "ProjUNNState", "projunn"]
 

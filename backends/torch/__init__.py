@@ -23,7 +23,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backend import BACKEND, TorchBackend, generator
+from .. import require_extra
+
+require_extra("torch", "torch", "unitary_lowrank.backends.torch")
+
+from ._backend import BACKEND, TorchBackend, generator  # noqa: E402
 
 #: name → the module that defines it (in this package, or with the experiments), imported on first use
 _LAZY = {

@@ -1,0 +1,44 @@
+"""A missing optional dependency is named with the extra that installs it, not met as a bare ModuleNotFoundError."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+#: Python that makes the named top-level packages not importable, as on a machine without them
+HIDE = """
+import sys
+class Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {names!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, Hide())
+"""
+
+
+@pytest.mark.parametrize(
+    ("hidden", "module", "extra"),
+    [
+        ("torch", "unitary_lowrank.backends.torch", "torch"),
+        ("jax", "unitary_lowrank.backends.jax", "jax"),
+        ("optax", "unitary_lowrank.backends.jax.transform", "jax"),
+    ],
+)
+def test_a_hidden_extra_is_named_with_its_install_line(hidden, module, extra):
+    program = HIDE.format(names={hidden}) + f"import {module}"
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ModuleNotFoundError: ")
+    assert f'pip install "unitary-lowrank[{extra}]"' in last and hidden in last
+
+
+def test_the_core_imports_without_any_extra():
+    program = HIDE.format(names={"torch", "jax", "optax", "cupy"}) + (
+        "import unitary_lowrank as ul; print(float(ul.unitarity_error(ul.random_unitary(8, seed=0))) < 1e-12)"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
