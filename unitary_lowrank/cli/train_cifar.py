@@ -29,7 +29,11 @@ from ..tasks.train_cifar10 import (
 from ._options import (
     add_run_options,
     add_sketch_options,
+    at_least,
+    below_one,
     fraction,
+    nonnegative,
+    positive,
     print_config,
     report_files,
     settings,
@@ -80,24 +84,28 @@ def add_parser(tasks: Any) -> argparse.ArgumentParser:
         help="the network's convolutions (torchlip: deel-torchlip, the [torchlip] extra)",
     )
     cifar.add_argument("--method", choices=METHODS, help="projUNN-T or -D, or the exact dense Riemannian step")
-    cifar.add_argument("--rank", type=int, help="rank k of the projUNN sketch (capped at each layer's size)")
+    cifar.add_argument("--rank", type=at_least(1), help="rank k of the projUNN sketch (capped at each layer's size)")
     add_sketch_options(cifar)
-    cifar.add_argument("--width", type=int, help="channels of the first block (LipConvNet) or of the stem (ResNet9)")
-    cifar.add_argument("--depth", type=int, help="LipConvNet: convolutions in each block")
-    cifar.add_argument("--batch", type=int, help="batch size")
+    cifar.add_argument(
+        "--width", type=at_least(1), help="channels of the first block (LipConvNet) or of the stem (ResNet9)"
+    )
+    cifar.add_argument("--depth", type=at_least(1), help="LipConvNet: convolutions in each block")
+    cifar.add_argument("--batch", type=at_least(1), help="batch size")
     cifar.add_argument("--optimizer", choices=OPTIMIZERS, help="the base optimizer")
-    cifar.add_argument("--lr", type=float, help="the base optimizer's learning rate")
-    cifar.add_argument("--lr-unitary", type=float, dest="lr_unitary", help="the same for the unitary weights")
-    cifar.add_argument("--momentum", type=float, help="RMSprop's momentum")
-    cifar.add_argument("--weight-decay", type=float, dest="weight_decay", help="weight decay of the other parameters")
-    cifar.add_argument("--label-smoothing", type=float, dest="label_smoothing", help="ResNet9's cross-entropy")
+    cifar.add_argument("--lr", type=positive, help="the base optimizer's learning rate")
+    cifar.add_argument("--lr-unitary", type=positive, dest="lr_unitary", help="the same for the unitary weights")
+    cifar.add_argument("--momentum", type=below_one, help="RMSprop's momentum")
+    cifar.add_argument(
+        "--weight-decay", type=nonnegative, dest="weight_decay", help="weight decay of the other parameters"
+    )
+    cifar.add_argument("--label-smoothing", type=below_one, dest="label_smoothing", help="ResNet9's cross-entropy")
     cifar.add_argument(
         "--warmup-epochs",
-        type=int,
+        type=at_least(0),
         dest="warmup_epochs",
         help="linear warm-up of the learning rate, then × 0.2 at each third of --epochs",
     )
-    cifar.add_argument("--translate", type=int, help="random shifts of up to this many pixels")
+    cifar.add_argument("--translate", type=at_least(0), help="random shifts of up to this many pixels")
     cifar.add_argument("--tta", action="store_true", default=None, help="evaluate on each image and its mirror")
     cifar.add_argument(
         "--margin-eps",
@@ -105,16 +113,24 @@ def add_parser(tasks: Any) -> argparse.ArgumentParser:
         dest="margin_eps",
         help="ε of LipConvNet's margin loss (margin 2√2 ε), e.g. 36/255",
     )
-    cifar.add_argument("--temperature", type=float, help="temperature of the margin loss")
-    cifar.add_argument("--minutes", type=float, help="training CPU-time budget, in minutes (evaluations not counted)")
-    cifar.add_argument("--epochs", type=int, help="epochs (stops earlier if --minutes is spent)")
-    cifar.add_argument("--limit", type=int, help="use only this many training images (a fixed random subset)")
-    cifar.add_argument("--test-limit", type=int, dest="test_limit", help="test images used (a fixed random subset)")
+    cifar.add_argument("--temperature", type=positive, help="temperature of the margin loss")
     cifar.add_argument(
-        "--holdout", type=int, help="evaluate on this many held-out training images instead of the test set"
+        "--minutes", type=positive, help="training CPU-time budget, in minutes (evaluations not counted)"
     )
-    cifar.add_argument("--eval-every", type=int, dest="eval_every", help="iterations between points of the curve")
-    cifar.add_argument("--eval-images", type=int, dest="eval_images", help="test images behind each point of the curve")
+    cifar.add_argument("--epochs", type=at_least(1), help="epochs (stops earlier if --minutes is spent)")
+    cifar.add_argument("--limit", type=at_least(1), help="use only this many training images (a fixed random subset)")
+    cifar.add_argument(
+        "--test-limit", type=at_least(1), dest="test_limit", help="test images used (a fixed random subset)"
+    )
+    cifar.add_argument(
+        "--holdout", type=at_least(1), help="evaluate on this many held-out training images instead of the test set"
+    )
+    cifar.add_argument(
+        "--eval-every", type=at_least(1), dest="eval_every", help="iterations between points of the curve"
+    )
+    cifar.add_argument(
+        "--eval-images", type=at_least(1), dest="eval_images", help="test images behind each point of the curve"
+    )
     add_run_options(cifar)
     shown = {"margin_eps": "36/255", "lr_unitary": "--lr's value", "limit": "all", "test_limit": "all"}
     show_defaults(cifar, CifarConfig, presets=PRESETS, shown=shown)

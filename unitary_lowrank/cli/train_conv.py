@@ -11,7 +11,7 @@ from typing import Any
 
 from ..tasks.runs import SettingsError
 from ..tasks.train_conv import METHODS, ConvConfig, run
-from ._options import add_run_options, print_config, report_files, settings, show_defaults
+from ._options import add_run_options, at_least, positive, print_config, report_files, settings, show_defaults
 
 #: Names this module had when the training program lived in it, kept importable
 __all__ = ["METHODS", "ConvConfig", "add_parser", "main", "run"]
@@ -27,18 +27,18 @@ def add_parser(tasks: Any) -> argparse.ArgumentParser:
         "(UnitaryConv2d) stepped by projUNN or the dense Riemannian step, or plain nn.Conv2d trained by Adam. "
         "Logs the gradient norm at every layer's input at the start and the end.",
     )
-    conv.add_argument("--depth", type=int, help="number of convolution layers")
+    conv.add_argument("--depth", type=at_least(1), help="number of convolution layers")
     conv.add_argument(
         "--method", choices=METHODS, help="projUNN-T or -D, the exact dense Riemannian step, or plain nn.Conv2d"
     )
-    conv.add_argument("--channels", type=int, help="channels (even: MaxMin sorts pairs)")
-    conv.add_argument("--size", type=int, help="image side after average pooling")
-    conv.add_argument("--batch", type=int, help="batch size")
-    conv.add_argument("--lr", type=float, help="Adam's learning rate")
-    conv.add_argument("--lr-unitary", type=float, dest="lr_unitary", help="Adam's learning rate of the convolutions")
-    conv.add_argument("--rank", type=int, help="rank k of the projUNN sketch")
-    conv.add_argument("--minutes", type=float, help="CPU-time budget of the run, in minutes")
-    conv.add_argument("--eval-every", type=int, dest="eval_every", help="iterations between test evaluations")
+    conv.add_argument("--channels", type=at_least(2), help="channels (even: MaxMin sorts pairs)")
+    conv.add_argument("--size", type=at_least(1), help="image side after average pooling")
+    conv.add_argument("--batch", type=at_least(1), help="batch size")
+    conv.add_argument("--lr", type=positive, help="Adam's learning rate")
+    conv.add_argument("--lr-unitary", type=positive, dest="lr_unitary", help="Adam's learning rate of the convolutions")
+    conv.add_argument("--rank", type=at_least(1), help="rank k of the projUNN sketch")
+    conv.add_argument("--minutes", type=positive, help="CPU-time budget of the run, in minutes")
+    conv.add_argument("--eval-every", type=at_least(1), dest="eval_every", help="iterations between test evaluations")
     add_run_options(conv, device=False)
     show_defaults(conv, ConvConfig, shown={"lr_unitary": "--lr's value"})
     conv.set_defaults(run=main, parser=conv)

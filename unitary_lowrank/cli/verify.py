@@ -29,6 +29,7 @@ import scipy.linalg
 from ..haar import random_unitary
 from ..project import project
 from ..transport import transport
+from ._options import at_least
 
 DEFAULT_SIZES = (64, 256, 1024)
 #: Tall shapes n×p (orthonormal columns) of the default grid.
@@ -321,7 +322,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     )
     verify.add_argument(
         "--sizes",
-        type=int,
+        type=at_least(1),
         nargs="*",
         default=list(DEFAULT_SIZES),
         metavar="N",
@@ -338,7 +339,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     )
     verify.add_argument(
         "--ranks",
-        type=int,
+        type=at_least(1),
         nargs="+",
         default=list(DEFAULT_RANKS),
         metavar="K",
@@ -353,11 +354,14 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         help="dtypes (default: all four)",
     )
     verify.add_argument(
-        "--repeats", type=int, default=3, help="timed repeats of each step, low-rank and dense interleaved (default: 3)"
+        "--repeats",
+        type=at_least(1),
+        default=3,
+        help="timed repeats of each step, low-rank and dense interleaved (default: 3)",
     )
-    verify.add_argument("--seed", type=int, default=0, help="seed of the random test matrices (default: 0)")
+    verify.add_argument("--seed", type=at_least(0), default=0, help="seed of the random test matrices (default: 0)")
     verify.add_argument("--json", metavar="PATH", help="also write the rows as JSON (default: no file)")
-
+    verify.set_defaults(parser=verify)
     return verify
 
 

@@ -173,6 +173,8 @@ def run(config: ConvConfig, progress: bool = True) -> dict[str, Any]:
 
     if config.method not in METHODS:
         raise SettingsError(f"conv: method must be one of {METHODS}; got {config.method!r}")
+    if config.method in ("transport", "project") and config.rank > config.channels:
+        raise SettingsError(f"conv: --rank must be ≤ --channels ({config.channels}); got {config.rank}")
     if config.threads:
         torch.set_num_threads(config.threads)
     x_train, y_train, x_test, y_test = _load_digits(config.size, config.seed)
