@@ -274,7 +274,7 @@ def run(config: Config, progress: bool = True) -> dict[str, Any]:
     if config.method not in METHODS:
         raise SettingsError(f"method must be one of {METHODS}; got {config.method!r}")
     if config.method in ("transport", "project") and config.rank > config.hidden:
-        raise SettingsError(f"--rank must be ≤ --hidden ({config.hidden}), the recurrent weight's size; got {config.rank}")
+        raise SettingsError(f"--rank must be ≤ --hidden ({config.hidden}); got {config.rank}")
     if config.threads:
         torch.set_num_threads(config.threads)
     # Gradients that fade through hundreds of steps (LSTM, unconstrained RNN) reach subnormal floats,
