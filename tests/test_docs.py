@@ -39,17 +39,32 @@ def test_docs_build_strict(tmp_path):
     shutil.rmtree(site)
 
 
+#: The line that marks a block as continuing the one before it (it runs in the same interpreter)
+CONTINUES = "<!-- continues"
+
+
 def python_blocks(path: pathlib.Path) -> list[str]:
-    blocks, current, inside = [], [], False
+    return [block for group in program_groups(path) for block in group]
+
+
+def program_groups(path: pathlib.Path) -> list[list[str]]:
+    """The page's ```python blocks, grouped: a block starts a new group unless the line before it marks it
+    as continuing the previous one (an HTML comment starting ``<!-- continues``)."""
+    groups: list[list[str]] = []
+    current: list[str] = []
+    inside, previous = False, ""
     for line in path.read_text().splitlines():
         if line.strip() == "```python":
             inside, current = True, []
+            continues = previous.strip().startswith(CONTINUES) and groups
         elif line.strip() == "```" and inside:
             inside = False
-            blocks.append("\n".join(current))
+            block = "\n".join(current)
+            groups[-1].append(block) if continues else groups.append([block])
         elif inside:
             current.append(line)
-    return blocks
+        previous = line
+    return groups
 
 
 def pages_with_python() -> list[str]:
@@ -65,17 +80,18 @@ def test_every_page_with_code_is_run():
     assert {"README.md", "docs/index.md", "docs/torch.md", "docs/jax.md"} <= set(pages_with_python())
 
 
-@pytest.mark.parametrize("page", pages_with_python())
-def test_code_examples_run(page, capsys):
-    """Every ```python block of a page runs, in order, in one namespace."""
-    path = ROOT / page
-    if not path.exists():
-        pytest.skip("not a source checkout")
-    blocks = python_blocks(path)
-    code = "\n".join(blocks)
+def _groups() -> list[tuple[str, int]]:
+    return [(page, i) for page in pages_with_python() for i in range(len(program_groups(ROOT / page)))]
+
+
+@pytest.mark.parametrize(("page", "index"), _groups(), ids=[f"{page}-{i + 1}" for page, i in _groups()])
+def test_code_examples_run_alone_and_show_they_worked(page, index, tmp_path):
+    """Each ```python block (with the blocks marked as continuing it) runs as a reader would run it: alone,
+    in a fresh interpreter, in an empty folder; it exits 0 and prints something that shows it worked."""
+    code = "\n".join(program_groups(ROOT / page)[index])
     for library in ("torch", "jax", "optax"):  # what the examples use, whatever the page is called
         if re.search(rf"\b{library}\b", code):
             pytest.importorskip(library)
-    namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, f"{page}:python-block", "exec"), namespace)
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip(), f"{page}, block group {index + 1}, printed nothing"
