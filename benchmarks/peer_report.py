@@ -131,7 +131,7 @@ def task_section(task: str) -> tuple[list[str], dict]:
     for method in (m for m in METHODS if m in runs):
         seeds = runs[method]
         first = seeds.get(0) or next(iter(seeds.values()))
-        lr, how = chosen_rate(task, method)
+        lr, how = first["spec"]["lr"], chosen_rate(task, method)[1]  # the rate the run used, and how it was chosen
         calibration = _calibration(task, method)
         memory = calibration.get("peak_memory_mb", math.nan) if calibration else math.nan
         step = median_step(first)

@@ -144,5 +144,5 @@ def test_the_report_tabulates_and_plots_the_runs_present(tmp_path, monkeypatch):
     peer_report.report()
     page = (tmp_path / "peers.md").read_text()
     assert (tmp_path / "img" / "peers-rotation-64.png").stat().st_size > 10_000
-    assert "| projUNN, k = 16 | 0.01 (middle of the grid (no sweep))" in page
+    assert "| projUNN, k = 16 | 0.01 (middle of the grid (no sweep))" in page  # the rate the run used
     assert "| rotation-64 | projUNN, k = 16 | torch orthogonal, cayley |" in page  # the comparison row
