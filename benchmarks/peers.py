@@ -119,8 +119,8 @@ def rotation(n: int, seed: int, *, complex: bool = False, batch: int = 64, noise
             x = draw(batch, data)
             yield x, teacher @ x + noise * draw(batch, data)
 
-    columns = 1 if n < 4096 else 4
-    held_out = {"val": draw(256 // columns, _seeded(seed, 4)), "test": draw(512 // columns, _seeded(seed, 5))}
+    fewer = 1 if n < 4096 else 4
+    held_out = {"val": draw(256 // fewer, _seeded(seed, 4)), "test": draw(512 // fewer, _seeded(seed, 5))}
     clean = {split: (x, teacher @ x) for split, x in held_out.items()}
 
     def loss(model: nn.Module, b: Batch) -> torch.Tensor:
