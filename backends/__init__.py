@@ -29,7 +29,7 @@ from typing import Any
 
 from ._base import Backend, Seed
 
-__all__ = ["Backend", "Seed", "available_backends", "backend_for", "require_extra"]
+__all__ = ["Backend", "Seed", "available_backends", "backend_for", "is_missing", "require_extra"]
 
 #: how to install what an extra brings, beyond ``pip install "unitary-lowrank[EXTRA]"``
 _INSTALL_NOTES = {
@@ -38,22 +38,26 @@ _INSTALL_NOTES = {
 }
 
 
-def require_extra(module: str, extra: str, needed_by: str) -> None:
-    """Import ``module``, or raise :class:`ModuleNotFoundError` naming the extra of this package that installs it.
-
-    A missing dependency of ``module`` itself is re-raised as it is: only the
-    module's own absence means the extra is missing.
-    """
+def is_missing(module: str) -> bool:
+    """Import ``module``; True if it is not installed. A missing dependency of ``module`` itself is re-raised
+    as it is: only the module's own absence means that what installs it is missing."""
     try:
         importlib.import_module(module)
     except ModuleNotFoundError as err:
         if err.name != module:
             raise
+        return True
+    return False
+
+
+def require_extra(module: str, extra: str, needed_by: str) -> None:
+    """Import ``module``, or raise :class:`ModuleNotFoundError` naming the extra of this package that installs it."""
+    if is_missing(module):
         raise ModuleNotFoundError(
             f'{needed_by} needs {module}, which is not installed: pip install "unitary-lowrank[{extra}]"'
             + _INSTALL_NOTES.get(extra, ""),
             name=module,
-        ) from None
+        )
 
 
 # (predicate name in array_api_compat, module in this package)

