@@ -127,6 +127,10 @@ class Backend:
         """``X @ Y`` where one operand is a large matrix (U, G) to be streamed in its own memory order."""
         return xp.matmul(X, Y)
 
+    def expm(self, xp: Any, X: Any) -> Any:
+        """The matrix exponential of (a batch of) square ``X``: the dense step that projUNN approximates, O(N³)."""
+        raise NotImplementedError(f"no matrix exponential for arrays of {type(X).__module__}.{type(X).__name__}")
+
     # -- small r×r work ------------------------------------------------------
     def wide_dtype(self, xp: Any, dtype: Any, device: Any) -> Any | None:
         """The double-precision dtype of ``dtype``'s kind (float64, complex128) on ``device``; ``None`` if it has none.

@@ -34,6 +34,11 @@ class CupyBackend(Backend):
     supports_inplace = True
     array_type = cupy.ndarray
 
+    def expm(self, xp: Any, X: Any) -> Any:
+        import cupyx.scipy.linalg
+
+        return cupyx.scipy.linalg.expm(X)
+
     def normal(self, xp: Any, shape: tuple[int, ...], dtype: Any, *, seed: Seed, device: Any) -> Any:
         rng = _generator(seed)
         dtype = cupy.dtype(dtype)

@@ -33,6 +33,11 @@ class NumpyBackend(Backend):
     supports_inplace = True
     array_type = np.ndarray
 
+    def expm(self, xp: Any, X: Any) -> Any:
+        import scipy.linalg
+
+        return scipy.linalg.expm(X)
+
     def device(self, x: Any) -> str:
         return "cpu"
 

@@ -1,15 +1,19 @@
-"""What the optimizer adapters share: option tables, checks, the step itself and the Newton–Schulz correction.
+"""What the optimizer adapters share: the options, the checks, the one projUNN step and the Newton–Schulz correction.
 
-The torch adapter (:class:`~unitary_lowrank.backends.torch.ProjUNN`) and the
-optax one (:func:`~unitary_lowrank.backends.jax.projunn`) both take the base
-optimizer's update Δ of a weight W and move W along the manifold:
+The torch adapter (:class:`~unitary_lowrank.backends.torch.ProjUNN`), the
+optax one (:func:`~unitary_lowrank.backends.jax.projunn`) and the sharded
+step (:func:`unitary_lowrank.sharded.step`) all take the base optimizer's
+update Δ of a weight W and move W along the manifold with :func:`step`:
 
     Δ ≈ A Bᴴ (sketch, rank k)  →  W ← transport(W, A, B)  or  project(W, A, B)
 
-A wide W (orthonormal rows) is stepped through its adjoint. Options and
-weights are checked once, when an adapter is built (:func:`check_options`,
-:func:`check_rank`, :func:`unitarity_problem`); :func:`step` then calls the
-kernels directly, with no per-step validation and no value read on the host.
+A wide W (orthonormal rows) is stepped through its adjoint, decided here and
+nowhere else. Where W is split over processes (:mod:`~unitary_lowrank._split`)
+the same code runs on each process's block, the collectives entering through
+the call's context. Options and weights are checked once, when an adapter is
+built (:meth:`Options.checked`, :func:`check_rank`, :func:`unitarity_problem`);
+:func:`step` then calls the kernels directly, with no per-step validation and
+no value read on the host.
 
 Two sketches keep state between steps, which the adapters store per weight:
 
@@ -26,28 +30,31 @@ Two sketches keep state between steps, which the adapters store per weight:
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple, get_args
 
-from ._arrays import adjoint, finite_matrices
+from ._arrays import Array, adjoint
 from ._context import Context, context_of
-from ._counter import is_key, key_normal
+from ._counter import is_key
 from ._linalg import orthonormal_basis
+from ._split import ONE, Split
 from .project import project_step
 from .sketch import sketch_step
 from .transport import transport_step
 from .unitarity import unitarity_error
 
-#: Steps an adapter takes: projUNN-T, projUNN-D, projUNN-T with the Cayley retraction, and (torch) the exact
-#: dense Riemannian step that projUNN approximates
-METHODS = ("transport", "project", "cayley", "dense")
-#: The steps of rank k (every adapter has them)
-LOW_RANK_METHODS = ("transport", "project", "cayley")
+#: The update rules: projUNN-T, projUNN-D, projUNN-T with the Cayley retraction, and the exact dense
+#: Riemannian step that projUNN approximates (O(N³); the baseline)
+Method = Literal["transport", "project", "cayley", "dense"]
 #: How an update is reduced to rank k: the stateless sketches of :func:`unitary_lowrank.sketch`, and the
 #: warm-started subspace iteration, whose basis the adapters keep between steps
-SKETCHES = ("randomized", "column", "svd", "subspace")
-#: Options a group of unitary weights may set for itself (torch param groups)
-GROUP_OPTIONS = ("rank", "method", "sketch", "error_feedback", "reorthonormalize_every", "seed")
+Sketch = Literal["randomized", "column", "svd", "subspace"]
+METHODS: tuple[str, ...] = get_args(Method)
+SKETCHES: tuple[str, ...] = get_args(Sketch)
+#: The sketches of a weight split over processes by rows or columns (the two that need no whole matrix)
+SPLIT_SKETCHES = ("randomized", "subspace")
 
 #: One Newton–Schulz step every this many steps. Chosen from the drift measured in
 #: ``benchmarks/drift.py`` (see docs/torch.md): after 10,000 steps of ``ProjUNN(Adam)``,
@@ -59,20 +66,63 @@ DEFAULT_REORTHONORMALIZE_EVERY = 100
 _OVERSAMPLE, _POWER_ITERS = 10, 1
 
 
-def check_options(where: str, options: dict[str, Any], methods: tuple[str, ...] = METHODS) -> None:
-    """Raise ``ValueError`` naming ``where`` for a bad rank, method, sketch or reorthonormalize_every."""
-    rank = options["rank"]
-    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
-        raise ValueError(f"{where}: rank must be an int ≥ 1; got {rank!r}")
-    if options["method"] not in methods:
-        raise ValueError(f"{where}: method must be one of {methods}; got {options['method']!r}")
-    if options["sketch"] not in SKETCHES:
-        raise ValueError(f"{where}: sketch must be one of {SKETCHES}; got {options['sketch']!r}")
-    every = options["reorthonormalize_every"]
-    if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 0):
-        raise ValueError(f"{where}: reorthonormalize_every must be an int ≥ 0 or None; got {every!r}")
-    if not isinstance(options.get("error_feedback", False), bool):
-        raise ValueError(f"{where}: error_feedback must be True or False; got {options['error_feedback']!r}")
+@dataclass(frozen=True)
+class Options:
+    """The settings of a projUNN step, one vocabulary for every adapter (build with :meth:`checked`).
+
+    ``rank`` (k), ``method`` (the update rule), ``sketch`` (how Δ is reduced to
+    rank k), ``error_feedback``, ``reorthonormalize_every`` (one Newton–Schulz
+    step every this many steps; ``None`` or 0: never) and ``seed`` (of the
+    sketches' keyed draws): see :class:`~unitary_lowrank.backends.torch.ProjUNN`.
+    """
+
+    rank: int = 1
+    method: Method = "transport"
+    sketch: Sketch = "randomized"
+    error_feedback: bool = False
+    reorthonormalize_every: int | None = DEFAULT_REORTHONORMALIZE_EVERY
+    seed: Any = 0
+
+    @classmethod
+    def checked(cls, where: str, methods: tuple[str, ...] = METHODS, **values: Any) -> Options:
+        """The options ``values``, or a ``ValueError`` naming ``where`` and the bad value.
+
+        ``method="dense"`` steps along the whole update: a rank, sketch or
+        error feedback set beside it would be ignored, so it is refused.
+        """
+        unknown = sorted(set(values) - {field.name for field in dataclasses.fields(cls)})
+        if unknown:
+            raise TypeError(f"{where}: unknown option(s) {', '.join(unknown)}")
+        options = cls(**values)
+        if not _is_int(options.rank) or options.rank < 1:
+            raise ValueError(f"{where}: rank must be an int ≥ 1; got {options.rank!r}")
+        if options.method not in methods:
+            raise ValueError(f"{where}: method must be one of {methods}; got {options.method!r}")
+        if options.sketch not in SKETCHES:
+            raise ValueError(f"{where}: sketch must be one of {SKETCHES}; got {options.sketch!r}")
+        every = options.reorthonormalize_every
+        if every is not None and (not _is_int(every) or every < 0):
+            raise ValueError(f"{where}: reorthonormalize_every must be an int ≥ 0 or None; got {every!r}")
+        if not isinstance(options.error_feedback, bool):
+            raise ValueError(f"{where}: error_feedback must be True or False; got {options.error_feedback!r}")
+        ignored = {"rank": 1, "sketch": "randomized", "error_feedback": False}
+        set_beside_dense = [f"{name}={getattr(options, name)!r}" for name, default in ignored.items()
+                            if getattr(options, name) != default]  # fmt: skip
+        if options.method == "dense" and set_beside_dense:
+            raise ValueError(
+                f"{where}: method='dense' steps along the whole update and ignores {', '.join(set_beside_dense)}; "
+                "leave them at their defaults, or pick a low-rank method"
+            )
+        return options
+
+    @property
+    def retraction(self) -> Literal["exp", "cayley"]:
+        """The retraction of a transport step: the exponential map, or the Cayley transform."""
+        return "cayley" if self.method == "cayley" else "exp"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_rank(where: str, what: str, shape: tuple[int, ...], rank: int) -> None:
@@ -89,7 +139,7 @@ def unitarity_tolerance(eps: float) -> float:
     return 10 * math.sqrt(eps)
 
 
-def know_weight(W: Any) -> None:
+def know_weight(W: Array) -> None:
     """Find ``W``'s namespace and backend now, when the adapter is built.
 
     A first step traced by ``torch.compile`` then meets dictionary lookups, not
@@ -98,7 +148,7 @@ def know_weight(W: Any) -> None:
     context_of(W)
 
 
-def unitarity_problem(W: Any, eps: float) -> str | None:
+def unitarity_problem(W: Array, eps: float) -> str | None:
     """Why the concrete weight ``W`` cannot be stepped (NaN or Inf, not unitary), or ``None``; reads it on the host."""
     xp = context_of(W).xp
     if not bool(xp.all(xp.isfinite(W))):
@@ -113,10 +163,10 @@ def unitarity_problem(W: Any, eps: float) -> str | None:
 class StepResult(NamedTuple):
     """What :func:`step` returns: the new weight, and the state the adapter keeps for the next step."""
 
-    weight: Any  #: the new weight (``out`` when given)
-    finite: Any  #: boolean array: the update's sketch was finite (else, with ``skip_nonfinite``, it was skipped)
-    basis: Any  #: the next step's subspace basis (``sketch="subspace"``), else ``None``
-    error: Any  #: the error-feedback buffer after this step, else ``None``
+    weight: Array  #: the new weight (``out`` when given)
+    finite: Array  #: boolean array: the update was finite (else, with ``skip_nonfinite``, it was skipped)
+    basis: Array | None  #: the next step's subspace basis (``sketch="subspace"``), else ``None``
+    error: Array | None  #: the error-feedback buffer after this step, else ``None``
 
 
 def basis_shape(shape: tuple[int, ...], rank: int) -> tuple[int, ...]:
@@ -124,40 +174,38 @@ def basis_shape(shape: tuple[int, ...], rank: int) -> tuple[int, ...]:
     return (*shape[:-2], min(shape[-2:]), rank)
 
 
-def initial_basis(W: Any, rank: int, key: Any) -> Any:
+def initial_basis(W: Array, rank: int, key: Any, split: Split = ONE) -> Array:
     """The first subspace basis of weight ``W``: a Gaussian draw keyed by ``key``, orthonormalized.
 
     ``key`` is a counter key (an integer array of ``W``'s library) or the
-    library's own key (``jax.random``): the same draw on every replica.
+    library's own key (``jax.random``): the same draw on every replica. For
+    a weight split over processes, ``W`` is this process's block, and the
+    basis is this process's part of the one-process basis.
     """
     ctx = context_of(W)
-    shape = basis_shape(tuple(W.shape), rank)
-    if is_key(key):
-        draws = key_normal(ctx.xp, key, shape, W.dtype)
-    else:
-        draws = ctx.backend.normal(ctx.xp, shape, W.dtype, seed=key, device=ctx.device)
-    return orthonormal_basis(ctx, draws)
+    n, p = split.shape(W)
+    whole = split.whole_batch(W) + (min(n, p), rank)
+    basis = orthonormal_basis(ctx, ONE.normal(ctx, key, whole, W.dtype, "p"))
+    return split.tall(n, p).cut(basis, "p")
 
 
 def step(
-    W: Any,
-    delta: Any,
+    W: Array,
+    delta: Array,
+    options: Options,
     *,
-    rank: int,
-    method: str,
-    sketch: str,
     key: Any,
-    basis: Any = None,
-    error: Any = None,
-    out: Any = None,
+    basis: Array | None = None,
+    error: Array | None = None,
+    out: Array | None = None,
     skip_nonfinite: bool = False,
-    consensus: Any = None,
+    split: Split = ONE,
 ) -> StepResult:
-    """Move ``W`` (..., n, p) along the base optimizer's update ``delta`` with a rank-``rank`` projUNN step.
+    """Move ``W`` (..., n, p) along the base optimizer's update ``delta`` with one step of ``options.method``.
 
     Returns a :class:`StepResult`: the new weight (``out`` when given: ``out``
     may be ``W`` or ``delta``, views included, and is written only after both
-    were read), a boolean array true where the sketch was finite, and the
+    were read), a boolean array true where the update was finite, and the
     state for the next step. ``sketch="subspace"`` needs ``basis`` (from
     :func:`initial_basis`, then from the last result); ``error`` (weight-sized,
     zero at first) turns on error feedback. With ``skip_nonfinite`` a
@@ -165,30 +213,53 @@ def step(
     exactly) and leaves the basis and the buffer as they were, with array
     operations only: nothing is read on the host. ``key`` seeds the stateless
     sketches: a counter key (an integer array of ``W``'s library) or a key of
-    the library's own (``jax.random``). ``method`` is one of
-    :data:`LOW_RANK_METHODS`; the options were checked when the adapter was built.
-    ``consensus``: a function that combines the finite flag with the other
-    processes' (the weights of a batch split over processes skip together).
+    the library's own (``jax.random``). The options were checked when the
+    adapter was built. ``split``: how ``W`` is spread over processes (``W``,
+    ``delta``, ``error``, ``basis`` and ``out`` are then this process's parts);
+    the processes decide together whether an update was finite.
     """
-    ctx = context_of(W, delta)
+    n, p = split.shape(W)
+    if p <= n:
+        ctx = context_of(W, delta, split=split)
+        return _tall_step(ctx, W, delta, options, key, basis, error, out, skip_nonfinite)
+    # orthonormal rows: step the adjoint, whose columns are orthonormal (views where the library has them)
+    ctx = context_of(W, delta, split=split.adjoint())
+    target = None if out is None else ctx.backend.adjoint_view(ctx.xp, out)
+    view = _adjoint_view(ctx)
+    result = _tall_step(ctx, view(W), view(delta), options, key, basis, view(error), target, skip_nonfinite)
+    if out is None:
+        weight = view(result.weight)
+    elif target is None:  # no writable adjoint view of out: write the result into it
+        weight = ctx.backend.copy_(out, adjoint(ctx.xp, result.weight))
+    else:
+        weight = out
+    return result._replace(weight=weight, error=view(result.error))
+
+
+def _tall_step(
+    ctx: Context,
+    U: Array,
+    delta: Array,
+    options: Options,
+    key: Any,
+    basis: Array | None,
+    error: Array | None,
+    out: Array | None,
+    skip_nonfinite: bool,
+) -> StepResult:
+    """:func:`step` of the tall view ``U`` (n ≥ p)."""
     xp = ctx.xp
-    wide = W.shape[-1] > W.shape[-2]
-    target = out
-    if wide:  # orthonormal rows: step the adjoint, whose columns are orthonormal (views where the library has them)
-        W, delta = _adjoint_view(ctx, W), _adjoint_view(ctx, delta)
-        error = None if error is None else _adjoint_view(ctx, error)
-        target = None if out is None else ctx.backend.adjoint_view(xp, out)
+    if options.method == "dense":
+        return _dense_step(ctx, U, delta, out)
     if error is not None:
         delta = delta + error
-    if sketch == "subspace":
+    if options.sketch == "subspace":
         A, B, next_basis = _subspace_sketch(ctx, delta, basis)
     else:
-        A, B = sketch_step(ctx, delta, rank, sketch, _OVERSAMPLE, _POWER_ITERS, key, is_key(key))
+        A, B = sketch_step(ctx, delta, options.rank, options.sketch, _OVERSAMPLE, _POWER_ITERS, key, is_key(key))
         next_basis = None
     # a non-finite Δ gives non-finite factors (the sketch propagates NaN): check them, O(n k), not Δ
-    finite = xp.all(xp.isfinite(A)) & xp.all(xp.isfinite(B))
-    if consensus is not None:
-        finite = consensus(finite)
+    finite = ctx.split.finite(ctx, A, B)
     if skip_nonfinite and not (ctx.readable and bool(finite)):  # on the host a finite update needs no masking
         A, B = xp.where(finite, A, xp.zeros_like(A)), xp.where(finite, B, xp.zeros_like(B))
         if next_basis is not None:
@@ -197,35 +268,37 @@ def step(
     if error is not None:  # what the step leaves out of Δ + E (a skipped one: E as it was)
         left_out = delta - xp.matmul(A, ctx.adjoint(B))
         next_error = xp.where(finite, left_out, error) if skip_nonfinite else left_out
-    if method == "project":
-        W_new = project_step(ctx, W, A, B, target)
+    if options.method == "project":
+        U_new = project_step(ctx, U, A, B, out)
     else:
-        W_new = transport_step(ctx, W, A, B, "exp" if method == "transport" else "cayley", target)
-    if wide:
-        if out is None:
-            W_new = _adjoint_view(ctx, W_new)
-        elif target is None:  # no writable adjoint view of out: write the result into it
-            W_new = ctx.backend.copy_(out, adjoint(xp, W_new))
-        else:
-            W_new = out
-        next_error = None if next_error is None else _adjoint_view(ctx, next_error)
-    return StepResult(W_new, finite, next_basis, next_error)
+        U_new = transport_step(ctx, U, A, B, options.retraction, out)
+    return StepResult(U_new, finite, next_basis, next_error)
 
 
-def _subspace_sketch(ctx: Context, delta: Any, Q: Any) -> tuple[Any, Any, Any]:
+def _dense_step(ctx: Context, U: Array, delta: Array, out: Array | None) -> StepResult:
+    """The exact Riemannian step ``exp(skew(Δ Uᴴ)) U`` (square ``U``: ``U exp(skew(Uᴴ Δ))``), O(N³); NaN skipped."""
+    xp = ctx.xp
+    finite = xp.all(xp.isfinite(delta))
+    X = xp.matmul(xp.where(finite, delta, xp.zeros_like(delta)), ctx.adjoint(U))
+    U_new = xp.matmul(ctx.backend.expm(xp, (X - ctx.adjoint(X)) / 2), U)
+    return StepResult(U_new if out is None else ctx.backend.copy_(out, U_new), finite, None, None)
+
+
+def _subspace_sketch(ctx: Context, delta: Array, Q: Array) -> tuple[Array, Array, Array]:
     """One warm-started subspace iteration: ``A = P = orth(Δ Q)``, ``B = R = Δᴴ P`` and the next basis ``orth(R)``.
 
     The next basis keeps ``Q`` where ``R`` is zero or not finite (a zero or
     skipped update carries no direction to follow), matrix by matrix.
     """
-    P = orthonormal_basis(ctx, ctx.stream(delta, Q))
-    R = ctx.adjoint(ctx.stream(ctx.adjoint(P), delta))  # Δᴴ P as (Pᴴ Δ)ᴴ: Δ streamed in its own memory order
-    xp = ctx.xp
-    informative = finite_matrices(xp, R) & ~xp.all(R == 0, axis=(-2, -1), keepdims=True)
-    return P, R, xp.where(informative, orthonormal_basis(ctx, R), Q)
+    split, xp = ctx.split, ctx.xp
+    P = split.basis(ctx, split.sum(ctx.stream(delta, Q), "p"), "n")
+    R = split.sum(ctx.adjoint(ctx.stream(ctx.adjoint(P), delta)), "n")  # Δᴴ P as (Pᴴ Δ)ᴴ: Δ in its memory order
+    largest = split.largest(ctx, R, "p")
+    informative = xp.isfinite(largest) & (largest > 0)
+    return P, R, xp.where(informative, split.basis(ctx, R, "p"), Q)
 
 
-def newton_schulz_correction(W: Any) -> Any:
+def newton_schulz_correction(W: Array) -> Array:
     """``W (Wᴴ W − I) / 2`` (for a wide ``W``: ``(W Wᴴ − I) W / 2``): one Newton–Schulz step is ``W − this``.
 
     It roughly squares a small unitarity error, at O(n p²); the adapters take
@@ -233,14 +306,21 @@ def newton_schulz_correction(W: Any) -> Any:
     drift. No value is read (a skipped non-finite update leaves ``W`` finite).
     """
     ctx = context_of(W)
+    view = _adjoint_view(ctx)
     if W.shape[-1] > W.shape[-2]:
-        return _adjoint_view(ctx, newton_schulz_correction(_adjoint_view(ctx, W)))
+        return view(newton_schulz_correction(view(W)))
     xp = ctx.xp
     identity = xp.eye(W.shape[-1], dtype=W.dtype, device=ctx.device)
-    return xp.matmul(W, xp.matmul(_adjoint_view(ctx, W), W) - identity) / 2
+    return xp.matmul(W, xp.matmul(view(W), W) - identity) / 2
 
 
-def _adjoint_view(ctx: Context, x: Any) -> Any:
-    """``xᴴ``: a view of ``x`` where the library has one (torch's ``.mH``), else a new array."""
-    view = ctx.backend.adjoint_view(ctx.xp, x)
-    return adjoint(ctx.xp, x) if view is None else view
+def _adjoint_view(ctx: Context) -> Any:
+    """``x ↦ xᴴ``: a view of ``x`` where the library has one (torch's ``.mH``), else a new array; ``None`` stays."""
+
+    def view(x: Any) -> Any:
+        if x is None:
+            return None
+        viewed = ctx.backend.adjoint_view(ctx.xp, x)
+        return adjoint(ctx.xp, x) if viewed is None else viewed
+
+    return view

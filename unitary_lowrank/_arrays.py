@@ -10,6 +10,9 @@ from typing import Any
 
 from .backends import backend_for
 
+#: An array of any Array API library (NumPy, CuPy, torch, JAX, ...): what the core computes with
+Array = Any
+
 
 def is_complex(xp: Any, x: Any) -> bool:
     return xp.isdtype(x.dtype, "complex floating")

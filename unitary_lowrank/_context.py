@@ -13,6 +13,7 @@ from typing import Any
 
 from ._arrays import batch_shape, eps
 from ._placement import place
+from ._split import ONE, Split
 from ._validate import namespace
 from .backends import backend_for
 
@@ -30,9 +31,11 @@ class Context:
     eps : float, the machine epsilon of their precision
     resident, transfer, readable : where the small cores run and whether a
         value may be read on the host (:func:`~unitary_lowrank._placement.place`)
+    split : :class:`~unitary_lowrank._split.Split`, how the operands are spread over
+        processes (:data:`~unitary_lowrank._split.ONE`: whole, on this one)
     """
 
-    __slots__ = ("backend", "batch", "complex", "device", "eps", "readable", "resident", "transfer", "xp")
+    __slots__ = ("backend", "batch", "complex", "device", "eps", "readable", "resident", "split", "transfer", "xp")
 
     def __init__(
         self,
@@ -46,6 +49,7 @@ class Context:
         self.xp, self.backend, self.device, self.batch = xp, backend, device, batch
         self.complex, self.eps = dtype_facts
         self.resident, self.transfer, self.readable = placement
+        self.split: Split = ONE  # set by context_of for operands split over processes
 
     def adjoint(self, x: Any) -> Any:
         """``xᴴ`` of an array of the operands' dtype (a transpose for real ones)."""
@@ -92,6 +96,11 @@ def context(xp: Any, like: Any, operands: Sequence[Any], batch: tuple[int, ...])
     return Context(xp, backend, backend.device(like), batch, facts, place(backend, like, operands))
 
 
-def context_of(*operands: Any) -> Context:
-    """The context of a call on operands validated already (an optimizer adapter's own step, a test)."""
-    return context(namespace("step", operand=operands[0]), operands[0], operands, batch_shape(*operands))
+def context_of(*operands: Any, split: Split = ONE) -> Context:
+    """The context of a call on operands validated already (an optimizer adapter's own step, a test).
+
+    ``split``: how they are spread over processes (the operands are then this process's blocks).
+    """
+    ctx = context(namespace("step", operand=operands[0]), operands[0], operands, batch_shape(*operands))
+    ctx.split = split
+    return ctx

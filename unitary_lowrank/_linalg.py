@@ -10,7 +10,7 @@ Jacobi sweeps on the device when the call is resident
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._arrays import (
     finite_matrices,
@@ -18,9 +18,11 @@ from ._arrays import (
     scale_exponent,
     times_power_of_two,
 )
-from ._context import Context
 from ._jacobi import jacobi_eigh, jacobi_svd
 from .backends._base import add_to_top_rows
+
+if TYPE_CHECKING:
+    from ._context import Context
 
 #: Batches of tall matrices up to this many elements are factored on the host when they live on a GPU.
 HOST_QR_ELEMENTS = 1 << 22

@@ -27,9 +27,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._arrays import eps, scale_exponent, times_power_of_two
+from ._arrays import eps, times_power_of_two
 from ._context import Context, context
-from ._linalg import qr
+from ._split import Axis
 from ._validate import check_factors, check_finite, namespace
 from .unitarity import probe_unitarity
 
@@ -68,8 +68,12 @@ def _check_out(ctx: Context, func: str, U: Any, out: Any) -> None:
 
 
 def is_trivial(ctx: Context, U: Any, A: Any) -> bool:
-    """An empty batch, an empty matrix or k = 0: the result is ``U`` itself."""
-    return 0 in ctx.batch or 0 in tuple(U.shape[-2:]) or A.shape[-1] == 0
+    """An empty batch, an empty (whole) matrix or k = 0: the result is ``U`` itself.
+
+    Decided on whole shapes, so that the processes sharing a split ``U`` decide alike (an empty block is no
+    reason to leave the others' collectives waiting).
+    """
+    return 0 in ctx.batch or 0 in ctx.split.shape(U) or A.shape[-1] == 0
 
 
 def copy_of_U(ctx: Context, U: Any, out: Any) -> Any:
@@ -81,22 +85,23 @@ def copy_of_U(ctx: Context, U: Any, out: Any) -> Any:
     return U + xp.zeros(shape, dtype=U.dtype, device=ctx.device)
 
 
-def span(ctx: Context, left: Any, right: Any) -> tuple[Any, Any, Any, Any, Any]:
-    """Orthonormal basis of ``[left, right]`` (..., m, k each) and the coordinates of both in it.
+def span(ctx: Context, left: Any, right: Any, rows: Axis) -> tuple[Any, Any, Any, Any, Any]:
+    """Orthonormal basis of ``[left, right]`` (..., m, k each; rows following ``U``'s axis ``rows``) and coordinates.
 
     Returns ``Q`` (..., m, r), ``R_left`` and ``R_right`` (..., r, k) and the
     exponents ``e_left``, ``e_right`` (..., 1, 1) with ``left = 2^e_left Q
     R_left`` and ``right = 2^e_right Q R_right``. Householder QR keeps ``Q``
     orthonormal even when ``[left, right]`` is rank deficient. Both broadcast
-    to the step's batch shape.
+    to the step's batch shape. Split rows: this process's rows of ``Q``, from a
+    TSQR, and the exponents of the whole matrices.
     """
-    xp = ctx.xp
+    xp, split = ctx.xp, ctx.split
     shape = ctx.batch + tuple(left.shape[-2:])
-    e_left, e_right = scale_exponent(xp, left), scale_exponent(xp, right)
+    e_left, e_right = split.exponent(ctx, left, rows), split.exponent(ctx, right, rows)
     parts = [times_power_of_two(xp, x, -e) for x, e in ((left, e_left), (right, e_right))]
     stacked = xp.concat([x if tuple(x.shape) == shape else xp.broadcast_to(x, shape) for x in parts], axis=-1)
     del parts
-    Q, R = qr(ctx, stacked)
+    Q, R = split.qr(ctx, stacked, rows)
     k = shape[-1]
     return Q, R[..., :, :k], R[..., :, k:], e_left, e_right
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from ._arrays import power_of_two, scale_exponent, times_power_of_two
+from ._arrays import power_of_two, times_power_of_two
 from ._context import Context
-from ._linalg import qr, safe_svd
+from ._linalg import safe_svd
 from ._rank_update import add_update, copy_of_U, is_trivial, prepare, scaled_identity_plus, span, update_exponent
 from .errors import SingularUpdateWarning
 
@@ -114,23 +114,24 @@ def project_step(ctx: Context, U: Any, A: Any, B: Any, out: Any, *, warn: bool =
     """:func:`project` on validated operands, from their call's context; ``warn``: the singular warning."""
     if is_trivial(ctx, U, A):
         return copy_of_U(ctx, U, out)
-    xp = ctx.xp
-    n, p = U.shape[-2], U.shape[-1]
+    xp, split = ctx.xp, ctx.split
+    n, p = split.shape(U)
     # Â = Uᴴ A as (Aᴴ U)ᴴ: reads U once in its own memory order, no conj(U) copy.
-    A_hat = ctx.adjoint(ctx.stream(ctx.adjoint(A), U))
-    Q, R_A, R_B, e_A, e_B = span(ctx, A_hat, B)  # Â = 2^e_A Q R_A, B = 2^e_B Q R_B
+    A_hat = split.sum(ctx.adjoint(ctx.stream(ctx.adjoint(A), U)), "n")
+    Q, R_A, R_B, e_A, e_B = span(ctx, A_hat, B, "p")  # Â = 2^e_A Q R_A, B = 2^e_B Q R_B
     del A_hat
-    UQ = ctx.stream(U, Q)
-    outside = ()
+    UQ = split.sum(ctx.stream(U, Q), "p")
+    outside: tuple[Any, ...] = ()
     if p < n:
         # A⊥ = A − U Uᴴ A = 2^e_a (2^−e_a A − (U Q) R_A 2^(e_A − e_a)) = 2^(e_a + e_P) P R_P.
         # Orthogonalized twice: after cancellation (A nearly in the range of U) one pass leaves P off
         # U's complement by ε ‖A‖/‖A⊥‖, and a nearly singular K can give that direction O(1) weight.
-        e_a = scale_exponent(xp, A)
+        e_a = split.exponent(ctx, A, "n")
         A_perp = times_power_of_two(xp, A, -e_a) - times_power_of_two(xp, xp.matmul(UQ, R_A), e_A - e_a)
-        A_perp = A_perp - ctx.stream(U, ctx.adjoint(ctx.stream(ctx.adjoint(A_perp), U)))
-        e_P = scale_exponent(xp, A_perp)
-        P, R_P = qr(ctx, times_power_of_two(xp, A_perp, -e_P))
+        outside_part = split.sum(ctx.adjoint(ctx.stream(ctx.adjoint(A_perp), U)), "n")  # Uᴴ A⊥
+        A_perp = A_perp - split.sum(ctx.stream(U, outside_part), "p")
+        e_P = split.exponent(ctx, A_perp, "n")
+        P, R_P = split.qr(ctx, times_power_of_two(xp, A_perp, -e_P), "n")
         del A_perp
         outside = (R_P, e_a + e_P)
     closed_form = p == n and R_A.shape[-2] == 2 and not ctx.complex  # real, k = 1: stays on the device

@@ -6,8 +6,8 @@ from typing import Any
 
 from ._arrays import real_dtype, scale_exponent, times_power_of_two
 from ._context import Context, context
-from ._counter import is_key, key_normal, key_uniform
-from ._linalg import orthonormal_basis, qr, safe_svd
+from ._counter import is_key, key_uniform
+from ._linalg import orthonormal_basis, safe_svd
 from ._validate import check_dtype, check_matrix, namespace
 from ._validate import check_finite as _check_finite
 
@@ -171,43 +171,23 @@ def _truncated_svd(ctx: Context, G: Any, rank: int) -> tuple[Any, Any]:
 def _range_finder(
     ctx: Context, G: Any, rank: int, oversample: int, power_iters: int, seed: Any, keyed: bool, init: Any
 ) -> tuple[Any, Any]:
-    xp = ctx.xp
-    m, n = G.shape[-2], G.shape[-1]
-    batch = tuple(G.shape[:-2])
+    # G is n×p in the orientation of the step's U (rows following "n"), split over processes as U is
+    split = ctx.split
+    m, n = split.shape(G)
     if init is None:
-        width = min(rank + oversample, m, n)
-        shape = batch + (n, width)
-        if keyed:
-            omega = key_normal(xp, seed, shape, G.dtype)
-        else:
-            omega = ctx.backend.normal(xp, shape, G.dtype, seed=seed, device=ctx.device)
+        omega = split.normal(ctx, seed, (*G.shape[:-2], n, min(rank + oversample, m, n)), G.dtype, "p")
     else:
         omega = init
-    Y = ctx.stream(G, omega)
+    Y = split.sum(ctx.stream(G, omega), "p")
     if power_iters == 0:
         return _lift(ctx, orthonormal_basis(ctx, Y), G, rank)
     for _ in range(power_iters):
-        P = orthonormal_basis(ctx, Y)
+        P = split.basis(ctx, Y, "n")
         # Gᴴ P as (Pᴴ G)ᴴ: streams G in its own memory order, no conj(G) copy.
-        Z = orthonormal_basis(ctx, ctx.adjoint(ctx.stream(ctx.adjoint(P), G)))
-        Y = ctx.stream(G, Z)
-    W, sigma, Vh = _tall_svd(ctx, Y)
-    A = W[..., :rank] * xp.astype(sigma[..., None, :rank], G.dtype)
-    B = xp.matmul(Z, ctx.adjoint(Vh[..., :rank, :]))
-    return A, B
-
-
-def _tall_svd(ctx: Context, Y: Any) -> tuple[Any, Any, Any]:
-    """Thin SVD of a tall (..., m, l) ``Y``; on a GPU as ``Y = Q R`` there and the l×l SVD of ``R`` on the host.
-
-    LAPACK's SVD of a tall matrix takes the same QR first; cuSOLVER's waits for
-    the device and runs latency-bound at small l.
-    """
-    if ctx.transfer is None:
-        return safe_svd(ctx, Y)
-    Q, R = qr(ctx, Y)
-    W, sigma, Vh = ctx.small(safe_svd, R)
-    return ctx.xp.matmul(Q, W), sigma, Vh
+        Z = split.basis(ctx, split.sum(ctx.adjoint(ctx.stream(ctx.adjoint(P), G)), "n"), "p")
+        Y = split.sum(ctx.stream(G, Z), "p")
+    A, Vh = split.leading(ctx, Y, rank)
+    return A, ctx.xp.matmul(Z, ctx.adjoint(Vh))
 
 
 def _lift(ctx: Context, P: Any, G: Any, rank: int) -> tuple[Any, Any]:

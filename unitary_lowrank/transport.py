@@ -113,14 +113,14 @@ def transport_step(ctx: Context, U: Any, A: Any, B: Any, retraction: str, out: A
     """:func:`transport` on validated operands, from their call's context."""
     if is_trivial(ctx, U, A):
         return copy_of_U(ctx, U, out)
-    xp = ctx.xp
-    UB = ctx.stream(U, B)
-    Q, R_A, R_UB, e_A, e_UB = span(ctx, A, UB)  # A = 2^e_A Q R_A, U B = 2^e_UB Q R_UB
+    xp, split = ctx.xp, ctx.split
+    UB = split.sum(ctx.stream(U, B), "p")
+    Q, R_A, R_UB, e_A, e_UB = span(ctx, A, UB, "n")  # A = 2^e_A Q R_A, U B = 2^e_UB Q R_UB
     del UB
     # a real rank-2 core is a plane rotation in closed form: elementwise, no round trip to the host
     closed_form = R_A.shape[-2] == 2 and not ctx.complex
     (F_minus_I,) = ctx.small(_core, R_A, R_UB, e_A, e_UB, here=closed_form, retraction=retraction)
-    Y = xp.matmul(F_minus_I, ctx.stream(ctx.adjoint(Q), U))  # (F − I)(Qᴴ U): the second pass over U
+    Y = xp.matmul(F_minus_I, split.sum(ctx.stream(ctx.adjoint(Q), U), "n"))  # (F − I)(Qᴴ U): the second pass
     return add_update(ctx, U, Q, Y, out)
 
 

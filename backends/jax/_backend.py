@@ -46,6 +46,11 @@ class JaxBackend(Backend):
     array_type = jax.Array
     native_keys = True
 
+    def expm(self, xp: Any, X: Any) -> Any:
+        import jax.scipy.linalg
+
+        return jax.scipy.linalg.expm(X)
+
     def is_traced(self, x: Any) -> bool:
         # Concrete jax.Arrays can be read eagerly (array_api_compat errs on the side of
         # calling every JAX array lazy); only tracers inside jit/vmap/grad cannot.

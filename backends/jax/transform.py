@@ -14,8 +14,7 @@ import optax  # noqa: E402
 
 from unitary_lowrank._adapters import (  # noqa: E402
     DEFAULT_REORTHONORMALIZE_EVERY,
-    LOW_RANK_METHODS,
-    check_options,
+    Options,
     check_rank,
     initial_basis,
     newton_schulz_correction,
@@ -43,13 +42,15 @@ class ProjUNNState(NamedTuple):
 
 
 def projunn(
+    *,
     rank: int = 1,
     method: str = "transport",
     sketch: str = "randomized",
     error_feedback: bool = False,
-    seed: int | jax.Array = 0,
     reorthonormalize_every: int | None = DEFAULT_REORTHONORMALIZE_EVERY,
+    seed: int | jax.Array = 0,
     conjugate_complex: bool = True,
+    mask: Any = None,
 ) -> optax.GradientTransformation:
     """Turn the incoming updates of unitary leaves into projUNN steps.
 
@@ -59,15 +60,19 @@ def projunn(
     ``Δ ≈ A Bᴴ`` to rank k, compute ``W_new = transport(W, A, B)`` (or
     ``project``), and return ``W_new − W`` as the update, so that
     ``optax.apply_updates`` lands on ``W_new``. Chain it *after* the optimizer
-    whose update it should follow.
+    whose update it should follow. The options are keyword-only, named and
+    ordered as those of the torch adapter
+    (:class:`~unitary_lowrank.backends.torch.ProjUNN`).
 
     Parameters
     ----------
     rank : int, default 1
         k, the rank of each sketch.
-    method : {"transport", "project", "cayley"}, default "transport"
-        projUNN-T (exponential map), projUNN-D (closest unitary), or projUNN-T
-        with the Cayley retraction.
+    method : {"transport", "project", "cayley", "dense"}, default "transport"
+        projUNN-T (exponential map), projUNN-D (closest unitary), projUNN-T
+        with the Cayley retraction, or the exact dense Riemannian step
+        (``jax.scipy.linalg.expm``, O(N³): the baseline projUNN approximates;
+        it takes no rank, sketch or error feedback).
     sketch : {"randomized", "column", "svd", "subspace"}, default "randomized"
         A stateless sketch of :func:`unitary_lowrank.sketch`, or ``"subspace"``:
         one warm-started subspace iteration per step from the last step's
@@ -77,19 +82,23 @@ def projunn(
         Keep what each low-rank step leaves out of the update in the state
         (``ProjUNNState.error``, one leaf-sized array per leaf) and add it to the
         next update before sketching.
+    reorthonormalize_every : int or None, default 100
+        One Newton–Schulz step every this many steps against rounding drift
+        (inside ``lax.cond``: no recompilation); ``None`` or 0 never.
     seed : int or jax.random key, default 0
         Sketch keys are ``fold_in(fold_in(key, step), leaf index)``: the same on
         every device, so replicas under ``pmap``/``shard_map``/sharded ``jit``
         stay identical.
-    reorthonormalize_every : int or None, default 100
-        One Newton–Schulz step every this many steps against rounding drift
-        (inside ``lax.cond``: no recompilation); ``None`` or 0 never.
     conjugate_complex : bool, default True
         ``jax.grad`` of a real loss with respect to a complex array returns the
         *conjugate* of the steepest-ascent direction, so ``optax.sgd`` and
         friends produce conjugated updates for complex leaves; this flag
         conjugates them back before the step. Set ``False`` if your updates are
         already descent directions (e.g. you conjugated the gradients).
+    mask : pytree of bool, or callable ``params -> pytree of bool``, optional
+        Which leaves are unitary (as ``optax.masked`` takes it); the others'
+        updates pass through untouched, so that one chain can train a whole
+        model. Default: every leaf is unitary.
 
     Returns
     -------
@@ -111,14 +120,10 @@ def projunn(
     >>> bool(ul.unitarity_error(W) < 1e-5)
     True
     """
-    options = {
-        "rank": rank,
-        "method": method,
-        "sketch": sketch,
-        "error_feedback": error_feedback,
-        "reorthonormalize_every": reorthonormalize_every,
-    }
-    check_options("projunn", options, LOW_RANK_METHODS)
+    options = Options.checked(
+        "projunn", rank=rank, method=method, sketch=sketch, error_feedback=error_feedback,
+        reorthonormalize_every=reorthonormalize_every, seed=seed,
+    )  # fmt: skip
 
     def init_fn(params: Any) -> ProjUNNState:
         leaves = jax.tree_util.tree_leaves_with_path(params)
@@ -127,7 +132,7 @@ def projunn(
             _check_unitary(path, leaf)
         key = as_key(seed)
         basis = error = None
-        if sketch == "subspace":  # keyed by (key, step 0, leaf index): the same on every replica
+        if sketch == "subspace" and method != "dense":  # keyed by (key, step 0, leaf index): alike on every replica
             start = jax.random.fold_in(key, 0)
             basis = tuple(initial_basis(W, rank, jax.random.fold_in(start, i)) for i, (_, W) in enumerate(leaves))
         if error_feedback:
@@ -137,7 +142,7 @@ def projunn(
     def leaf_update(W: jax.Array, delta: jax.Array, key: jax.Array, count: jax.Array, basis: Any, error: Any) -> Any:
         if conjugate_complex and jnp.iscomplexobj(delta):
             delta = jnp.conj(delta)
-        result = step(W, delta, rank=rank, method=method, sketch=sketch, key=key, basis=basis, error=error)
+        result = step(W, delta, options, key=key, basis=basis, error=error)
         W_new = result.weight
         if reorthonormalize_every:
             W_new = jax.lax.cond(
@@ -154,10 +159,10 @@ def projunn(
         count = state.count + 1
         leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
         deltas = treedef.flatten_up_to(updates)
-        bases = state.basis if state.basis is not None else (None,) * len(leaves)
-        errors = state.error if state.error is not None else (None,) * len(leaves)
-        new_updates, new_bases, new_errors = [], [], []
+        n = len(leaves)
+        bases, errors = state.basis or (None,) * n, state.error or (None,) * n
         step_key = jax.random.fold_in(state.key, count)
+        results = []
         for index, ((path, W), delta) in enumerate(zip(leaves, deltas, strict=True)):
             _check_leaf(path, W, rank)
             if delta.shape != W.shape or delta.dtype != W.dtype:
@@ -166,15 +171,17 @@ def projunn(
                     f"dtype {delta.dtype}; expected {W.shape} and {W.dtype}"
                 )
             key = jax.random.fold_in(step_key, index)
-            update, basis, error = leaf_update(W, delta, key, count, bases[index], errors[index])
-            new_updates.append(update)
-            new_bases.append(basis)
-            new_errors.append(error)
-        basis = tuple(new_bases) if state.basis is not None else None
-        error = tuple(new_errors) if state.error is not None else None
-        return treedef.unflatten(new_updates), ProjUNNState(key=state.key, count=count, basis=basis, error=error)
+            results.append(leaf_update(W, delta, key, count, bases[index], errors[index]))
+        new_updates, new_bases, new_errors = zip(*results, strict=True) if results else ((), (), ())
+        return treedef.unflatten(list(new_updates)), ProjUNNState(
+            key=state.key,
+            count=count,
+            basis=tuple(new_bases) if state.basis is not None else None,
+            error=tuple(new_errors) if state.error is not None else None,
+        )
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    transform = optax.GradientTransformation(init_fn, update_fn)
+    return transform if mask is None else optax.masked(transform, mask)
 
 
 def _check_leaf(path: Any, leaf: Any, rank: int) -> None:
@@ -183,7 +190,7 @@ def _check_leaf(path: Any, leaf: Any, rank: int) -> None:
     if shape is None or len(shape) < 2:
         raise ValueError(
             f"projunn: leaf {name} has shape {shape}; unitary leaves must be matrices, shape (..., n, p) (square, or "
-            "with orthonormal rows or columns). Route other leaves around projunn with optax.multi_transform."
+            "with orthonormal rows or columns). Pass mask= to route other leaves around it (projunn(..., mask=...))."
         )
     if leaf.dtype not in (jnp.float32, jnp.float64, jnp.complex64, jnp.complex128):
         raise TypeError(f"projunn: leaf {name} is {leaf.dtype}; use float32, float64, complex64 or complex128")

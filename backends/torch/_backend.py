@@ -49,6 +49,9 @@ class TorchBackend(Backend):
     supports_inplace = True
     array_type = torch.Tensor
 
+    def expm(self, xp: Any, X: Any) -> Any:
+        return torch.linalg.matrix_exp(X)
+
     def normal(self, xp: Any, shape: tuple[int, ...], dtype: Any, *, seed: Seed, device: Any) -> Any:
         # complex dtypes: real and imaginary parts each of variance 1/2
         return torch.randn(shape, dtype=dtype, device=device, generator=generator(seed, device))

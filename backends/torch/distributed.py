@@ -2,11 +2,11 @@
 
 :class:`ProcessGroup` gives :mod:`unitary_lowrank.sharded` its collectives on a
 ``torch.distributed`` process group (gloo on the CPU, NCCL on GPUs);
-:func:`sharding_of` reads how FSDP2 (``fully_shard``) laid a parameter out:
+:func:`split_of_parameter` reads how FSDP2 (``fully_shard``) laid a parameter out:
 
 - a matrix (n×p) with ``Shard(0)`` on a one-dimensional mesh: rows sharded.
-  Square and tall weights are stepped with ``layout="rows"``, wide ones through
-  their adjoint with ``layout="columns"``;
+  The step works on the tall view: a square or tall weight's rows are split, a
+  wide weight's adjoint has its columns split;
 - a batch of matrices (..., n, p) with ``Shard(0)`` on a leading (batch) axis, as
   a ``UnitaryConv2d``'s frequency matrices: every process steps its own
   matrices, and the processes only agree on whether the update was finite
@@ -18,14 +18,15 @@ dimensions) is refused with a message that names the placement.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from unitary_lowrank._split import Split
 from unitary_lowrank.sharded import shard_sizes
 
-__all__ = ["ProcessGroup", "Sharding", "is_sharded", "sharding_of"]
+__all__ = ["ProcessGroup", "is_sharded", "split_of_parameter"]
 
 
 class ProcessGroup:
@@ -38,7 +39,7 @@ class ProcessGroup:
 
     def __init__(self, group: Any = None) -> None:
         self.group = group
-        self.rank = dist.get_rank(group)
+        self.index = dist.get_rank(group)
         self.size = dist.get_world_size(group)
 
     def all_reduce(self, x: torch.Tensor, op: str = "sum") -> torch.Tensor:
@@ -58,14 +59,6 @@ class ProcessGroup:
         return gathered.reshape(self.size, *source.shape)
 
 
-class Sharding(NamedTuple):
-    """How a parameter is spread over processes, as a ProjUNN step needs to know it."""
-
-    group: ProcessGroup
-    layout: str  #: "rows" or "columns" (the tall view's sharded axis), or "batch" (whole matrices per process)
-    sizes: list[int]  #: the sharded axis's length on every process
-
-
 def is_sharded(tensor: Any) -> bool:
     """True for a ``DTensor`` (checked without importing ``torch.distributed.tensor`` when it is not loaded)."""
     import sys
@@ -74,8 +67,8 @@ def is_sharded(tensor: Any) -> bool:
     return module is not None and isinstance(tensor, module.DTensor)
 
 
-def sharding_of(param: Any, name: str) -> Sharding:
-    """The :class:`Sharding` of a ``DTensor`` parameter, or a ``ValueError`` naming ``name`` and its placement."""
+def split_of_parameter(param: Any, name: str) -> Split:
+    """How a ``DTensor`` parameter is split (its rows, or its batch axis), or a ``ValueError`` naming ``name``."""
     from torch.distributed.tensor import Shard
 
     mesh, placements = param.device_mesh, param.placements
@@ -90,7 +83,4 @@ def sharding_of(param: Any, name: str) -> Sharding:
             "keep it replicated."
         )
     group = ProcessGroup(mesh.get_group())
-    sizes = shard_sizes(shape[0], group.size)
-    if len(shape) > 2:
-        return Sharding(group, "batch", sizes)
-    return Sharding(group, "rows" if shape[-2] >= shape[-1] else "columns", sizes)
+    return Split(group, "batch" if len(shape) > 2 else "n", tuple(shard_sizes(shape[0], group.size)))

@@ -9,17 +9,18 @@ RMSprop averages all see the raw gradients). For parameters in groups marked
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
 from unitary_lowrank._adapters import (
     DEFAULT_REORTHONORMALIZE_EVERY,
-    GROUP_OPTIONS,
-    check_options,
+    SPLIT_SKETCHES,
+    Options,
     check_rank,
     initial_basis,
     know_weight,
@@ -28,12 +29,13 @@ from unitary_lowrank._adapters import (
     unitarity_problem,
     unitarity_tolerance,
 )
-from unitary_lowrank.sharded import SKETCHES as SHARDED_SKETCHES
-from unitary_lowrank.sharded import initial_basis as sharded_initial_basis
-from unitary_lowrank.sharded import step as sharded_step
-from unitary_lowrank.sharded import unitarity_probe
+from unitary_lowrank._split import ONE, Split
+from unitary_lowrank.sharded import probe_weight
 
-from .distributed import is_sharded, sharding_of
+from .distributed import is_sharded, split_of_parameter
+
+#: Options a group of unitary weights may set for itself
+GROUP_OPTIONS = tuple(field.name for field in dataclasses.fields(Options))
 
 __all__ = ["DEFAULT_REORTHONORMALIZE_EVERY", "ProjUNN", "unitary_groups"]
 
@@ -147,33 +149,24 @@ class ProjUNN(torch.optim.Optimizer):
             raise TypeError(f"ProjUNN wraps a torch.optim.Optimizer; got {type(optimizer).__name__}")
         if isinstance(optimizer, torch.optim.LBFGS):
             raise TypeError("ProjUNN cannot wrap LBFGS: its line search re-evaluates the loss off the manifold")
-        self.optimizer = optimizer
-        self.projunn_defaults = {
-            "rank": rank,
-            "method": method,
-            "sketch": sketch,
-            "error_feedback": error_feedback,
-            "reorthonormalize_every": reorthonormalize_every,
-            "seed": seed,
-        }
-        self.check_unitary = check_unitary
         if check_every is not None and (not isinstance(check_every, int) or check_every < 0):
             raise ValueError(f"ProjUNN: check_every must be an int ≥ 0 or None; got {check_every!r}")
-        self.check_every = check_every
+        self.optimizer = optimizer
+        self.options = Options.checked(
+            "ProjUNN", rank=rank, method=method, sketch=sketch, error_feedback=error_feedback,
+            reorthonormalize_every=reorthonormalize_every, seed=seed,
+        )  # fmt: skip
+        self.check_unitary, self.check_every = check_unitary, check_every
         self._calls = 0
         self._warned_no_gradient = False
-        check_options("ProjUNN", self.projunn_defaults)
         # Share, not copy, the base optimizer's groups and state, so that LR
         # schedulers attached to either object see the same learning rates.
         self.defaults = optimizer.defaults
         self.param_groups = optimizer.param_groups
         self.state = optimizer.state
-        self._optimizer_step_pre_hooks = OrderedDict()
-        self._optimizer_step_post_hooks = OrderedDict()
-        self._optimizer_state_dict_pre_hooks = OrderedDict()
-        self._optimizer_state_dict_post_hooks = OrderedDict()
-        self._optimizer_load_state_dict_pre_hooks = OrderedDict()
-        self._optimizer_load_state_dict_post_hooks = OrderedDict()
+        for hooks in ("step_pre", "step_post", "state_dict_pre", "state_dict_post", "load_state_dict_pre",
+                      "load_state_dict_post"):  # fmt: skip
+            setattr(self, f"_optimizer_{hooks}_hooks", OrderedDict())
         self._warned_capturable_if_run_uncaptured = True
         self._patch_step_function()
         self.projunn_state: dict[str, Any] = {"steps": {}}
@@ -181,7 +174,7 @@ class ProjUNN(torch.optim.Optimizer):
         self._keys: dict[int, torch.Tensor] = {}
         self._bases: dict[int, torch.Tensor] = {}  # per parameter: the subspace sketch's basis
         self._errors: dict[int, torch.Tensor] = {}  # per parameter: the error-feedback buffer
-        self._shardings: dict[int, Any] = {}  # id(parameter) → its Sharding, for DTensor parameters (FSDP2)
+        self._splits: dict[int, Split] = {}  # id(parameter) → how a DTensor parameter (FSDP2) is split
         self._skipped: dict[int, torch.Tensor] = {}  # per parameter: updates not applied (non-finite), on its device
         for index, group in enumerate(self.param_groups):
             self._validate_group(index, group)
@@ -195,9 +188,16 @@ class ProjUNN(torch.optim.Optimizer):
                 stacklevel=2,
             )
 
+    @property
+    def projunn_defaults(self) -> dict[str, Any]:
+        """The wrapper's options as a dict (a group's own override them): rank, method, sketch, ..."""
+        return dataclasses.asdict(self.options)
+
     # -- validation ---------------------------------------------------------
-    def _options(self, group: dict[str, Any]) -> dict[str, Any]:
-        return {key: group.get(key, self.projunn_defaults[key]) for key in GROUP_OPTIONS}
+    def _options(self, group: dict[str, Any], where: str = "ProjUNN") -> Options:
+        """The group's effective options: its own over the wrapper's."""
+        own = {key: group[key] for key in GROUP_OPTIONS if key in group}
+        return self.options if not own else Options.checked(where, **{**self.projunn_defaults, **own})
 
     def _name(self, group_index: int, param_index: int) -> str:
         group = self.param_groups[group_index]
@@ -211,8 +211,7 @@ class ProjUNN(torch.optim.Optimizer):
         if not group.get("unitary", False):
             return
         where = f"ProjUNN: param_groups[{index}]"
-        options = self._options(group)
-        check_options(where, options)
+        options = self._options(group, where)
         decay = group.get("weight_decay", 0)
         if decay:
             raise ValueError(
@@ -233,7 +232,7 @@ class ProjUNN(torch.optim.Optimizer):
                     "complex64 or complex128 (half precision cannot hold a unitary matrix to useful accuracy). "
                     "Keep the weight in float32 and autocast only the activations."
                 )
-            check_rank("ProjUNN", f"parameter {name}", tuple(p.shape), options["rank"])
+            check_rank("ProjUNN", f"parameter {name}", tuple(p.shape), options.rank)
             if is_sharded(p):
                 problem = self._validate_sharded(p, name, options)
             else:
@@ -246,31 +245,30 @@ class ProjUNN(torch.optim.Optimizer):
                     "back with `with torch.no_grad(): p.copy_(unitary_lowrank.reorthonormalize(p))`."
                 )
 
-    def _validate_sharded(self, p: torch.Tensor, name: str, options: dict[str, Any]) -> str | None:
+    def _validate_sharded(self, p: Any, name: str, options: Options) -> str | None:
         """Check a DTensor parameter's layout and options; why its weight cannot be stepped, or ``None``."""
-        sharding = sharding_of(p, name)
-        if options["method"] == "dense":
+        split = split_of_parameter(p, name)
+        if options.method == "dense":
             raise ValueError(
                 f"ProjUNN: parameter {name} is sharded (a DTensor); method='dense' needs the whole weight on every "
                 "process (an O(N³) step on a gathered matrix). Use 'transport', 'project' or 'cayley'."
             )
-        if sharding.layout != "batch" and options["sketch"] not in SHARDED_SKETCHES:
+        if split.axis != "batch" and options.sketch not in SPLIT_SKETCHES:
             raise ValueError(
                 f"ProjUNN: parameter {name} is sharded by rows (a DTensor); its update is sketched with "
-                f"{SHARDED_SKETCHES}, not {options['sketch']!r}."
+                f"{SPLIT_SKETCHES}, not {options.sketch!r}."
             )
-        self._shardings[id(p)] = sharding
-        local = p.to_local()
+        self._splits[id(p)] = split
+        local = p.to_local().detach()
         know_weight(local)
         if not self.check_unitary:
             return None
         eps = torch.finfo(p.dtype).eps
-        if sharding.layout == "batch":  # whole matrices on every process: the one-process check, agreed on
-            problem = unitarity_problem(local.detach(), eps) if local.numel() else None
-            flags = sharding.group.all_reduce(torch.tensor([float(problem is not None)], device=local.device))
+        if split.axis == "batch":  # whole matrices on every process: the one-process check, agreed on
+            problem = unitarity_problem(local, eps) if local.numel() else None
+            flags = split.comm.all_reduce(torch.tensor([float(problem is not None)], device=local.device))
             return problem or ("is not unitary on another process" if float(flags[0]) else None)
-        U = local.detach() if sharding.layout == "rows" else local.detach().mH
-        worst = float(unitarity_probe(U, sharding.group, layout=sharding.layout, sizes=sharding.sizes).max())
+        worst = float(probe_weight(local, split).max())
         tolerance = unitarity_tolerance(eps)
         return None if worst <= tolerance else f"is not unitary (probe ‖WᴴW z − z‖/‖z‖ = {worst:.3g} > {tolerance:.2g})"
 
@@ -287,31 +285,20 @@ class ProjUNN(torch.optim.Optimizer):
         (``torch.distributed.checkpoint`` loads into existing entries) holds every entry. The first
         basis is the keyed draw of step 1: the same on every replica.
         """
-        steps = self.projunn_state["steps"]
-        for index, _, options, p in self._unitary_params(with_grad=False):
-            steps.setdefault(index, 0)
-            if options["method"] == "dense":
-                continue
-            sharding = self._shardings.get(id(p))
-            if options["sketch"] == "subspace" and index not in self._bases:
-                key = torch.tensor(
-                    [options["seed"] % 2**63, index, steps[index] + 1], dtype=torch.int64, device=p.device
-                )
-                with torch.no_grad():
-                    self._bases[index] = self._initial_basis(p.detach(), options["rank"], key, sharding)
-            if options["error_feedback"] and index not in self._errors:
-                self._errors[index] = torch.zeros_like(p.detach() if sharding is None else p.to_local().detach())
+        for index, options, p in self._unitary_params(with_grad=False):
+            self.projunn_state["steps"].setdefault(index, 0)
+            self._state_of(index, p, options, advance=False)
 
-    # -- the step -----------------------------------------------------------
-    def _unitary_params(self, with_grad: bool = True):
-        """(global index, group, options, parameter) for marked parameters (with a gradient, by default)."""
+    def _unitary_params(self, with_grad: bool = True) -> Iterator[tuple[int, Options, Any]]:
+        """(global index, options, parameter) for marked parameters (with a gradient, by default)."""
         index = 0
         for group in self.param_groups:
             for p in group["params"]:
                 if group.get("unitary", False) and (p.grad is not None or not with_grad):
-                    yield index, group, self._options(group), p
+                    yield index, self._options(group), p
                 index += 1
 
+    # -- the step -----------------------------------------------------------
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One step of the base optimizer, with unitary groups moved along the manifold.
@@ -327,6 +314,29 @@ class ProjUNN(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         marked = list(self._unitary_params())
+        self._warn_if_nothing_moves(marked)
+        weights, deltas = self._base_updates(marked)
+        for index, options, p in marked:
+            key, skipped, basis, error = self._state_of(index, p, options)
+            split = self._splits.get(id(p), ONE)
+            result = step(
+                _local(weights[index]), _local(deltas[index]), options, key=key, basis=basis, error=error,
+                out=_local(p), skip_nonfinite=True, split=split,
+            )  # fmt: skip
+            skipped.add_(~result.finite)  # device-side records only: a non-finite update was replaced by zero
+            _keep(basis, result.basis)
+            _keep(error, result.error)
+            every = options.reorthonormalize_every
+            if every and self.projunn_state["steps"][index] % every == 0:
+                _reorthonormalize(p, split)
+        self._calls += 1
+        capturing = torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+        compiling = torch.compiler.is_compiling()
+        if self.check_every and self._calls % self.check_every == 0 and not (compiling or capturing):
+            self.status()
+        return loss
+
+    def _warn_if_nothing_moves(self, marked: list[tuple[int, Options, Any]]) -> None:
         if not marked and not self._warned_no_gradient and any(g.get("unitary", False) for g in self.param_groups):
             self._warned_no_gradient = True
             warnings.warn(
@@ -334,17 +344,22 @@ class ProjUNN(torch.optim.Optimizer):
                 "(fully_shard) or moved after this optimizer was built, its parameters were replaced: build the "
                 "optimizer after sharding.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-        # Let the base optimizer step a zero tensor in W's place: what it leaves there is exactly its
-        # update Δ, with no cancellation. Eager: p.data is swapped for a zeroed buffer (no copy). Under
-        # torch.compile, which may mutate a parameter but not swap its storage, and for a sharded (DTensor)
-        # parameter, whose storage FSDP2 owns, W is copied into the buffer and p itself is zeroed, receives
-        # Δ, and then the step's result.
+
+    def _base_updates(self, marked: list[tuple[int, Options, Any]]) -> tuple[dict[int, Any], dict[int, Any]]:
+        """Step the base optimizer; the unitary parameters' weights W and updates Δ, by index.
+
+        The base optimizer steps a zero tensor in W's place: what it leaves there is exactly its update Δ,
+        with no cancellation. Eager: p.data is swapped for a zeroed buffer (no copy), and p holds W again
+        afterwards. Under torch.compile, which may mutate a parameter but not swap its storage, and for a
+        sharded (DTensor) parameter, whose storage FSDP2 owns, W is copied into the buffer and p itself is
+        zeroed and receives Δ (the step then writes its result over Δ).
+        """
         compiling = torch.compiler.is_compiling()
-        copied = {index for index, _, _, p in marked if compiling or id(p) in self._shardings}
+        copied = {index for index, _, p in marked if compiling or id(p) in self._splits}
         weights = {}
-        for index, _, _, p in marked:
+        for index, _, p in marked:
             if p.grad.is_sparse:
                 raise TypeError(f"ProjUNN: sparse gradients are not supported on unitary parameter #{index}")
             buffer = self._buffers.get(index)
@@ -354,8 +369,7 @@ class ProjUNN(torch.optim.Optimizer):
                 weights[index] = buffer.copy_(p)
                 p.zero_()
             else:
-                weights[index] = p.data
-                p.data = buffer.zero_()
+                weights[index], p.data = p.data, buffer.zero_()
         try:
             if compiling:
                 # the base optimizer's own step, without the wrappers whose deliberate graph breaks
@@ -364,101 +378,49 @@ class ProjUNN(torch.optim.Optimizer):
             else:
                 self.optimizer.step()
         except BaseException:
-            for index, _, _, p in marked:
+            for index, _, p in marked:
                 if index in copied:
                     p.copy_(weights[index])
                 else:
                     p.data = weights[index]
             raise
         deltas = {}
-        for index, _, _, p in marked:
+        for index, _, p in marked:
             if index in copied:
                 deltas[index] = p
             else:
-                deltas[index] = p.data
-                p.data = weights[index]
+                deltas[index], p.data = p.data, weights[index]
                 weights[index] = p
-        steps = self.projunn_state["steps"]
-        for index, _, options, p in marked:
-            count = steps.get(index, 0) + 1
-            steps[index] = count
-            # graph-safe state on the parameter's device: updates skipped as non-finite, and the sketch's key
-            # [seed, index, step], advanced in place (made again from the step count if the parameter moved)
-            skipped = _on_device(self._skipped, index, p, 0)
-            key = _on_device(self._keys, index, p, [options["seed"] % 2**63, index, count - 1])
-            key[2] += 1
-            sharding = self._shardings.get(id(p))
-            basis = error = None
-            if options["method"] != "dense":
-                if options["sketch"] == "subspace":
-                    basis = self._bases.get(index)
-                    if basis is None:  # the first step: a keyed draw, the same on every replica
-                        basis = self._bases[index] = self._initial_basis(weights[index], options["rank"], key, sharding)
-                    elif basis.device != p.device:
-                        basis = self._bases[index] = basis.to(p.device)
-                if options["error_feedback"]:
-                    error = self._errors.get(index)
-                    if error is None or error.device != p.device:
-                        like = p if sharding is None else p.to_local()
-                        error = self._errors[index] = torch.zeros_like(like) if error is None else error.to(p.device)
-            if sharding is None:
-                self._move(weights[index], deltas[index], p, options, key, skipped, basis, error)
-            else:
-                _move_sharded(weights[index], deltas[index], p, options, key, skipped, basis, error, sharding)
-            every = options["reorthonormalize_every"]
-            if every and count % every == 0:
-                if sharding is None:
-                    p.sub_(newton_schulz_correction(p))  # one Newton–Schulz step, in place
-                else:
-                    _reorthonormalize_sharded(p, sharding)
-        self._calls += 1
-        capturing = torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
-        if self.check_every and self._calls % self.check_every == 0 and not (compiling or capturing):
-            self.status()
-        return loss
+        return weights, deltas
 
-    @staticmethod
-    def _initial_basis(W: torch.Tensor, rank: int, key: torch.Tensor, sharding: Any) -> torch.Tensor:
-        """The subspace sketch's first basis: a keyed draw (this process's part of it for a sharded weight)."""
-        if sharding is None:
-            return initial_basis(W, rank, key)
-        return sharded_initial_basis(
-            W.to_local(), tuple(W.shape), rank, key, sharding.group, sharding.layout, sharding.sizes
-        )
+    def _state_of(self, index: int, p: Any, options: Options, advance: bool = True) -> tuple[Any, Any, Any, Any]:
+        """The parameter's step state on its device: sketch key, skipped-update count, basis, error buffer.
 
-    @staticmethod
-    def _move(
-        W: torch.Tensor,
-        delta: torch.Tensor,
-        out: torch.Tensor,
-        options: dict[str, Any],
-        key: torch.Tensor,
-        skipped: torch.Tensor,
-        basis: torch.Tensor | None,
-        error: torch.Tensor | None,
-    ) -> None:
-        """Write the step of ``W`` along the base optimizer's update ``delta`` into ``out`` (``W`` or ``delta``).
-
-        A non-finite update is replaced by zero (the step then returns ``W`` exactly, and the subspace
-        basis and error buffer stay as they were) and counted in ``skipped``, with device operations only.
+        ``advance``: count a step, and advance the key ``[seed, index, step]`` in place (graph-safe; made
+        again from the step count if the parameter moved). Made where missing: the first basis is the
+        keyed draw of step 1 (the same on every replica), the error buffer zero.
         """
-        if options["method"] != "dense":
-            result = step(
-                W, delta, rank=options["rank"], method=options["method"], sketch=options["sketch"], key=key,
-                basis=basis, error=error, out=out, skip_nonfinite=True,
-            )  # fmt: skip
-            skipped.add_(~result.finite)
-            if basis is not None:
-                basis.copy_(result.basis)
-            if error is not None:
-                error.copy_(result.error)
-            return
-        if W.shape[-1] > W.shape[-2]:
-            W, delta, out = W.mH, delta.mH, out.mH  # orthonormal rows: step the adjoint (views: out moves in place)
-        finite = torch.isfinite(delta).all()
-        skipped.add_(~finite)
-        X = torch.where(finite, delta, 0) @ W.mH  # exp(skew(Δ Wᴴ)) W; square W: W exp(skew(Wᴴ Δ))
-        out.copy_(torch.linalg.matrix_exp((X - X.mH) / 2) @ W)
+        steps = self.projunn_state["steps"]
+        count = steps[index] = steps.get(index, 0) + advance
+        skipped = _on_device(self._skipped, index, p, 0)
+        key = _on_device(self._keys, index, p, [options.seed % 2**63, index, count - advance])
+        if advance:
+            key[2] += 1
+        split = self._splits.get(id(p), ONE)
+        basis = error = None
+        if options.sketch == "subspace" and options.method != "dense":
+            basis = self._bases.get(index)
+            if basis is None:
+                first = torch.tensor([options.seed % 2**63, index, count + (not advance)], device=p.device)
+                basis = self._bases[index] = initial_basis(_local(p).detach(), options.rank, first, split)
+            elif basis.device != p.device:
+                basis = self._bases[index] = basis.to(p.device)
+        if options.error_feedback:
+            error = self._errors.get(index)
+            if error is None or error.device != p.device:
+                error = torch.zeros_like(_local(p).detach()) if error is None else error.to(p.device)
+                self._errors[index] = error
+        return key, skipped, basis, error
 
     def status(self) -> None:
         """Raise ``FloatingPointError`` if an update was skipped as non-finite since the last call.
@@ -501,23 +463,23 @@ class ProjUNN(torch.optim.Optimizer):
         its part of the basis in the column and batch layouts) is keyed ``"INDEX.rankR"``: a
         ``torch.distributed.checkpoint`` saves every process's part and gives it back to the same rank.
         """
-        params = {index: p for index, _, _, p in self._unitary_params(with_grad=False)}
+        params = {index: p for index, _, p in self._unitary_params(with_grad=False)}
 
-        def keyed(store: dict[int, torch.Tensor], local_always: bool) -> dict[Any, torch.Tensor]:
+        def keyed(store: dict[int, torch.Tensor], whole_basis: bool) -> dict[Any, torch.Tensor]:
             out: dict[Any, torch.Tensor] = {}
             for index, tensor in store.items():
-                sharding = self._shardings.get(id(params[index])) if index in params else None
-                local = sharding is not None and (local_always or sharding.layout != "rows")
-                out[f"{index}.rank{sharding.group.rank}" if local else index] = tensor
+                split = self._splits.get(id(params[index]), ONE) if index in params else ONE
+                local = split is not ONE and not (whole_basis and _basis_is_whole(params[index], split))
+                out[f"{index}.rank{split.comm.index}" if local else index] = tensor
             return out
 
         return {
             "base": self.optimizer.state_dict(),
             "projunn": {
                 "steps": dict(self.projunn_state["steps"]),
-                "defaults": dict(self.projunn_defaults),
-                "bases": keyed(self._bases, False),
-                "errors": keyed(self._errors, True),
+                "defaults": self.projunn_defaults,
+                "bases": keyed(self._bases, True),
+                "errors": keyed(self._errors, False),
             },
         }
 
@@ -528,24 +490,25 @@ class ProjUNN(torch.optim.Optimizer):
                 "ProjUNN.load_state_dict expects the dict returned by ProjUNN.state_dict() "
                 "(keys 'base' and 'projunn'); to load a plain optimizer state, use .optimizer.load_state_dict"
             )
+        saved = state_dict["projunn"]
+        options = Options.checked("ProjUNN.load_state_dict", **{**self.projunn_defaults, **saved["defaults"]})
         self.optimizer.load_state_dict(state_dict["base"])
         self.param_groups = self.optimizer.param_groups
         self.state = self.optimizer.state
-        saved = state_dict["projunn"]
+        self.options = options  # options added since the save: this wrapper's
         self.projunn_state = {"steps": {int(k): int(v) for k, v in saved["steps"].items()}}
         self._keys = {}  # rebuilt from the restored step counts
         self._bases = self._own_entries(saved.get("bases", {}))
         self._errors = self._own_entries(saved.get("errors", {}))
-        self.projunn_defaults = {**self.projunn_defaults, **saved["defaults"]}  # options added since: this default
 
     def _own_entries(self, store: dict[Any, torch.Tensor]) -> dict[int, torch.Tensor]:
         """Entries by parameter index: plain ones, and this process's ``"INDEX.rankR"`` ones (see ``state_dict``)."""
-        params = {index: p for index, _, _, p in self._unitary_params(with_grad=False)}
+        params = {index: p for index, _, p in self._unitary_params(with_grad=False)}
         own = {}
         for key, tensor in store.items():
             index, _, owner = str(key).partition(".rank")
-            sharding = self._shardings.get(id(params.get(int(index))))
-            if not owner or (sharding is not None and int(owner) == sharding.group.rank):
+            split = self._splits.get(id(params.get(int(index))), ONE)
+            if not owner or (split is not ONE and int(owner) == split.comm.index):
                 own[int(index)] = tensor
         return own
 
@@ -555,7 +518,7 @@ class ProjUNN(torch.optim.Optimizer):
         for index, group in enumerate(self.param_groups):
             if group.get("unitary", False):
                 count = len(group["params"])
-                options = ", ".join(f"{k}={v!r}" for k, v in self._options(group).items())
+                options = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(self._options(group)).items())
                 lines.append(f"  param_groups[{index}], unitary, {count} parameter{'s' * (count != 1)}: {options}")
         if len(lines) == 1:
             lines.append("  no unitary group: acts as the base optimizer")
@@ -563,72 +526,43 @@ class ProjUNN(torch.optim.Optimizer):
         return "\n".join(lines) + "\n)"
 
 
-def _move_sharded(
-    W: Any,
-    delta: Any,
-    out: Any,
-    options: dict[str, Any],
-    key: torch.Tensor,
-    skipped: torch.Tensor,
-    basis: torch.Tensor | None,
-    error: torch.Tensor | None,
-    sharding: Any,
-) -> None:
-    """:meth:`ProjUNN._move` for a DTensor parameter: on the local shards, with the collectives of its process group.
-
-    Rows and columns layouts go through :func:`unitary_lowrank.sharded.step` (O(N k) communication; a wide
-    weight's rows are its adjoint's columns); a batch split over processes steps each process's own matrices,
-    the processes agreeing only on whether the update was finite.
-    """
-    local, local_delta, target = W.to_local(), delta.to_local(), out.to_local()
-    comm = sharding.group
-    if sharding.layout == "batch":
-
-        def agree(finite: torch.Tensor) -> torch.Tensor:
-            return comm.all_reduce((~finite).to(torch.int32).reshape(1)).reshape(()) == 0
-
-        result = step(
-            local, local_delta, rank=options["rank"], method=options["method"], sketch=options["sketch"], key=key,
-            basis=basis, error=error, out=target, skip_nonfinite=True, consensus=agree,
-        )  # fmt: skip
-        next_error = result.error
-    else:
-        wide = sharding.layout == "columns"  # the tall view is the adjoint: views, so the writes land in place
-        view = (lambda x: x.mH) if wide else (lambda x: x)
-        result = sharded_step(
-            view(local), view(local_delta), comm, layout=sharding.layout, rank=options["rank"],
-            method=options["method"], sketch=options["sketch"], key=key, basis=basis,
-            error=None if error is None else view(error), sizes=sharding.sizes, out=view(target), skip_nonfinite=True,
-        )  # fmt: skip
-        next_error = None if error is None else view(result.error)
-    skipped.add_(~result.finite)
-    if basis is not None:
-        basis.copy_(result.basis)
-    if error is not None:
-        error.copy_(next_error)
+def _local(x: Any) -> Any:
+    """This process's block of a sharded (DTensor) tensor; any other tensor itself."""
+    return x.to_local() if is_sharded(x) else x
 
 
-def _reorthonormalize_sharded(p: Any, sharding: Any) -> None:
-    """The periodic drift correction of a sharded weight, at O(N k) cost unless the weight has drifted.
+def _keep(state: torch.Tensor | None, new: Any) -> None:
+    """Write the step's new basis or error buffer over the old one (kept in place: graph-safe)."""
+    if state is not None:
+        state.copy_(new)
+
+
+def _basis_is_whole(p: Any, split: Split) -> bool:
+    """Every process holds the whole subspace basis of ``p``: its tall view's rows, not its columns, are split."""
+    n, p_ = split.shape(_local(p))
+    return split.tall(n, p_).axis == "n"
+
+
+def _reorthonormalize(p: Any, split: Split) -> None:
+    """The periodic drift correction: one Newton–Schulz step, in place; O(N k) for a weight split by rows.
 
     A batch split over processes: one Newton–Schulz step on each process's own matrices (no communication).
-    Rows or columns: the O(n p) probe of :func:`unitary_lowrank.sharded.unitarity_probe` (one all-reduce of
-    2 max(n, p) numbers); only when it exceeds 100 ε does a Newton–Schulz step run, on the gathered weight (an
-    all-gather of W: the one O(N²) collective, and a rare one — rounding drift reaches 100 ε after thousands
-    of steps).
+    Rows (or a wide weight's rows): the O(n p) probe of :func:`unitary_lowrank.sharded.probe_weight` (one
+    all-reduce of 2 max(n, p) numbers); only when it exceeds 100 ε does a Newton–Schulz step run, on the
+    gathered weight (an all-gather of W: the one O(N²) collective, and a rare one — rounding drift reaches
+    100 ε after thousands of steps).
     """
-    local = p.to_local()
-    if sharding.layout == "batch":
+    local = _local(p)
+    if split.axis in (None, "batch"):
         if local.numel():
             local.sub_(newton_schulz_correction(local))
         return
-    U = local if sharding.layout == "rows" else local.mH
-    drift = float(unitarity_probe(U, sharding.group, layout=sharding.layout, sizes=sharding.sizes).max())
+    drift = float(probe_weight(local, split).max())
     if not drift > 100 * torch.finfo(p.dtype).eps:
         return
     full = p.full_tensor()
     full = full - newton_schulz_correction(full)
-    start = sum(sharding.sizes[: sharding.group.rank])
+    start = sum(split.sizes[: split.comm.index])
     local.copy_(full[start : start + local.shape[0]])
 
 

@@ -19,6 +19,7 @@ from conftest import (
 
 torch = pytest.importorskip("torch")
 
+from unitary_lowrank._adapters import Options  # noqa: E402
 from unitary_lowrank.backends.torch import ProjUNN, cayley_, haar_, henaff_  # noqa: E402
 
 import unitary_lowrank as ul  # noqa: E402
@@ -524,14 +525,9 @@ def test_group_options_override_defaults():
         lr=0.1,
     )
     opt = ProjUNN(base, rank=1)
-    assert opt._options(base.param_groups[1]) == {
-        "rank": 3,
-        "method": "project",
-        "sketch": "randomized",
-        "error_feedback": False,
-        "reorthonormalize_every": 100,
-        "seed": 9,
-    }
+    assert opt._options(base.param_groups[1]) == Options(
+        rank=3, method="project", sketch="randomized", error_feedback=False, reorthonormalize_every=100, seed=9
+    )
     with pytest.raises(ValueError, match=r"param_groups\[2\]: method must be one of"):
         opt.add_param_group({"params": [unitary_param(6, seed=2)], "unitary": True, "method": "qr"})
 
@@ -668,7 +664,8 @@ def test_rectangular_parameters_descend_and_stay_orthonormal(method, shape):
     g = torch.Generator().manual_seed(1)
     W = torch.nn.Parameter(haar_(torch.empty(shape, dtype=torch.float64), generator=g))
     target = haar_(torch.empty(shape, dtype=torch.float64), generator=g)
-    opt = ProjUNN(torch.optim.SGD([{"params": [W], "unitary": True}], lr=0.1), rank=2, method=method)
+    rank = 1 if method == "dense" else 2  # dense takes no rank
+    opt = ProjUNN(torch.optim.SGD([{"params": [W], "unitary": True}], lr=0.1), rank=rank, method=method)
     losses = []
     for _ in range(30):
         opt.zero_grad()
@@ -738,7 +735,7 @@ def test_non_finite_update_is_skipped_and_reported(method):
     W = torch.nn.Parameter(haar_(torch.empty(8, 8, dtype=torch.float64)))
     V = torch.nn.Parameter(haar_(torch.empty(4, 6, dtype=torch.complex128)))  # wide: stepped through its adjoint
     groups = [{"params": [W, V], "unitary": True, "param_names": ["w", "v"]}]
-    opt = ProjUNN(torch.optim.SGD(groups, lr=0.1), method=method, rank=2, check_every=2)
+    opt = ProjUNN(torch.optim.SGD(groups, lr=0.1), method=method, rank=1 if method == "dense" else 2, check_every=2)
     W0, V0 = W.detach().clone(), V.detach().clone()
     W.grad = torch.full_like(W, float("nan"))
     V.grad = torch.randn_like(V)

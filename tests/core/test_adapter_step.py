@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import DTYPES, EPS, dense_transport_left, gaussian, haar
 
-from unitary_lowrank._adapters import basis_shape, initial_basis, step
+from unitary_lowrank._adapters import Options, basis_shape, initial_basis, step
 
 #: (n, p, k, batch) — square, tall, wide and batched weights
 SHAPES = [(24, 24, 2, ()), (30, 8, 3, ()), (8, 30, 3, ()), (10, 10, 1, (3,))]
@@ -37,7 +37,7 @@ def test_subspace_step_is_the_transport_of_the_projected_update(n, p, k, batch, 
     delta = gaussian(batch + (n, p), dtype, rng, 0.1)
     Q = initial_basis(W, k, 7)
     assert Q.shape == basis_shape(W.shape, k)
-    result = step(W, delta, rank=k, method="transport", sketch="subspace", key=None, basis=Q)
+    result = step(W, delta, Options(rank=k, method="transport", sketch="subspace"), key=None, basis=Q)
     tall_W, tall_delta = _tall(W), _tall(delta)
     update = _projection(tall_delta, Q)  # A Bᴴ, rank k
     if np.dtype(dtype).kind == "f":
@@ -62,7 +62,7 @@ def test_subspace_iteration_finds_the_dominant_subspace(rng):
     W = haar(n, "float64", rng)
     Q = initial_basis(W, k, 0)
     for _ in range(40):
-        Q = step(W, delta, rank=k, method="transport", sketch="subspace", key=None, basis=Q).basis
+        Q = step(W, delta, Options(rank=k, method="transport", sketch="subspace"), key=None, basis=Q).basis
     best = (U[:, :k] * sigma[:k]) @ V[:, :k].T
     assert np.abs(_projection(delta, Q) - best).max() <= 1e-10
 
@@ -78,13 +78,18 @@ def test_rank_deficient_zero_and_nonfinite_updates(dtype, rng):
     Q = initial_basis(W, k, 1)
     E = gaussian((3, n, n), dtype, rng, 1e-3)
     result = step(
-        W, delta, rank=k, method="project", sketch="subspace", key=None, basis=Q, error=E, skip_nonfinite=True
+        W, delta, Options(rank=k, method="project", sketch="subspace"), key=None, basis=Q, error=E, skip_nonfinite=True
     )
     assert np.isfinite(result.weight).all() and np.isfinite(result.basis).all() and np.isfinite(result.error).all()
     assert not bool(result.finite)  # one matrix held NaN: the whole update is skipped, as the torch adapter counts it
     assert np.array_equal(result.weight, W) and np.array_equal(result.basis, Q) and np.array_equal(result.error, E)
     finite = step(
-        W[:2], delta[:2], rank=k, method="project", sketch="subspace", key=None, basis=Q[:2], skip_nonfinite=True
+        W[:2],
+        delta[:2],
+        Options(rank=k, method="project", sketch="subspace"),
+        key=None,
+        basis=Q[:2],
+        skip_nonfinite=True,
     )
     assert bool(finite.finite) and np.isfinite(finite.weight).all()
     assert np.array_equal(finite.weight[1], W[1]) and np.array_equal(finite.basis[1], Q[1])  # zero Δ: unchanged
@@ -101,12 +106,14 @@ def test_error_feedback_keeps_what_the_step_left_out(sketch, n, p, rng):
     W = W if n >= p else W.conj().T.copy()
     delta, E = gaussian((n, p), "complex128", rng, 0.1), gaussian((n, p), "complex128", rng, 0.01)
     Q = initial_basis(W, k, 2) if sketch == "subspace" else None
-    result = step(W, delta, rank=k, method="transport", sketch=sketch, key=3, basis=Q, error=E)
+    result = step(W, delta, Options(rank=k, method="transport", sketch=sketch), key=3, basis=Q, error=E)
     sketched = _tall(delta + E)
     kept = sketched - _tall(result.error)  # = A Bᴴ, of rank k
     assert np.linalg.matrix_rank(kept, tol=1e-10) == k
     if sketch == "subspace":
         assert np.abs(kept - _projection(sketched, Q)).max() <= 1e-13
     # the weight moved along exactly that rank-k part: the step without feedback on Δ' = A Bᴴ gives the same W
-    again = step(W, _tall(kept) if n >= p else _tall(kept).conj().T, rank=k, method="transport", sketch="svd", key=0)
+    again = step(
+        W, _tall(kept) if n >= p else _tall(kept).conj().T, Options(rank=k, method="transport", sketch="svd"), key=0
+    )
     assert np.abs(again.weight - result.weight).max() <= 1e-13

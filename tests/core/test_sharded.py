@@ -15,7 +15,7 @@ import pytest
 from conftest import gaussian, haar
 
 from unitary_lowrank import sharded
-from unitary_lowrank._adapters import initial_basis
+from unitary_lowrank._adapters import Options, initial_basis
 from unitary_lowrank._adapters import step as one_process_step
 
 
@@ -41,18 +41,18 @@ class Threads:
 
 class Member:
     def __init__(self, group: Threads, rank: int) -> None:
-        self.group, self.rank, self.size = group, rank, group.size
+        self.group, self.index, self.size = group, rank, group.size
 
     def all_reduce(self, x, op="sum"):
-        if self.rank == 0:
+        if self.index == 0:
             self.group.log.append(("all_reduce", tuple(x.shape)))
-        values = self.group.exchange(self.rank, np.asarray(x))
+        values = self.group.exchange(self.index, np.asarray(x))
         return np.maximum.reduce(values) if op == "max" else sum(values[1:], values[0].copy())
 
     def all_gather(self, x):
-        if self.rank == 0:
+        if self.index == 0:
             self.group.log.append(("all_gather", tuple(x.shape)))
-        return np.stack(self.group.exchange(self.rank, np.asarray(x)))
+        return np.stack(self.group.exchange(self.index, np.asarray(x)))
 
 
 def run_sharded(size, U, delta, *, layout, basis=None, error=None, **options):
@@ -116,7 +116,7 @@ def test_rows_layout_equals_one_process(n, p, size, sketch, method, dtype, rng):
     delta = gaussian((n, p), dtype, rng, 0.1)
     key = np.array([3, 1, 4])
     basis = initial_basis(U, k, key) if sketch == "subspace" else None
-    expected = one_process_step(U, delta, rank=k, method=method, sketch=sketch, key=key, basis=basis)
+    expected = one_process_step(U, delta, Options(rank=k, method=method, sketch=sketch), key=key, basis=basis)
     weight, next_basis, _, finite, log = run_sharded(
         size, U, delta, layout="rows", rank=k, method=method, sketch=sketch, key=key, basis=basis
     )
@@ -141,7 +141,7 @@ def test_columns_layout_of_a_wide_weight_equals_one_process(n, p, size, sketch, 
     key = np.array([2, 7])
     U, D = W.conj().T.copy(), delta.conj().T.copy()  # the tall view, p×n, columns sharded like W's rows
     basis = initial_basis(W, k, key) if sketch == "subspace" else None
-    expected = one_process_step(W, delta, rank=k, method=method, sketch=sketch, key=key, basis=basis)
+    expected = one_process_step(W, delta, Options(rank=k, method=method, sketch=sketch), key=key, basis=basis)
     weight, next_basis, _, finite, _ = run_sharded(
         size, U, D, layout="columns", rank=k, method=method, sketch=sketch, key=key, basis=basis
     )
@@ -171,7 +171,9 @@ def test_error_feedback_keeps_what_the_step_left_out(rng):
     delta, E = gaussian((n, n), "complex128", rng, 0.1), gaussian((n, n), "complex128", rng, 0.01)
     key = np.array([9])
     basis = initial_basis(U, k, key)
-    expected = one_process_step(U, delta, rank=k, method="transport", sketch="subspace", key=key, basis=basis, error=E)
+    expected = one_process_step(
+        U, delta, Options(rank=k, method="transport", sketch="subspace"), key=key, basis=basis, error=E
+    )
     weight, _, error, _, _ = run_sharded(
         3, U, delta, layout="rows", rank=k, method="transport", sketch="subspace", key=key, basis=basis, error=E
     )

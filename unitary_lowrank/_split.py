@@ -1,0 +1,241 @@
+"""Where a step's operands live: whole on one process, or split over processes by the rows or columns of ``U``.
+
+Every step works on the tall view ``U`` (n×p, n ≥ p) of a weight, and every
+operand of it follows one of ``U``'s two axes with its rows: ``A``, ``U B``,
+the transport's basis ``Q``, a sketch's range ``Y`` follow ``n``; ``B``, the
+test matrix ``Ω``, the subspace basis, ``Uᴴ A`` follow ``p``. When the
+processes that share a weight each hold a block of ``U``'s rows (FSDP2's
+``Shard(0)`` of a square or tall weight) or of its columns (of a wide one:
+its adjoint's rows), every operand that follows the split axis is split the
+same way and every other one is replicated. The step's algebra then needs
+four things from the layout, and only these (:class:`Split`):
+
+- a product that contracts the split axis (``Aᴴ U`` over ``n`` when the rows
+  are split) is a partial sum on each process: :meth:`Split.sum` all-reduces it;
+- a QR of a matrix whose rows are split is a TSQR (:func:`tsqr`);
+- the power-of-two scale of such a matrix, and its largest entry, are maxima
+  over all processes (one scalar all-reduce);
+- a Gaussian draw that follows the split axis is drawn whole and cut, so that
+  every layout draws the same matrix.
+
+On one process (:data:`ONE`) each of these is the plain operation: the step
+is the same code, and its results are bit for bit those of the one-process
+kernels. Communication stays O(N k): no collective carries more than
+max(n, p)·(k + 10) numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from ._arrays import real_dtype, scale_exponent, times_power_of_two
+from ._counter import is_key, key_normal
+from ._linalg import orthonormal_basis, qr, safe_svd
+
+if TYPE_CHECKING:
+    from ._context import Context
+
+#: One of ``U``'s axes (``U`` is n×p, n ≥ p): the one an operand's rows follow, or the one split over processes
+Axis = Literal["n", "p"]
+
+
+class Collectives(Protocol):
+    """How the processes that share a weight reduce and gather (one process group)."""
+
+    index: int  #: this process's position in the group, 0 … size − 1
+    size: int  #: the number of processes
+
+    def all_reduce(self, x: Any, op: str = "sum") -> Any:
+        """``x`` summed (``op="sum"``) or maximized (``"max"``) over the processes; every process gets it."""
+        ...
+
+    def all_gather(self, x: Any) -> Any:
+        """The processes' ``x`` (equal shapes), stacked on a new leading axis in process order."""
+        ...
+
+
+class Local:
+    """The collectives of one process: reductions and gathers that change nothing."""
+
+    index, size = 0, 1
+
+    def all_reduce(self, x: Any, op: str = "sum") -> Any:
+        return x
+
+    def all_gather(self, x: Any) -> Any:
+        return x[None, ...]
+
+
+@dataclass(frozen=True)
+class Split:
+    """How ``U`` (n×p, n ≥ p) is spread over the processes of ``comm``.
+
+    ``axis``: ``"n"`` (each process holds some of ``U``'s rows), ``"p"`` (some
+    of its columns), ``"batch"`` (a batch of matrices split on its first axis:
+    each process steps its own matrices, and the processes agree only on
+    whether an update was finite) or ``None`` (one process). ``sizes``: the
+    split axis's length on every process.
+    """
+
+    comm: Any = field(default_factory=Local)  # a Collectives
+    axis: Axis | Literal["batch"] | None = None
+    sizes: tuple[int, ...] = ()
+
+    def adjoint(self) -> Split:
+        """The split of ``Uᴴ``: its rows are ``U``'s columns."""
+        swapped = {"n": "p", "p": "n"}
+        return Split(self.comm, swapped.get(self.axis, self.axis), self.sizes)  # type: ignore[arg-type]
+
+    def tall(self, n: int, p: int) -> Split:
+        """The split of the tall view of a weight of whole shape (n, p): of ``Wᴴ`` when the weight is wide."""
+        return self.adjoint() if p > n else self
+
+    def whole_batch(self, X: Any) -> tuple[int, ...]:
+        """The batch shape of the whole weight whose block is ``X``."""
+        if self.axis == "batch":
+            return (sum(self.sizes), *X.shape[1:-2])
+        return tuple(X.shape[:-2])
+
+    def cut(self, x: Any, rows: Axis) -> Any:
+        """This process's part of the whole ``x``, whose rows follow ``U``'s axis ``rows``: its rows, or matrices."""
+        start = sum(self.sizes[: self.comm.index])
+        if self.axis == "batch":
+            return x[start : start + self.sizes[self.comm.index], ...]
+        if rows == self.axis:
+            return x[..., start : start + self.sizes[self.comm.index], :]
+        return x
+
+    def shape(self, X: Any) -> tuple[int, int]:
+        """The whole (n, p) of the local block ``X`` of ``U`` (or of an update shaped like it)."""
+        n, p = int(X.shape[-2]), int(X.shape[-1])
+        if self.axis == "n":
+            return sum(self.sizes), p
+        if self.axis == "p":
+            return n, sum(self.sizes)
+        return n, p
+
+    def sum(self, x: Any, over: Axis) -> Any:
+        """The total of ``x``, a product that contracted ``U``'s axis ``over`` on this process's block."""
+        return self.comm.all_reduce(x) if over == self.axis else x
+
+    def finite(self, ctx: Context, A: Any, B: Any) -> Any:
+        """Whether the factors ``A``, ``B`` of an update are finite, as every process sees it (a boolean scalar).
+
+        Split rows (columns): a NaN or Inf anywhere reaches the replicated ``B``
+        (``A``) through the reductions of the sketch, so every process decides
+        alike from it, with no communication. A batch split over processes: one
+        all-reduce of one number.
+        """
+        xp = ctx.xp
+        if self.axis == "n":
+            return xp.all(xp.isfinite(B))
+        if self.axis == "p":
+            return xp.all(xp.isfinite(A))
+        finite = xp.all(xp.isfinite(A)) & xp.all(xp.isfinite(B))
+        if self.axis is None:
+            return finite
+        raised = self.comm.all_reduce(xp.reshape(xp.astype(~finite, xp.int32), (1,)))
+        return xp.reshape(raised, ()) == 0
+
+    def largest(self, ctx: Context, X: Any, rows: Axis) -> Any:
+        """``max |X|`` over the last two axes, shape (..., 1, 1), of ``X`` whose rows follow ``rows``; 0 if empty."""
+        xp = ctx.xp
+        if X.shape[-2] and X.shape[-1]:
+            largest = xp.max(xp.abs(X), axis=(-2, -1), keepdims=True)
+        else:  # an empty block holds no entry
+            largest = xp.zeros((*X.shape[:-2], 1, 1), dtype=real_dtype(xp, X.dtype), device=ctx.device)
+        return self.comm.all_reduce(largest, "max") if rows == self.axis else largest
+
+    def exponent(self, ctx: Context, X: Any, rows: Axis) -> Any:
+        """:func:`~unitary_lowrank._arrays.scale_exponent` of the whole ``X`` (rows following ``rows``)."""
+        if rows != self.axis:
+            return scale_exponent(ctx.xp, X)
+        xp = ctx.xp
+        largest = self.largest(ctx, X, rows)
+        positive = largest > 0
+        return xp.where(positive, xp.floor(xp.log2(xp.where(positive, largest, xp.ones_like(largest)))), 0.0 * largest)
+
+    def qr(self, ctx: Context, X: Any, rows: Axis) -> tuple[Any, Any]:
+        """Reduced QR of the whole ``X``: this process's rows of ``Q``, and ``R`` (replicated)."""
+        return tsqr(ctx, X, self.comm, list(self.sizes)) if rows == self.axis else qr(ctx, X)
+
+    def basis(self, ctx: Context, X: Any, rows: Axis) -> Any:
+        """Orthonormal columns spanning the whole ``X``, scaled by a power of two first (this process's rows)."""
+        if rows != self.axis:
+            return orthonormal_basis(ctx, X)
+        return self.qr(ctx, times_power_of_two(ctx.xp, X, -self.exponent(ctx, X, rows)), rows)[0]
+
+    def normal(self, ctx: Context, key: Any, shape: tuple[int, ...], dtype: Any, rows: Axis) -> Any:
+        """Gaussian draws of the whole ``shape`` from ``key`` (a counter key, or the library's own): this process's rows.
+
+        The same draw on every process and in every layout: a split draw is
+        drawn whole and cut.
+        """
+        if rows != self.axis:
+            return _draws(ctx, key, shape, dtype)
+        return self.cut(_draws(ctx, key, (*shape[:-2], sum(self.sizes), shape[-1]), dtype), rows)
+
+    def leading(self, ctx: Context, Y: Any, rank: int) -> tuple[Any, Any]:
+        """``(W_k Σ_k, V_kᴴ)`` of the thin SVD ``Y = W Σ Vᴴ`` of the whole tall ``Y`` (rows following ``n``).
+
+        Split rows: a TSQR of ``Y`` (scaled by a power of two) and the SVD of
+        its replicated l×l ``R``; otherwise the thin SVD of ``Y`` itself (on a
+        GPU: the QR there and the l×l SVD on the host).
+        """
+        xp = ctx.xp
+        if self.axis == "n":
+            e = self.exponent(ctx, Y, "n")
+            Q, R = self.qr(ctx, times_power_of_two(xp, Y, -e), "n")
+            W, sigma, Vh = safe_svd(ctx, R)
+            sigma = times_power_of_two(xp, sigma[..., :rank], e[..., 0])
+            return xp.matmul(Q, W[..., :rank] * xp.astype(sigma[..., None, :], Y.dtype)), Vh[..., :rank, :]
+        W, sigma, Vh = _tall_svd(ctx, Y)
+        return W[..., :rank] * xp.astype(sigma[..., None, :rank], Y.dtype), Vh[..., :rank, :]
+
+
+#: Whole matrices on one process: every operation of :class:`Split` is the plain one
+ONE = Split()
+
+
+def _draws(ctx: Context, key: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    if is_key(key):
+        return key_normal(ctx.xp, key, shape, dtype)
+    return ctx.backend.normal(ctx.xp, shape, dtype, seed=key, device=ctx.device)
+
+
+def tsqr(ctx: Context, X: Any, comm: Any, sizes: list[int]) -> tuple[Any, Any]:
+    """Orthonormal ``Q_r`` (n_r×m) spanning the row-split tall ``X`` (n×l), and the replicated ``R = Qᴴ X`` (m×l).
+
+    Each process factors its block with the library's QR (its generic shift
+    keeps rank-deficient blocks finite), the processes all-gather their R
+    factors (padded to l×l, so that all have one shape), and every process
+    factors the stack of the real rows; ``Q_r`` is the local Q times its rows
+    of the stack's Q. As stable as Householder QR. ``sizes``: the row counts
+    of all processes (m = min(n, l)). Communication: one all-gather of
+    ``comm.size`` blocks of l×l.
+    """
+    xp = ctx.xp
+    l = X.shape[-1]
+    Q_local, R_local = qr(ctx, X)  # (n_r, m_r), (m_r, l) with m_r = min(n_r, l)
+    m_local = Q_local.shape[-1]
+    padded = xp.concat([R_local, xp.zeros((l - m_local, l), dtype=X.dtype, device=ctx.device)], axis=0)
+    blocks = comm.all_gather(padded)
+    heights = [min(n, l) for n in sizes]
+    stacked = xp.concat([blocks[r, : heights[r], :] for r in range(comm.size) if heights[r]], axis=0)
+    Q_stack, R = qr(ctx, stacked)
+    start = sum(heights[: comm.index])
+    return xp.matmul(Q_local, Q_stack[start : start + m_local, :]), R
+
+
+def _tall_svd(ctx: Context, Y: Any) -> tuple[Any, Any, Any]:
+    """Thin SVD of a tall (..., m, l) ``Y``; on a GPU as ``Y = Q R`` there and the l×l SVD of ``R`` on the host.
+
+    LAPACK's SVD of a tall matrix takes the same QR first; cuSOLVER's waits for
+    the device and runs latency-bound at small l.
+    """
+    if ctx.transfer is None:
+        return safe_svd(ctx, Y)
+    Q, R = qr(ctx, Y)
+    W, sigma, Vh = ctx.small(safe_svd, R)
+    return ctx.xp.matmul(Q, W), sigma, Vh
