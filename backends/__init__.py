@@ -87,14 +87,20 @@ def _import(module_name: str) -> Backend:
     # tracing) but refuses to trace importlib.import_module, so a first call under compile would break.
     # Each imports the backend's own module only: no optimizer, layer or model comes with it.
     if module_name == "torch":
-        from .torch._backend import BACKEND
-    elif module_name == "jax":
-        from .jax._backend import BACKEND
-    elif module_name == "cupy":
-        from .cupy import BACKEND
-    else:
-        from .numpy import BACKEND
-    return BACKEND
+        from .torch._backend import BACKEND as torch_backend
+
+        return torch_backend
+    if module_name == "jax":
+        from .jax._backend import BACKEND as jax_backend
+
+        return jax_backend
+    if module_name == "cupy":
+        from .cupy import BACKEND as cupy_backend
+
+        return cupy_backend
+    from .numpy import BACKEND as numpy_backend
+
+    return numpy_backend
 
 
 def backend_for(x: Any) -> Backend:
@@ -121,7 +127,7 @@ def backend_for(x: Any) -> Backend:
             backend = _load(module_name)
             break
     else:
-        backend = _load("numpy").portable
+        from .numpy import PORTABLE as backend
     _by_type[type(x)] = backend
     return backend
 

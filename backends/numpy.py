@@ -262,4 +262,4 @@ def _add_product_small(out: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndar
 
 BACKEND = NumpyBackend()
 #: The host-drawing backend for namespaces without one of their own.
-BACKEND.portable = Backend()
+PORTABLE = Backend()

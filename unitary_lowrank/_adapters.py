@@ -314,10 +314,10 @@ def newton_schulz_correction(W: Array) -> Array:
     return xp.matmul(W, xp.matmul(view(W), W) - identity) / 2
 
 
-def _adjoint_view(ctx: Context) -> Any:
+def _adjoint_view(ctx: Context) -> Array:
     """``x ↦ xᴴ``: a view of ``x`` where the library has one (torch's ``.mH``), else a new array; ``None`` stays."""
 
-    def view(x: Any) -> Any:
+    def view(x: Array) -> Array:
         if x is None:
             return None
         viewed = ctx.backend.adjoint_view(ctx.xp, x)

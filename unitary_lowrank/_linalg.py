@@ -13,6 +13,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ._arrays import (
+    Array,
     finite_matrices,
     real_dtype,
     scale_exponent,
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 HOST_QR_ELEMENTS = 1 << 22
 
 
-def qr(ctx: Context, X: Any) -> tuple[Any, Any]:
+def qr(ctx: Context, X: Array) -> tuple[Array, Array]:
     """Orthonormal ``Q`` (..., m, l) spanning tall ``X`` (..., m, l), and ``R = Qᴴ X``: ``X = Q R`` to rounding.
 
     ``Q`` is the backend's reduced Householder QR of ``X + Δ``, where ``Δ`` is
@@ -60,7 +61,7 @@ def qr(ctx: Context, X: Any) -> tuple[Any, Any]:
     return Q, xp.matmul(ctx.adjoint(Q), X)
 
 
-def generic_shift(ctx: Context, X: Any) -> Any:
+def generic_shift(ctx: Context, X: Array) -> Any:
     """The top rows of ``Δ``, a tiny fixed perturbation of ``X``: ``Δ_ij = δ_j E_ij`` for ``i < min(m, 2l)``, else 0.
 
     ``δ_j = ε · max(max_i |X_ij|, ε max_ij |X_ij|)``: ε times the column's
@@ -86,7 +87,7 @@ def generic_shift(ctx: Context, X: Any) -> Any:
 _HASH_MATRICES: dict[tuple[Any, ...], Any] = {}
 
 
-def _hash_matrix(ctx: Context, top: int, l: int, like: Any) -> Any:
+def _hash_matrix(ctx: Context, top: int, l: int, like: Array) -> Any:
     """``E`` (top×l) of :func:`generic_shift`, in ``like``'s dtype (complex: a second hash as imaginary part)."""
     xp, device = ctx.xp, ctx.device
     cache = ctx.backend.can_keep(like)
@@ -111,7 +112,7 @@ def _hash_matrix(ctx: Context, top: int, l: int, like: Any) -> Any:
     return E
 
 
-def orthonormal_basis(ctx: Context, X: Any) -> Any:
+def orthonormal_basis(ctx: Context, X: Array) -> Any:
     """Orthonormal columns spanning ``X``: the ``Q`` of the backend's reduced Householder QR.
 
     ``X`` is first scaled by a power of two to entries of order 1: ``Q`` does
@@ -122,7 +123,7 @@ def orthonormal_basis(ctx: Context, X: Any) -> Any:
     return qr(ctx, times_power_of_two(xp, X, -scale_exponent(xp, X)))[0]
 
 
-def safe_svd(ctx: Context, X: Any) -> tuple[Any, Any, Any]:
+def safe_svd(ctx: Context, X: Array) -> tuple[Array, Array, Array]:
     """Thin SVD of ``X + Δ`` (:func:`generic_shift`), with NaN factors for a matrix holding NaN or Inf.
 
     LAPACK's complex SVD can loop forever on an Inf entry, so such a matrix is
@@ -154,7 +155,7 @@ def safe_svd(ctx: Context, X: Any) -> tuple[Any, Any, Any]:
     )
 
 
-def safe_eigh(ctx: Context, H: Any) -> tuple[Any, Any]:
+def safe_eigh(ctx: Context, H: Array) -> tuple[Array, Array]:
     """Hermitian eigendecomposition with the same NaN guard as :func:`safe_svd`."""
     xp = ctx.xp
     finite = _finite_mask(ctx, H)
@@ -172,7 +173,7 @@ def safe_eigh(ctx: Context, H: Any) -> tuple[Any, Any]:
     return xp.where(finite[..., 0], lam, xp.full_like(lam, nan)), xp.where(finite, V, xp.full_like(V, nan))
 
 
-def _finite_mask(ctx: Context, X: Any) -> Any:
+def _finite_mask(ctx: Context, X: Array) -> Any:
     """Per matrix, whether ``X`` is finite (shape (..., 1, 1)); ``None`` when all of it is, known for free.
 
     Where values can be read without a device sync (NumPy, a CPU tensor
@@ -185,7 +186,7 @@ def _finite_mask(ctx: Context, X: Any) -> Any:
     return finite_matrices(xp, X)
 
 
-def _resident_svd(ctx: Context, X: Any) -> tuple[Any, Any, Any]:
+def _resident_svd(ctx: Context, X: Array) -> tuple[Array, Array, Array]:
     """Thin SVD by Jacobi sweeps on the device (:mod:`~unitary_lowrank._jacobi`), for any (..., m, n).
 
     Scaled to entries of order one by a power of two; a tall matrix is first

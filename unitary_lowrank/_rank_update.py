@@ -27,14 +27,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._arrays import eps, times_power_of_two
+from ._arrays import Array, eps, times_power_of_two
 from ._context import Context, context
 from ._split import Axis
 from ._validate import check_factors, check_finite, namespace
 from .unitarity import probe_unitarity
 
 
-def prepare(func: str, U: Any, A: Any, B: Any, *, check: bool, check_finite_: bool, out: Any) -> Context:
+def prepare(func: str, U: Array, A: Array, B: Array, *, check: bool, check_finite_: bool, out: Array) -> Context:
     """Validate the operands of a step (once, at the public boundary); returns the call's context."""
     xp = namespace(func, U=U, A=A, B=B)
     batch = check_factors(xp, func, U, A, B)
@@ -48,7 +48,7 @@ def prepare(func: str, U: Any, A: Any, B: Any, *, check: bool, check_finite_: bo
     return ctx
 
 
-def _check_out(ctx: Context, func: str, U: Any, out: Any) -> None:
+def _check_out(ctx: Context, func: str, U: Array, out: Array) -> None:
     expected = ctx.batch + tuple(U.shape[-2:])
     if namespace(func, out=out, U=U) is not ctx.xp or tuple(out.shape) != expected or out.dtype != U.dtype:
         raise ValueError(
@@ -67,7 +67,7 @@ def _check_out(ctx: Context, func: str, U: Any, out: Any) -> None:
         raise ValueError(f"{func}: out {problem}")
 
 
-def is_trivial(ctx: Context, U: Any, A: Any) -> bool:
+def is_trivial(ctx: Context, U: Array, A: Array) -> bool:
     """An empty batch, an empty (whole) matrix or k = 0: the result is ``U`` itself.
 
     Decided on whole shapes, so that the processes sharing a split ``U`` decide alike (an empty block is no
@@ -76,7 +76,7 @@ def is_trivial(ctx: Context, U: Any, A: Any) -> bool:
     return 0 in ctx.batch or 0 in ctx.split.shape(U) or A.shape[-1] == 0
 
 
-def copy_of_U(ctx: Context, U: Any, out: Any) -> Any:
+def copy_of_U(ctx: Context, U: Array, out: Array) -> Array:
     """``U`` (broadcast to the batch shape of the step) as a new array, or written into ``out``."""
     xp = ctx.xp
     shape = ctx.batch + tuple(U.shape[-2:])
@@ -85,7 +85,7 @@ def copy_of_U(ctx: Context, U: Any, out: Any) -> Any:
     return U + xp.zeros(shape, dtype=U.dtype, device=ctx.device)
 
 
-def span(ctx: Context, left: Any, right: Any, rows: Axis) -> tuple[Any, Any, Any, Any, Any]:
+def span(ctx: Context, left: Array, right: Array, rows: Axis) -> tuple[Array, Array, Array, Array, Array]:
     """Orthonormal basis of ``[left, right]`` (..., m, k each; rows following ``U``'s axis ``rows``) and coordinates.
 
     Returns ``Q`` (..., m, r), ``R_left`` and ``R_right`` (..., r, k) and the
@@ -106,7 +106,7 @@ def span(ctx: Context, left: Any, right: Any, rows: Axis) -> tuple[Any, Any, Any
     return Q, R[..., :, :k], R[..., :, k:], e_left, e_right
 
 
-def update_exponent(xp: Any, e: Any, dtype: Any) -> Any:
+def update_exponent(xp: Any, e: Array, dtype: Any) -> Array:
     """The exponent of the update's scale ``t = 2^e``, capped at ``⌈log2(1000/ε)⌉``.
 
     Beyond the cap the r×r problem is already decided to rounding: the
@@ -118,7 +118,7 @@ def update_exponent(xp: Any, e: Any, dtype: Any) -> Any:
     return xp.minimum(e, xp.full_like(e, float(cap)))
 
 
-def scaled_identity_plus(ctx: Context, C: Any, t: Any) -> Any:
+def scaled_identity_plus(ctx: Context, C: Array, t: Array) -> Array:
     """``(I + t C) / max(t, 1)``: a positive multiple of ``I + t C`` that cannot overflow.
 
     Polar factors are unchanged by a positive scale; ``t`` may be 0 (a vanishing
@@ -130,7 +130,7 @@ def scaled_identity_plus(ctx: Context, C: Any, t: Any) -> Any:
     return identity * xp.astype(one / xp.maximum(t, one), C.dtype) + C * xp.astype(xp.minimum(t, one), C.dtype)
 
 
-def add_update(ctx: Context, U: Any, X: Any, Y: Any, out: Any) -> Any:
+def add_update(ctx: Context, U: Array, X: Array, Y: Array, out: Array) -> Array:
     """``U + X Y`` (X: (..., n, r), Y: (..., r, p)); into ``out`` when given.
 
     On libraries with mutable arrays the product is accumulated into a fresh

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from ._arrays import real_dtype, scale_exponent, times_power_of_two
+from ._arrays import Array, real_dtype, scale_exponent, times_power_of_two
 from ._counter import is_key, key_normal
 from ._linalg import orthonormal_basis, qr, safe_svd
 
@@ -46,11 +46,11 @@ class Collectives(Protocol):
     index: int  #: this process's position in the group, 0 … size − 1
     size: int  #: the number of processes
 
-    def all_reduce(self, x: Any, op: str = "sum") -> Any:
+    def all_reduce(self, x: Array, op: str = "sum") -> Array:
         """``x`` summed (``op="sum"``) or maximized (``"max"``) over the processes; every process gets it."""
         ...
 
-    def all_gather(self, x: Any) -> Any:
+    def all_gather(self, x: Array) -> Array:
         """The processes' ``x`` (equal shapes), stacked on a new leading axis in process order."""
         ...
 
@@ -60,10 +60,10 @@ class Local:
 
     index, size = 0, 1
 
-    def all_reduce(self, x: Any, op: str = "sum") -> Any:
+    def all_reduce(self, x: Array, op: str = "sum") -> Array:
         return x
 
-    def all_gather(self, x: Any) -> Any:
+    def all_gather(self, x: Array) -> Array:
         return x[None, ...]
 
 
@@ -91,13 +91,13 @@ class Split:
         """The split of the tall view of a weight of whole shape (n, p): of ``Wᴴ`` when the weight is wide."""
         return self.adjoint() if p > n else self
 
-    def whole_batch(self, X: Any) -> tuple[int, ...]:
+    def whole_batch(self, X: Array) -> tuple[int, ...]:
         """The batch shape of the whole weight whose block is ``X``."""
         if self.axis == "batch":
             return (sum(self.sizes), *X.shape[1:-2])
         return tuple(X.shape[:-2])
 
-    def cut(self, x: Any, rows: Axis) -> Any:
+    def cut(self, x: Array, rows: Axis) -> Array:
         """This process's part of the whole ``x``, whose rows follow ``U``'s axis ``rows``: its rows, or matrices."""
         start = sum(self.sizes[: self.comm.index])
         if self.axis == "batch":
@@ -106,7 +106,7 @@ class Split:
             return x[..., start : start + self.sizes[self.comm.index], :]
         return x
 
-    def shape(self, X: Any) -> tuple[int, int]:
+    def shape(self, X: Array) -> tuple[int, int]:
         """The whole (n, p) of the local block ``X`` of ``U`` (or of an update shaped like it)."""
         n, p = int(X.shape[-2]), int(X.shape[-1])
         if self.axis == "n":
@@ -115,11 +115,11 @@ class Split:
             return n, sum(self.sizes)
         return n, p
 
-    def sum(self, x: Any, over: Axis) -> Any:
+    def sum(self, x: Array, over: Axis) -> Array:
         """The total of ``x``, a product that contracted ``U``'s axis ``over`` on this process's block."""
         return self.comm.all_reduce(x) if over == self.axis else x
 
-    def finite(self, ctx: Context, A: Any, B: Any) -> Any:
+    def finite(self, ctx: Context, A: Array, B: Array) -> Array:
         """Whether the factors ``A``, ``B`` of an update are finite, as every process sees it (a boolean scalar).
 
         Split rows (columns): a NaN or Inf anywhere reaches the replicated ``B``
@@ -138,7 +138,7 @@ class Split:
         raised = self.comm.all_reduce(xp.reshape(xp.astype(~finite, xp.int32), (1,)))
         return xp.reshape(raised, ()) == 0
 
-    def largest(self, ctx: Context, X: Any, rows: Axis) -> Any:
+    def largest(self, ctx: Context, X: Array, rows: Axis) -> Array:
         """``max |X|`` over the last two axes, shape (..., 1, 1), of ``X`` whose rows follow ``rows``; 0 if empty."""
         xp = ctx.xp
         if X.shape[-2] and X.shape[-1]:
@@ -147,7 +147,7 @@ class Split:
             largest = xp.zeros((*X.shape[:-2], 1, 1), dtype=real_dtype(xp, X.dtype), device=ctx.device)
         return self.comm.all_reduce(largest, "max") if rows == self.axis else largest
 
-    def exponent(self, ctx: Context, X: Any, rows: Axis) -> Any:
+    def exponent(self, ctx: Context, X: Array, rows: Axis) -> Array:
         """:func:`~unitary_lowrank._arrays.scale_exponent` of the whole ``X`` (rows following ``rows``)."""
         if rows != self.axis:
             return scale_exponent(ctx.xp, X)
@@ -156,18 +156,18 @@ class Split:
         positive = largest > 0
         return xp.where(positive, xp.floor(xp.log2(xp.where(positive, largest, xp.ones_like(largest)))), 0.0 * largest)
 
-    def qr(self, ctx: Context, X: Any, rows: Axis) -> tuple[Any, Any]:
+    def qr(self, ctx: Context, X: Array, rows: Axis) -> tuple[Array, Array]:
         """Reduced QR of the whole ``X``: this process's rows of ``Q``, and ``R`` (replicated)."""
         return tsqr(ctx, X, self.comm, list(self.sizes)) if rows == self.axis else qr(ctx, X)
 
-    def basis(self, ctx: Context, X: Any, rows: Axis) -> Any:
+    def basis(self, ctx: Context, X: Array, rows: Axis) -> Array:
         """Orthonormal columns spanning the whole ``X``, scaled by a power of two first (this process's rows)."""
         if rows != self.axis:
             return orthonormal_basis(ctx, X)
         return self.qr(ctx, times_power_of_two(ctx.xp, X, -self.exponent(ctx, X, rows)), rows)[0]
 
-    def normal(self, ctx: Context, key: Any, shape: tuple[int, ...], dtype: Any, rows: Axis) -> Any:
-        """Gaussian draws of the whole ``shape`` from ``key`` (a counter key, or the library's own): this process's rows.
+    def normal(self, ctx: Context, key: Any, shape: tuple[int, ...], dtype: Any, rows: Axis) -> Array:
+        """Gaussian draws of the whole ``shape`` keyed by ``key``: this process's rows of them.
 
         The same draw on every process and in every layout: a split draw is
         drawn whole and cut.
@@ -176,7 +176,7 @@ class Split:
             return _draws(ctx, key, shape, dtype)
         return self.cut(_draws(ctx, key, (*shape[:-2], sum(self.sizes), shape[-1]), dtype), rows)
 
-    def leading(self, ctx: Context, Y: Any, rank: int) -> tuple[Any, Any]:
+    def leading(self, ctx: Context, Y: Array, rank: int) -> tuple[Array, Array]:
         """``(W_k Σ_k, V_kᴴ)`` of the thin SVD ``Y = W Σ Vᴴ`` of the whole tall ``Y`` (rows following ``n``).
 
         Split rows: a TSQR of ``Y`` (scaled by a power of two) and the SVD of
@@ -198,13 +198,13 @@ class Split:
 ONE = Split()
 
 
-def _draws(ctx: Context, key: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+def _draws(ctx: Context, key: Any, shape: tuple[int, ...], dtype: Any) -> Array:
     if is_key(key):
         return key_normal(ctx.xp, key, shape, dtype)
     return ctx.backend.normal(ctx.xp, shape, dtype, seed=key, device=ctx.device)
 
 
-def tsqr(ctx: Context, X: Any, comm: Any, sizes: list[int]) -> tuple[Any, Any]:
+def tsqr(ctx: Context, X: Array, comm: Any, sizes: list[int]) -> tuple[Array, Array]:
     """Orthonormal ``Q_r`` (n_r×m) spanning the row-split tall ``X`` (n×l), and the replicated ``R = Qᴴ X`` (m×l).
 
     Each process factors its block with the library's QR (its generic shift
@@ -228,7 +228,7 @@ def tsqr(ctx: Context, X: Any, comm: Any, sizes: list[int]) -> tuple[Any, Any]:
     return xp.matmul(Q_local, Q_stack[start : start + m_local, :]), R
 
 
-def _tall_svd(ctx: Context, Y: Any) -> tuple[Any, Any, Any]:
+def _tall_svd(ctx: Context, Y: Array) -> tuple[Array, Array, Array]:
     """Thin SVD of a tall (..., m, l) ``Y``; on a GPU as ``Y = Q R`` there and the l×l SVD of ``R`` on the host.
 
     LAPACK's SVD of a tall matrix takes the same QR first; cuSOLVER's waits for

@@ -45,14 +45,14 @@ def namespace(func: str, **arrays: Any) -> Any:
     try:
         xp = array_api_compat.array_namespace(*arrays.values())
     except TypeError as err:
-        kinds = ", ".join(f"{n}: {type(x).__module__}.{type(x).__name__}" for n, x in arrays.items())
-        raise TypeError(f"{func}: arrays come from different libraries ({kinds})") from err
+        listed = ", ".join(f"{n}: {type(x).__module__}.{type(x).__name__}" for n, x in arrays.items())
+        raise TypeError(f"{func}: arrays come from different libraries ({listed})") from err
     if len(kinds) == 1:
         kind = next(iter(kinds))
         _NAMESPACES[kind] = xp
-        base = backend_for(next(iter(arrays.values()))).array_type
-        if base is not None and base in kind.__mro__:
-            _NAMESPACES.setdefault(base, xp)  # its subclasses and itself, found without a type test from now on
+        array_type = backend_for(next(iter(arrays.values()))).array_type
+        if array_type is not None and array_type in kind.__mro__:
+            _NAMESPACES.setdefault(array_type, xp)  # its subclasses and itself, found without a type test from now on
     return xp
 
 

@@ -129,10 +129,8 @@ def _resolve_dtype(xp: Any, dtype: Any) -> Any:
     for name in SUPPORTED_DTYPES:
         if dtype == getattr(xp, name):
             return getattr(xp, name)
-    name = dtype if isinstance(dtype, str) else getattr(dtype, "name", None) or getattr(dtype, "__name__", None)
-    if name is None:
-        name = str(dtype)
-    name = str(name).removeprefix("torch.")
+    found = dtype if isinstance(dtype, str) else getattr(dtype, "name", None) or getattr(dtype, "__name__", None)
+    name = str(dtype if found is None else found).removeprefix("torch.")
     if name not in SUPPORTED_DTYPES:
         raise TypeError(f"random_unitary: dtype must be float32, float64, complex64 or complex128; got {dtype!r}")
     return getattr(xp, name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from ._arrays import power_of_two, times_power_of_two
+from ._arrays import Array, power_of_two, times_power_of_two
 from ._context import Context
 from ._linalg import safe_svd
 from ._rank_update import add_update, copy_of_U, is_trivial, prepare, scaled_identity_plus, span, update_exponent
@@ -14,7 +14,9 @@ from .errors import SingularUpdateWarning
 __all__ = ["project"]
 
 
-def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool = True, out: Any = None) -> Any:
+def project(
+    U: Array, A: Array, B: Array, *, check: bool = False, check_finite: bool = True, out: Array = None
+) -> Array:
     """Closest unitary (orthogonal) matrix to ``U + A Bᴴ`` — the projUNN-D step.
 
     Parameters
@@ -110,7 +112,7 @@ def project(U: Any, A: Any, B: Any, *, check: bool = False, check_finite: bool =
     return project_step(ctx, U, A, B, out, warn=check_finite)
 
 
-def project_step(ctx: Context, U: Any, A: Any, B: Any, out: Any, *, warn: bool = False) -> Any:
+def project_step(ctx: Context, U: Array, A: Array, B: Array, out: Array, *, warn: bool = False) -> Array:
     """:func:`project` on validated operands, from their call's context; ``warn``: the singular warning."""
     if is_trivial(ctx, U, A):
         return copy_of_U(ctx, U, out)
@@ -150,16 +152,16 @@ def project_step(ctx: Context, U: Any, A: Any, B: Any, out: Any, *, warn: bool =
 
 def _core(
     ctx: Context,
-    R_A: Any,
-    R_B: Any,
-    e_A: Any,
-    e_B: Any,
-    R_P: Any = None,
-    e_P: Any = None,
+    R_A: Array,
+    R_B: Array,
+    e_A: Array,
+    e_B: Array,
+    R_P: Array = None,
+    e_P: Array = None,
     *,
     warn: bool,
     closed_form: bool = False,
-) -> tuple[Any, Any]:
+) -> tuple[Array, Array]:
     """``F − I`` and ``F₂``, the blocks of the r×r (p < n: (r+k)×r) polar factor ``polar(K)`` (see :func:`project`).
 
     ``R_A``, ``R_B``: coordinates of ``Â = 2^e_A Q R_A`` and ``B = 2^e_B Q R_B``;
@@ -187,16 +189,16 @@ def _core(
 
 def _polar_blocks(
     ctx: Context,
-    R_A: Any,
-    R_B: Any,
-    e_A: Any,
-    e_B: Any,
-    R_P: Any,
-    e_P: Any,
+    R_A: Array,
+    R_B: Array,
+    e_A: Array,
+    e_B: Array,
+    R_P: Array,
+    e_P: Array,
     *,
     warn: bool,
     closed_form: bool,
-) -> tuple[Any, Any]:
+) -> tuple[Array, Array]:
     """:func:`_core` in the precision of ``R_A`` (``ctx.eps`` stays the working precision's: shifts, warnings)."""
     xp = ctx.xp
     e_t = update_exponent(xp, e_A + e_B, R_A.dtype)
@@ -225,7 +227,7 @@ def _polar_blocks(
     return xp.where(keep, F_minus_I, xp.zeros_like(F_minus_I)), xp.where(keep, F_2, xp.zeros_like(F_2))
 
 
-def _polar_2x2(xp: Any, K: Any) -> tuple[Any, Any]:
+def _polar_2x2(xp: Any, K: Array) -> tuple[Array, Array]:
     """Polar factor and singular values (descending, shape (..., 2)) of real 2×2 matrices, in closed form.
 
     For ``K = [[a, b], [c, d]]`` let ``p = |(a + d, c − b)|`` and
@@ -253,7 +255,7 @@ def _polar_2x2(xp: Any, K: Any) -> tuple[Any, Any]:
     return xp.concat([top, bottom], axis=-2), sigma
 
 
-def _warn_if_singular(ctx: Context, sigma: Any) -> None:
+def _warn_if_singular(ctx: Context, sigma: Array) -> None:
     """Warn if the smallest singular value is rounding noise against the scale of the problem.
 
     ``K`` is ``I + C`` up to a positive factor ``1/max(t, 1)``: its scale is
@@ -275,6 +277,6 @@ def _warn_if_singular(ctx: Context, sigma: Any) -> None:
         )
 
 
-def is_zero(xp: Any, C: Any) -> Any:
+def is_zero(xp: Any, C: Array) -> Array:
     """Boolean mask over the batch: ``C`` is exactly zero (``A = 0`` or ``B = 0``)."""
     return xp.all(C == 0, axis=(-2, -1))

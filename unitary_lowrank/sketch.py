@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._arrays import real_dtype, scale_exponent, times_power_of_two
+from ._arrays import Array, real_dtype, scale_exponent, times_power_of_two
 from ._context import Context, context
 from ._counter import is_key, key_uniform
 from ._linalg import orthonormal_basis, safe_svd
@@ -17,16 +17,16 @@ _METHODS = ("randomized", "column", "svd")
 
 
 def sketch(
-    G: Any,
+    G: Array,
     rank: int,
     *,
     method: str = "randomized",
     oversample: int = 10,
     power_iters: int = 1,
     seed: Any = None,
-    init: Any = None,
+    init: Array = None,
     check_finite: bool = True,
-) -> tuple[Any, Any]:
+) -> tuple[Array, Array]:
     """Rank-``rank`` factors ``(A, B)`` with ``G ≈ A Bᴴ``.
 
     Parameters
@@ -139,15 +139,15 @@ def sketch(
 
 def sketch_step(
     ctx: Context,
-    G: Any,
+    G: Array,
     rank: int,
     method: str,
     oversample: int,
     power_iters: int,
     seed: Any,
     keyed: bool,
-    init: Any = None,
-) -> tuple[Any, Any]:
+    init: Array = None,
+) -> tuple[Array, Array]:
     """:func:`sketch` on validated arguments, from the call's context.
 
     ``keyed``: ``seed`` is a counter key (an integer array of ``G``'s library,
@@ -161,7 +161,7 @@ def sketch_step(
     return _range_finder(ctx, G, rank, oversample, power_iters, seed, keyed, init)
 
 
-def _truncated_svd(ctx: Context, G: Any, rank: int) -> tuple[Any, Any]:
+def _truncated_svd(ctx: Context, G: Array, rank: int) -> tuple[Array, Array]:
     xp = ctx.xp
     W, sigma, Vh = safe_svd(ctx, G)
     A = W[..., :rank] * xp.astype(sigma[..., None, :rank], G.dtype)
@@ -169,8 +169,8 @@ def _truncated_svd(ctx: Context, G: Any, rank: int) -> tuple[Any, Any]:
 
 
 def _range_finder(
-    ctx: Context, G: Any, rank: int, oversample: int, power_iters: int, seed: Any, keyed: bool, init: Any
-) -> tuple[Any, Any]:
+    ctx: Context, G: Array, rank: int, oversample: int, power_iters: int, seed: Any, keyed: bool, init: Array
+) -> tuple[Array, Array]:
     # G is n×p in the orientation of the step's U (rows following "n"), split over processes as U is
     split = ctx.split
     m, n = split.shape(G)
@@ -190,7 +190,7 @@ def _range_finder(
     return A, ctx.xp.matmul(Z, ctx.adjoint(Vh))
 
 
-def _lift(ctx: Context, P: Any, G: Any, rank: int) -> tuple[Any, Any]:
+def _lift(ctx: Context, P: Array, G: Array, rank: int) -> tuple[Array, Array]:
     """Best rank-k factors of ``P Pᴴ G`` for orthonormal ``P``: one more pass over ``G``."""
     xp = ctx.xp
     W, sigma, Vh = safe_svd(ctx, ctx.stream(ctx.adjoint(P), G))
@@ -198,7 +198,7 @@ def _lift(ctx: Context, P: Any, G: Any, rank: int) -> tuple[Any, Any]:
     return A, ctx.adjoint(Vh[..., :rank, :])
 
 
-def _column_sample(ctx: Context, G: Any, rank: int, oversample: int, seed: Any, keyed: bool) -> tuple[Any, Any]:
+def _column_sample(ctx: Context, G: Array, rank: int, oversample: int, seed: Any, keyed: bool) -> tuple[Array, Array]:
     xp = ctx.xp
     m, n = G.shape[-2], G.shape[-1]
     batch = tuple(G.shape[:-2])

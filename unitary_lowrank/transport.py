@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._arrays import complex_dtype, power_of_two
+from ._arrays import Array, complex_dtype, power_of_two
 from ._context import Context
 from ._linalg import safe_eigh, safe_svd
 from ._rank_update import add_update, copy_of_U, is_trivial, prepare, span, update_exponent
@@ -15,15 +15,15 @@ _RETRACTIONS = ("exp", "cayley")
 
 
 def transport(
-    U: Any,
-    A: Any,
-    B: Any,
+    U: Array,
+    A: Array,
+    B: Array,
     *,
     retraction: str = "exp",
     check: bool = False,
     check_finite: bool = True,
-    out: Any = None,
-) -> Any:
+    out: Array = None,
+) -> Array:
     """``exp(S) U`` with ``S = skew(A (U B)ᴴ)`` — the projUNN-T step.
 
     For square ``U`` this is ``U · exp(skew(Uᴴ A Bᴴ))``: the update ``A Bᴴ`` is
@@ -109,7 +109,7 @@ def transport(
     return transport_step(ctx, U, A, B, retraction, out)
 
 
-def transport_step(ctx: Context, U: Any, A: Any, B: Any, retraction: str, out: Any) -> Any:
+def transport_step(ctx: Context, U: Array, A: Array, B: Array, retraction: str, out: Array) -> Array:
     """:func:`transport` on validated operands, from their call's context."""
     if is_trivial(ctx, U, A):
         return copy_of_U(ctx, U, out)
@@ -124,7 +124,7 @@ def transport_step(ctx: Context, U: Any, A: Any, B: Any, retraction: str, out: A
     return add_update(ctx, U, Q, Y, out)
 
 
-def _core(ctx: Context, R_A: Any, R_UB: Any, e_A: Any, e_UB: Any, *, retraction: str) -> tuple[Any]:
+def _core(ctx: Context, R_A: Array, R_UB: Array, e_A: Array, e_UB: Array, *, retraction: str) -> tuple[Any]:
     """``F − I`` (r×r) from the coordinates ``R_A``, ``R_UB`` and their exponents (see :func:`transport`)."""
     xp = ctx.xp
     C = xp.matmul(R_A, ctx.adjoint(R_UB))
@@ -132,7 +132,7 @@ def _core(ctx: Context, R_A: Any, R_UB: Any, e_A: Any, e_UB: Any, *, retraction:
     return (skew_function_minus_identity(ctx, (C - ctx.adjoint(C)) / 2, t, retraction),)
 
 
-def skew_function_minus_identity(ctx: Context, S: Any, t: Any, retraction: str = "exp") -> Any:
+def skew_function_minus_identity(ctx: Context, S: Array, t: Array, retraction: str = "exp") -> Array:
     """``f(t S) − I`` for skew-Hermitian (real: skew-symmetric) ``S`` (..., r, r), ``t`` ≥ 0 (..., 1, 1).
 
     ``f`` is ``exp`` or the Cayley transform ``(I − X/2)⁻¹ (I + X/2)``. Through
@@ -168,7 +168,7 @@ def skew_function_minus_identity(ctx: Context, S: Any, t: Any, retraction: str =
     return xp.where(large, xp.matmul(W, Vh) - identity, E)
 
 
-def _rotation_minus_identity(xp: Any, S: Any, t: Any, retraction: str) -> Any:
+def _rotation_minus_identity(xp: Any, S: Array, t: Array, retraction: str) -> Array:
     """``f(t S) − I`` for a real 2×2 skew ``S = [[0, −a], [a, 0]]``: a rotation by θ, in closed form.
 
     ``exp``: θ = t a; Cayley: tan(θ/2) = t a / 2. ``cos θ − 1`` is computed as
@@ -189,7 +189,7 @@ def _rotation_minus_identity(xp: Any, S: Any, t: Any, retraction: str) -> Any:
     return xp.concat([top, bottom], axis=-2)
 
 
-def _cayley_phase_minus_one(xp: Any, w: Any) -> tuple[Any, Any]:
+def _cayley_phase_minus_one(xp: Any, w: Array) -> tuple[Array, Array]:
     """Real and imaginary parts of ``(1 − i w)/(1 + i w) − 1 = −2 w² / (1 + w²) − 2 i w / (1 + w²)``.
 
     Written in ``1/w`` for ``|w| > 1`` so that ``w²`` never overflows.

@@ -35,7 +35,7 @@ def as_key(seed: Seed) -> jax.Array:
         for part in seed[1:]:
             key = jax.random.fold_in(key, part)
         return key
-    return jax.random.key(seed)
+    return jax.random.key(seed)  # type: ignore[arg-type]  # an int here, or a traced one
 
 
 class JaxBackend(Backend):

@@ -36,7 +36,7 @@ class ProjUNNState(NamedTuple):
     """
 
     key: jax.Array
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name for a step count, though it shadows tuple.count
     basis: tuple[jax.Array, ...] | None = None
     error: tuple[jax.Array, ...] | None = None
 
@@ -157,7 +157,8 @@ def projunn(
         if params is None:
             raise ValueError("projunn: update needs params; call tx.update(updates, state, params)")
         count = state.count + 1
-        leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+        leaves, structure = jax.tree_util.tree_flatten_with_path(params)
+        treedef: Any = structure  # a PyTreeDef, which JAX's annotations leave unresolved
         deltas = treedef.flatten_up_to(updates)
         n = len(leaves)
         bases, errors = state.basis or (None,) * n, state.error or (None,) * n

@@ -21,6 +21,7 @@ from here too.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from .. import require_extra
@@ -62,24 +63,9 @@ def __getattr__(name: str) -> Any:
     where = _LAZY.get(name)
     if where is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    if where == "optim":
-        from . import optim as module
-    elif where == "init":
-        from . import init as module
-    elif where == "layers":
-        from . import layers as module
-    elif where == "conv":
-        from . import conv as module
-    elif where == "lipschitz":
-        from . import lipschitz as module
-    elif where == "models.baselines":
-        from ...tasks.models import baselines as module
-    elif where == "models.lstm":
-        from ...tasks.models import lstm as module
-    elif where == "models.lipconvnet":
-        from ...tasks.models import lipconvnet as module
-    else:
-        from ...tasks.models import resnet9 as module
+    # the layers and optimizer here, the models in unitary_lowrank.tasks.models
+    package = __name__ if not where.startswith("models.") else __name__.rsplit(".", 2)[0] + ".tasks"
+    module = importlib.import_module(f"{package}.{where}")
     value = getattr(module, name)
     globals()[name] = value  # found once: later lookups are plain attribute reads
     return value

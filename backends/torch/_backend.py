@@ -14,8 +14,8 @@ def seed_to_int(seed: Seed) -> int:
     import numpy as np
 
     entropy = seed_entropy(seed)
-    entropy = list(entropy) if isinstance(entropy, tuple) else [entropy]
-    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+    words: list[int] | int | None = list(entropy) if isinstance(entropy, tuple) else entropy
+    return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0])
 
 
 def generator(seed: Seed, device: Any) -> torch.Generator | None:

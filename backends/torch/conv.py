@@ -103,6 +103,8 @@ class UnitaryConv2d(nn.Module):
         super().__init__()
         if size is None:  # the c → c form: UnitaryConv2d(channels, size)
             out_channels, size = in_channels, out_channels
+        if not isinstance(out_channels, int):
+            raise ValueError(f"UnitaryConv2d: out_channels must be a positive int; got {out_channels!r}")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"UnitaryConv2d: {name} must be a positive int; got {value!r}")
@@ -165,7 +167,8 @@ class UnitaryConv2d(nn.Module):
             if self.paired is not None:
                 M[rows, w] = self.paired[j]
                 M[H - rows, w] = self.paired[j].conj()
-            M[layout["selfconj"], w] = self.real[j].to(M.dtype)
+            if self.real is not None:  # a boundary column always has its self-conjugate rows
+                M[layout["selfconj"], w] = self.real[j].to(M.dtype)
         return M
 
     def _device(self) -> torch.device:

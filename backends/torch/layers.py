@@ -84,11 +84,11 @@ class _RealRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, drive, weight, bias, kind: str, last: bool):  # type: ignore[override]
+    def forward(ctx, drive, weight, bias, kind: str, last: bool):
         T, batch, n = drive.shape
         H = torch.empty_like(drive, memory_format=torch.contiguous_format)
         W_t = weight.T
-        sign = torch.empty((batch, n), dtype=drive.dtype, device=drive.device) if kind == "modrelu" else None
+        sign = torch.empty((batch, n), dtype=drive.dtype, device=drive.device)  # modReLU's signs (unused otherwise)
         for t in range(T):
             z = drive[0].clone() if t == 0 else torch.addmm(drive[t], H[t - 1], W_t)
             if kind == "relu":
@@ -104,7 +104,7 @@ class _RealRecurrence(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         H, weight = ctx.saved_tensors
         T, _, n = H.shape
         if ctx.kind == "relu":

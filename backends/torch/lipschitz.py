@@ -145,8 +145,9 @@ def layer_lipschitz(module: nn.Module, input_shape: Sequence[int]) -> float:
     """
     if isinstance(module, _NORM_ONE):
         return 1.0
-    if callable(getattr(module, "lipschitz", None)):
-        return float(module.lipschitz())
+    bound = getattr(module, "lipschitz", None)
+    if callable(bound):
+        return float(bound())
     if isinstance(module, nn.Linear):
         return float(torch.linalg.matrix_norm(module.weight.detach().to(torch.float64), ord=2))
     if isinstance(module, nn.Conv2d):
@@ -159,11 +160,14 @@ def layer_lipschitz(module: nn.Module, input_shape: Sequence[int]) -> float:
                 f"layer_lipschitz: {module} — only stride-1, undilated, ungrouped convolutions with an odd kernel "
                 "and circular 'same' padding have an exact norm here"
             )
-        return _circular_conv_norm(module.weight, tuple(input_shape[-2:]))
+        height, width = input_shape[-2:]
+        return _circular_conv_norm(module.weight, (height, width))
     if isinstance(module, nn.BatchNorm2d):
         if module.training:
             raise TypeError("layer_lipschitz: BatchNorm2d in training mode depends on the batch; call model.eval()")
-        scale = torch.rsqrt(module.running_var.detach().to(torch.float64) + module.eps)
+        variance = module.running_var
+        assert variance is not None  # an eval-mode BatchNorm2d tracks its running statistics
+        scale = torch.rsqrt(variance.detach().to(torch.float64) + module.eps)
         if module.affine:
             scale = scale * module.weight.detach().to(torch.float64)
         return float(scale.abs().max())

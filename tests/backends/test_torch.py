@@ -19,10 +19,10 @@ from conftest import (
 
 torch = pytest.importorskip("torch")
 
-from unitary_lowrank._adapters import Options  # noqa: E402
 from unitary_lowrank.backends.torch import ProjUNN, cayley_, haar_, henaff_  # noqa: E402
 
 import unitary_lowrank as ul  # noqa: E402
+from unitary_lowrank._adapters import Options  # noqa: E402
 
 TORCH_DTYPES = {
     "float32": torch.float32,

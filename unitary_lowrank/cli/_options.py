@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, fields
 from fractions import Fraction
 from pathlib import Path
@@ -145,7 +145,7 @@ def show_defaults(
     config_class: Any,
     *,
     presets: dict[str, dict[str, Any]] | None = None,
-    shown: dict[str, str] | None = None,
+    shown: Mapping[str, str | None] | None = None,
 ) -> None:
     """Append each option's default (from ``config_class``) to its help, unless the help states one already.
 

@@ -204,6 +204,7 @@ def training_step(op: str, U: Any, k: int) -> Callable[[], None]:
         layer.weight.copy_(U)
     if op == "train-orthogonal":
         torch.nn.utils.parametrizations.orthogonal(layer)
+    optimizer: torch.optim.Optimizer
     if op == "train-projunn":
         optimizer = ProjUNN(torch.optim.Adam([{"params": [layer.weight], "unitary": True}], lr=1e-3), rank=k)
     else:
@@ -412,8 +413,8 @@ def plot(results: list[Result], path: str, backend: str = "numpy", dtype: str = 
             and (op in ("polar", "expm") or r.case.k == k)
         )
         if points:
-            n, t = zip(*points, strict=True)
-            ax.loglog(n, np.array(t) * 1e3, style, label=op if op not in STEPS else f"{op} (k={k}, in place)")
+            sizes_, times = zip(*points, strict=True)
+            ax.loglog(sizes_, np.array(times) * 1e3, style, label=op if op not in STEPS else f"{op} (k={k}, in place)")
     sizes = sorted({r.case.n for r in results if not r.case.batch and not r.case.p})
     if sizes:
         n = np.array(sizes, dtype=float)

@@ -15,13 +15,14 @@ whose repeats of either step differ by more than 2× is flagged as noisy.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.linalg
@@ -71,6 +72,10 @@ class Row:
 
 class Converter:
     """Moves NumPy arrays to a backend and back, and waits for its results."""
+
+    to: Callable[[Any], Any]  #: NumPy array → the backend's
+    back: Callable[[Any], Any]  #: the backend's array → NumPy
+    sync: Callable[[Any], Any]  #: wait for the backend's work on an array
 
     def __init__(self, backend: str, device: str | None = None):
         self.name = backend
@@ -194,8 +199,8 @@ def run(
                 for step, function in (("project", project), ("transport", transport)):
                     # the dense step in the input's own precision, as a user would run it, timed the same way
                     timing, result = _interleaved(
-                        lambda f=function, U=Ux, A=Ax, B=Bx: f(U, A, B),
-                        lambda s=step, U=U, A=A, B=B: _dense(s, U, A, B),
+                        functools.partial(function, Ux, Ax, Bx),
+                        functools.partial(_dense, step, U, A, B),
                         converter.sync,
                         repeats,
                     )
@@ -218,7 +223,7 @@ def render(rows: list[Row], backend: str) -> Any:
         caption="times: median of the repeats, low-rank and dense interleaved; speed-up: median of the per-pair "
         "ratios; spread: slowest over fastest repeat (low-rank / dense)",
     )
-    for column, justify in (
+    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
         ("step", "left"),
         ("n×p", "right"),
         ("k", "right"),
@@ -231,7 +236,8 @@ def render(rows: list[Row], backend: str) -> Any:
         ("spread", "right"),
         ("tolerance", "right"),
         ("", "left"),
-    ):
+    )
+    for column, justify in columns:
         table.add_column(column, justify=justify)
     for r in rows:
         table.add_row(

@@ -101,13 +101,21 @@ def _read(source: Path) -> Cifar10:
         members = [m for m in archive.getmembers() if m.isfile()]
         names = {Path(m.name).name for m in members}
         if "test_batch" in names and any(n.startswith("data_batch_") for n in names):
-            return _from_batches({Path(m.name).name: archive.extractfile(m).read() for m in members})
+            return _from_batches({Path(m.name).name: _member_bytes(archive, m) for m in members})
         files = {}
         for m in members:
             split_class = _split_and_class(Path(m.name))
             if split_class is not None:
-                files[m.name] = (split_class, archive.extractfile(m).read())
+                files[m.name] = (split_class, _member_bytes(archive, m))
         return _from_images(files)
+
+
+def _member_bytes(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    """The bytes of a regular file of the archive."""
+    handle = archive.extractfile(member)
+    if handle is None:  # a member that is not a regular file (getmembers was filtered to files)
+        raise ValueError(f"CIFAR-10 archive: {member.name} is not a regular file")
+    return handle.read()
 
 
 def _find_batches_dir(root: Path) -> Path | None:

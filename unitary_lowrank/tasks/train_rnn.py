@@ -183,6 +183,7 @@ def build_model_and_optimizer(config: Config, task: Any):
 
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
+    model: Any
     if config.method == "lstm":
         model = LSTMBaseline(task.input_size, config.hidden, task.output_size, readout=task.readout)
         model = model.to(config.device)

@@ -12,6 +12,7 @@ They are trained by any plain ``torch.optim`` optimizer (no projUNN step).
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,7 +22,7 @@ from ...backends.torch.lipschitz import _circular_conv_norm, circular_spectrum, 
 __all__ = ["SOLVERS", "AOLConv2d", "CayleyConv2d", "TorchlipConv2d", "cayley"]
 
 
-def _describe(layer: nn.Module) -> str:
+def _describe(layer: Any) -> str:
     """The ``extra_repr`` the baselines share: channels, image size, kernel size."""
     return f"{layer.in_channels}, {layer.out_channels}, size={layer.size}, kernel_size={layer.weight.shape[-1]}"
 

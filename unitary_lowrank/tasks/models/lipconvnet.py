@@ -140,9 +140,11 @@ class LipConvNet(nn.Sequential):
 
     @property
     def head(self) -> nn.Linear:
-        return self[-1]
+        head = self[-1]
+        assert isinstance(head, nn.Linear)
+        return head
 
-    def unitary_parameters(self) -> list[nn.Parameter]:
+    def unitary_parameters(self) -> list[torch.Tensor]:
         """Parameters to keep unitary (ProjUNN's ``unitary=True`` group): frequency matrices and the head's weight."""
         if self.conv == "plain":
             return []
