@@ -16,6 +16,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from .._adapters import SKETCHES
+
 #: argparse destinations that are not settings of a run
 _NOT_SETTINGS = {"command", "task", "preset", "print_config", "no_progress", "run", "parser", "help"}
 
@@ -128,7 +130,7 @@ def add_sketch_options(parser: argparse.ArgumentParser) -> None:
     """How a projUNN run reduces each update to rank k: ``--sketch`` and ``--error-feedback``."""
     parser.add_argument(
         "--sketch",
-        choices=["randomized", "column", "svd", "subspace"],
+        choices=SKETCHES,
         help="how each update is reduced to rank k: a fresh sketch, or a warm-started subspace iteration",
     )
     parser.add_argument(

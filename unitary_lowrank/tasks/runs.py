@@ -95,6 +95,14 @@ def recorded_path(path: str | os.PathLike) -> str:
         return given.name
 
 
+def projunn_options(config: Any) -> dict[str, Any]:
+    """The ``ProjUNN`` options of a run's config that its method takes (dense: no rank, sketch or feedback)."""
+    if config.method == "dense":
+        return {"method": "dense", "seed": config.seed}
+    names = ("rank", "method", "sketch", "error_feedback", "seed")
+    return {name: getattr(config, name) for name in names if hasattr(config, name)}
+
+
 def sketch_suffix(config: Any) -> str:
     """What a run's name adds for a sketch other than the default: ``-subspace``, ``-ef`` (error feedback)."""
     suffix = "" if config.sketch == "randomized" else f"-{config.sketch}"

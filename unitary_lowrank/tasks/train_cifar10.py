@@ -29,7 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from .cifar10 import load_cifar10
-from .runs import CsvLog, SettingsError, pyplot, recorded_path, run_files, sketch_suffix, write_summary
+from .runs import (
+    CsvLog,
+    SettingsError,
+    projunn_options,
+    pyplot,
+    recorded_path,
+    run_files,
+    sketch_suffix,
+    write_summary,
+)
 
 #: Radii of the certificates reported, as the literature writes them.
 RADII = {"36/255": 36 / 255, "72/255": 72 / 255, "108/255": 108 / 255}
@@ -116,7 +125,8 @@ def build(config: CifarConfig) -> tuple[Any, Any]:
     for p in model.unitary_parameters():
         ranks.setdefault(min(config.rank, *p.shape[-2:]), []).append(p)
     for rank, params in sorted(ranks.items()):
-        groups.append({"params": params, "unitary": True, "lr": config.lr_unitary or config.lr, "rank": rank})
+        group = {"params": params, "unitary": True, "lr": config.lr_unitary or config.lr}
+        groups.append(group if config.method == "dense" else {**group, "rank": rank})
     base: torch.optim.Optimizer
     if config.optimizer == "rmsprop":
         base = torch.optim.RMSprop(groups, lr=config.lr, alpha=0.99, eps=1e-8, momentum=config.momentum)
@@ -124,14 +134,7 @@ def build(config: CifarConfig) -> tuple[Any, Any]:
         base = torch.optim.Adam(groups, lr=config.lr)
     if not model.unitary_parameters():
         return model, base
-    return model, ProjUNN(
-        base,
-        rank=config.rank,
-        method=config.method,
-        sketch=config.sketch,
-        error_feedback=config.error_feedback,
-        seed=config.seed,
-    )
+    return model, ProjUNN(base, **projunn_options(config))
 
 
 def run_name(config: CifarConfig) -> str:

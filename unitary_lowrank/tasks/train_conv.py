@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..unitarity import unitarity_error
-from .runs import CsvLog, SettingsError, pyplot, recorded_path, run_files, write_summary
+from .runs import CsvLog, SettingsError, projunn_options, pyplot, recorded_path, run_files, write_summary
 
 METHODS = ("transport", "project", "dense", "plain")
 
@@ -132,7 +132,7 @@ def build_optimizer(config: ConvConfig, model: Any, unitary: list):
         {"params": unitary, "unitary": True, "lr": config.lr_unitary or config.lr},
     ]
     base = torch.optim.Adam(groups, lr=config.lr)
-    return ProjUNN(base, rank=config.rank, method=config.method, seed=config.seed)
+    return ProjUNN(base, **projunn_options(config))
 
 
 def gradient_norms(model: Any, x: Any, y: Any) -> list[float]:

@@ -18,7 +18,16 @@ from typing import Any
 
 from ..unitarity import unitarity_error
 from . import get
-from .runs import CsvLog, SettingsError, pyplot, recorded_path, run_files, sketch_suffix, write_summary
+from .runs import (
+    CsvLog,
+    SettingsError,
+    projunn_options,
+    pyplot,
+    recorded_path,
+    run_files,
+    sketch_suffix,
+    write_summary,
+)
 
 METHODS = ("transport", "project", "dense", "rnn", "lstm")
 
@@ -223,14 +232,7 @@ def build_model_and_optimizer(config: Config, task: Any):
     )
     if config.method == "rnn":
         return model, base
-    return model, ProjUNN(
-        base,
-        rank=config.rank,
-        method=config.method,
-        sketch=config.sketch,
-        error_feedback=config.error_feedback,
-        seed=config.seed,
-    )
+    return model, ProjUNN(base, **projunn_options(config))
 
 
 def evaluate(model: Any, task: Any, device: str = "cpu") -> tuple[float, float]:
