@@ -21,7 +21,6 @@ from here too.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from .. import require_extra
@@ -63,12 +62,49 @@ def __getattr__(name: str) -> Any:
     where = _LAZY.get(name)
     if where is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    # the layers and optimizer here, the models in unitary_lowrank.tasks.models
-    package = __name__ if not where.startswith("models.") else __name__.rsplit(".", 2)[0] + ".tasks"
-    module = importlib.import_module(f"{package}.{where}")
+    module = _module(where)
     value = getattr(module, name)
     globals()[name] = value  # found once: later lookups are plain attribute reads
     return value
+
+
+def _module(where: str) -> Any:
+    """The module behind a lazy name: ``import`` statements, which torch.compile can follow (importlib it cannot)."""
+    if where == "optim":
+        from . import optim
+
+        return optim
+    if where == "init":
+        from . import init
+
+        return init
+    if where == "layers":
+        from . import layers
+
+        return layers
+    if where == "conv":
+        from . import conv
+
+        return conv
+    if where == "lipschitz":
+        from . import lipschitz
+
+        return lipschitz
+    if where == "models.baselines":
+        from ...tasks.models import baselines
+
+        return baselines
+    if where == "models.lstm":
+        from ...tasks.models import lstm
+
+        return lstm
+    if where == "models.lipconvnet":
+        from ...tasks.models import lipconvnet
+
+        return lipconvnet
+    from ...tasks.models import resnet9
+
+    return resnet9
 
 
 def __dir__() -> list[str]:

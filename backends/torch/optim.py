@@ -330,11 +330,16 @@ class ProjUNN(torch.optim.Optimizer):
             if every and self.projunn_state["steps"][index] % every == 0:
                 _reorthonormalize(p, split)
         self._calls += 1
-        capturing = torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
-        compiling = torch.compiler.is_compiling()
-        if self.check_every and self._calls % self.check_every == 0 and not (compiling or capturing):
-            self.status()
+        self._look_at_skipped()
         return loss
+
+    def _look_at_skipped(self) -> None:
+        """Every ``check_every`` steps, :meth:`status` (a host read): not inside a compiled or captured step."""
+        if not self.check_every or self._calls % self.check_every:
+            return
+        capturing = torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+        if not (torch.compiler.is_compiling() or capturing):
+            self.status()
 
     def _warn_if_nothing_moves(self, marked: list[tuple[int, Options, Any]]) -> None:
         if not marked and not self._warned_no_gradient and any(g.get("unitary", False) for g in self.param_groups):

@@ -355,3 +355,50 @@ def test_per_frequency_leaf_is_one_batched_call(rng):
         updates, state = step(U, state)
         U = optax.apply_updates(U, updates)
     assert float(loss(U)) < first and float(ul.unitarity_error(U).max()) <= 1e-13
+
+
+# -- one vocabulary with the torch adapter, mask=, the dense step ----------------------------
+
+
+def test_options_are_keyword_only_and_refused_where_a_method_ignores_them():
+    with pytest.raises(TypeError):
+        projunn(2)  # positional: refused, as ProjUNN's are
+    with pytest.raises(ValueError, match="method='dense' steps along the whole update and ignores rank=2"):
+        projunn(rank=2, method="dense")
+    with pytest.raises(ValueError, match="ignores sketch='subspace', error_feedback=True"):
+        projunn(method="dense", sketch="subspace", error_feedback=True)
+
+
+def test_mask_passes_the_other_leaves_through_untouched(rng):
+    """``mask=``: the unitary leaf steps as under projunn alone, every other leaf keeps the base update."""
+    W = jnp.asarray(haar(12, "float64", rng))
+    params = {"w": W, "bias": jnp.zeros(12), "v": jnp.ones((3, 4))}
+    grads = {name: jnp.asarray(gaussian(x.shape, "float64", rng)) for name, x in params.items()}
+    base = optax.sgd(0.1)
+    masked = optax.chain(base, projunn(rank=2, mask={"w": True, "bias": False, "v": False}))
+    updates, _ = masked.update(grads, masked.init(params), params)
+    alone = optax.chain(base, projunn(rank=2))
+    expected, _ = alone.update(grads["w"], alone.init(W), W)
+    np.testing.assert_array_equal(np.asarray(updates["bias"]), -0.1 * np.asarray(grads["bias"]))
+    np.testing.assert_array_equal(np.asarray(updates["v"]), -0.1 * np.asarray(grads["v"]))
+    # W is leaf 0 of what projunn sees in both chains (masked leaves are empty nodes): the same key, the same bits
+    np.testing.assert_array_equal(np.asarray(updates["w"]), np.asarray(expected))
+    assert float(ul.unitarity_error(W + updates["w"])) < 1e-13
+
+
+@pytest.mark.parametrize("shape", [(10, 10), (12, 5), (5, 12)])
+def test_dense_step_is_the_exact_riemannian_step(shape, rng):
+    """``method="dense"``: ``exp(skew(Δ Wᴴ)) W`` for the tall view, against SciPy's expm in double precision."""
+    import scipy.linalg
+
+    n, p = shape
+    W = haar(max(n, p), "float64", rng, p=min(n, p))
+    W = W if n >= p else W.T.copy()
+    G = gaussian(shape, "float64", rng)
+    tx = optax.chain(optax.sgd(0.05), projunn(method="dense", reorthonormalize_every=None))
+    updates, _ = tx.update(jnp.asarray(G), tx.init(jnp.asarray(W)), jnp.asarray(W))
+    tall_W, tall_delta = (W, -0.05 * G) if n >= p else (W.T, -0.05 * G.T)
+    X = tall_delta @ tall_W.T
+    expected = scipy.linalg.expm((X - X.T) / 2) @ tall_W
+    result = np.asarray(jnp.asarray(W) + updates)
+    np.testing.assert_allclose(result if n >= p else result.T, expected, atol=1e-13)

@@ -117,3 +117,55 @@ def test_error_feedback_keeps_what_the_step_left_out(sketch, n, p, rng):
         W, _tall(kept) if n >= p else _tall(kept).conj().T, Options(rank=k, method="transport", sketch="svd"), key=0
     )
     assert np.abs(again.weight - result.weight).max() <= 1e-13
+
+
+# -- the options every adapter shares ---------------------------------------------------------
+
+
+def test_options_refuse_bad_values_and_what_a_method_would_ignore():
+    assert Options.checked("here") == Options()
+    assert Options.checked("here", method="cayley").retraction == "cayley"
+    for bad, message in [
+        ({"rank": 0}, "rank must be an int ≥ 1"),
+        ({"rank": True}, "rank must be an int ≥ 1"),
+        ({"method": "qr"}, "method must be one of"),
+        ({"sketch": "qr"}, "sketch must be one of"),
+        ({"reorthonormalize_every": -1}, "reorthonormalize_every must be an int ≥ 0 or None"),
+        ({"error_feedback": 1}, "error_feedback must be True or False"),
+        ({"method": "dense", "rank": 4}, "method='dense' steps along the whole update and ignores rank=4"),
+        ({"method": "dense", "error_feedback": True}, "method='dense' .* ignores error_feedback=True"),
+    ]:
+        with pytest.raises(ValueError, match=f"^here: {message}"):
+            Options.checked("here", **bad)
+    with pytest.raises(TypeError, match="unknown option"):
+        Options.checked("here", ranks=2)
+    with pytest.raises(ValueError, match="method must be one of"):
+        Options.checked("here", ("transport", "project", "cayley"), method="dense")
+
+
+def test_sharded_step_refuses_the_sketches_that_need_a_whole_matrix(rng):
+    from unitary_lowrank import sharded
+
+    U = haar(8, "float64", rng)
+    with pytest.raises(ValueError, match=r"sketch must be one of .* on sharded weights; got 'column'"):
+        sharded.step(U, U, sharded.Local(), layout="rows", rank=1, sketch="column", sizes=[8])
+    with pytest.raises(ValueError, match="layout must be one of"):
+        sharded.step(U, U, sharded.Local(), layout="diagonal", rank=1, sizes=[8])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("n", "p", "k"), [(n, p, k) for n, p, k, batch in SHAPES if not batch])
+def test_sharded_step_on_one_process_equals_the_adapter_step(n, p, k, dtype, rng):
+    """``sharded.step`` on one process (``Local``), both layouts: the adapters' step, to rounding (a one-block TSQR)."""
+    from unitary_lowrank import sharded
+
+    W = haar(max(n, p), dtype, rng, p=min(n, p))  # the tall view
+    delta = gaussian(W.shape, dtype, rng, 0.1)
+    key = np.array([4, 2])
+    for method in ("transport", "project"):
+        expected = step(W, delta, Options(rank=k, method=method), key=key)
+        for layout, size in (("rows", W.shape[0]), ("columns", W.shape[1])):
+            result = sharded.step(
+                W, delta, sharded.Local(), layout=layout, rank=k, method=method, key=key, sizes=[size]
+            )
+            assert np.abs(result.weight - expected.weight).max() <= 100 * EPS[dtype]
