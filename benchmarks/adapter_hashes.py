@@ -42,6 +42,11 @@ METHODS = ("transport", "project", "cayley", "dense")
 SKETCHES = ("randomized", "column", "svd", "subspace")
 
 
+def _rule(method: str) -> dict[str, str]:
+    """The options of a method of the grid: ``"cayley"`` is ``transport`` with the Cayley retraction."""
+    return {"method": "transport", "retraction": "cayley"} if method == "cayley" else {"method": method}
+
+
 def digest(*arrays) -> str:
     h = hashlib.sha1()
     for x in arrays:
@@ -79,7 +84,7 @@ def torch_lines():
         name = f"torch-{dtype}-{'x'.join(map(str, shape))}-{method}-{sketch}-ef{int(feedback)}"
         try:
             opt = ProjUNN(
-                base, rank=1 if method == "dense" else 2, method=method, sketch=sketch, error_feedback=feedback,
+                base, rank=1 if method == "dense" else 2, **_rule(method), sketch=sketch, error_feedback=feedback,
                 reorthonormalize_every=2,
                 seed=3, check_every=None,
             )  # fmt: skip
@@ -113,7 +118,7 @@ def jax_lines():
         W, T = jnp.asarray(W0), jnp.asarray(T0)
         tx = optax.chain(
             optax.adam(0.05),
-            projunn(rank=2, method=method, sketch=sketch, error_feedback=feedback, seed=3, reorthonormalize_every=2),
+            projunn(rank=2, **_rule(method), sketch=sketch, error_feedback=feedback, seed=3, reorthonormalize_every=2),
         )
         state = tx.init(W)
         grad = jax.grad(lambda W, T=T: jnp.sum(jnp.abs(W - T) ** 2))
@@ -209,7 +214,7 @@ def sharded_lines():
         key = np.array([3, 1, 4])
         basis = initial_basis(U, 2, key) if sketch == "subspace" else None
         results = _run_sharded(
-            U, delta, error, basis, layout=layout, size=size, rank=2, method=method, sketch=sketch, key=key,
+            U, delta, error, basis, layout=layout, size=size, rank=2, **_rule(method), sketch=sketch, key=key,
             skip_nonfinite=feedback,
         )  # fmt: skip
         parts = [a for res in results for a in (res.weight, res.finite, res.basis, res.error)]

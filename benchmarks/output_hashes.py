@@ -109,8 +109,8 @@ def _calls(U, A, B, G, k):
         "project": (ul.project, (U, A, B), {}),
         "sk-rand": (ul.sketch, (G, k), {"seed": 3}),
         "sk-rand-q0": (ul.sketch, (G, k), {"seed": 3, "power_iters": 0}),
-        "sk-col": (ul.sketch, (G, k), {"method": "column", "seed": 3}),
-        "sk-svd": (ul.sketch, (G, k), {"method": "svd"}),
+        "sk-col": (ul.sketch, (G, k), {"kind": "column", "seed": 3}),
+        "sk-svd": (ul.sketch, (G, k), {"kind": "svd"}),
     }
 
 

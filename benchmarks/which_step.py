@@ -31,7 +31,8 @@ def fit(n: int, steps: int, method: str, rank: int, lr: float, seed: int = 0) ->
     if torch.linalg.det(W0) * torch.linalg.det(W_star) < 0:
         W0[:, 0] = -W0[:, 0]  # O(n) has two components; a continuous path cannot cross between them
     W = torch.nn.Parameter(W0)
-    opt = ProjUNN(torch.optim.Adam([{"params": [W], "unitary": True}], lr=lr), rank=rank, method=method)
+    rule = {"method": "transport", "retraction": "cayley"} if method == "cayley" else {"method": method}
+    opt = ProjUNN(torch.optim.Adam([{"params": [W], "unitary": True}], lr=lr), rank=rank, **rule)
     reached: dict[float, int | None] = {1e-3: None, 1e-6: None}
     spent = 0.0
     loss = float("nan")

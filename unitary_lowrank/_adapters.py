@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, get_args
 
@@ -45,13 +46,17 @@ from .sketch import sketch_step
 from .transport import transport_step
 from .unitarity import unitarity_error
 
-#: The update rules: projUNN-T, projUNN-D, projUNN-T with the Cayley retraction, and the exact dense
-#: Riemannian step that projUNN approximates (O(N³); the baseline)
-Method = Literal["transport", "project", "cayley", "dense"]
+#: The update rules: projUNN-T (along the tangent projection of the update, by a retraction), projUNN-D
+#: (the closest unitary), and the exact dense Riemannian step that projUNN approximates (O(N³); the baseline)
+Method = Literal["transport", "project", "dense"]
+#: How a transport step follows its tangent: the exponential map, or the Cayley transform
+Retraction = Literal["exp", "cayley"]
 #: How an update is reduced to rank k: the stateless sketches of :func:`unitary_lowrank.sketch`, and the
 #: warm-started subspace iteration, whose basis the adapters keep between steps
 Sketch = Literal["randomized", "column", "svd", "subspace"]
 METHODS: tuple[str, ...] = get_args(Method)
+LOW_RANK_METHODS: tuple[str, ...] = ("transport", "project")
+RETRACTIONS: tuple[str, ...] = get_args(Retraction)
 SKETCHES: tuple[str, ...] = get_args(Sketch)
 #: The sketches of a weight split over processes by rows or columns (the two that need no whole matrix)
 SPLIT_SKETCHES = ("randomized", "subspace")
@@ -70,14 +75,16 @@ _OVERSAMPLE, _POWER_ITERS = 10, 1
 class Options:
     """The settings of a projUNN step, one vocabulary for every adapter (build with :meth:`checked`).
 
-    ``rank`` (k), ``method`` (the update rule), ``sketch`` (how Δ is reduced to
-    rank k), ``error_feedback``, ``reorthonormalize_every`` (one Newton–Schulz
-    step every this many steps; ``None`` or 0: never) and ``seed`` (of the
-    sketches' keyed draws): see :class:`~unitary_lowrank.backends.torch.ProjUNN`.
+    ``rank`` (k), ``method`` (the update rule), ``retraction`` (of a transport
+    step), ``sketch`` (how Δ is reduced to rank k), ``error_feedback``,
+    ``reorthonormalize_every`` (one Newton–Schulz step every this many steps;
+    ``None`` or 0: never) and ``seed`` (of the sketches' keyed draws): see
+    :class:`~unitary_lowrank.backends.torch.ProjUNN`.
     """
 
     rank: int = 1
     method: Method = "transport"
+    retraction: Retraction = "exp"
     sketch: Sketch = "randomized"
     error_feedback: bool = False
     reorthonormalize_every: int | None = DEFAULT_REORTHONORMALIZE_EVERY
@@ -87,38 +94,45 @@ class Options:
     def checked(cls, where: str, methods: tuple[str, ...] = METHODS, **values: Any) -> Options:
         """The options ``values``, or a ``ValueError`` naming ``where`` and the bad value.
 
-        ``method="dense"`` steps along the whole update: a rank, sketch or
-        error feedback set beside it would be ignored, so it is refused.
+        Options a method would ignore are refused: a retraction beside
+        ``project`` or ``dense``; a rank, sketch or error feedback beside
+        ``dense``, which steps along the whole update. ``method="cayley"``, the
+        old spelling of ``method="transport", retraction="cayley"``, is
+        translated with a ``DeprecationWarning``.
         """
         unknown = sorted(set(values) - {field.name for field in dataclasses.fields(cls)})
         if unknown:
             raise TypeError(f"{where}: unknown option(s) {', '.join(unknown)}")
+        if values.get("method") == "cayley":
+            warnings.warn(
+                f"{where}: method='cayley' is now method='transport', retraction='cayley'",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            values = {**values, "method": "transport", "retraction": "cayley"}
         options = cls(**values)
         if not _is_int(options.rank) or options.rank < 1:
             raise ValueError(f"{where}: rank must be an int ≥ 1; got {options.rank!r}")
-        if options.method not in methods:
-            raise ValueError(f"{where}: method must be one of {methods}; got {options.method!r}")
-        if options.sketch not in SKETCHES:
-            raise ValueError(f"{where}: sketch must be one of {SKETCHES}; got {options.sketch!r}")
+        for name, allowed in (("method", methods), ("retraction", RETRACTIONS), ("sketch", SKETCHES)):
+            if getattr(options, name) not in allowed:
+                raise ValueError(f"{where}: {name} must be one of {allowed}; got {getattr(options, name)!r}")
         every = options.reorthonormalize_every
         if every is not None and (not _is_int(every) or every < 0):
             raise ValueError(f"{where}: reorthonormalize_every must be an int ≥ 0 or None; got {every!r}")
         if not isinstance(options.error_feedback, bool):
             raise ValueError(f"{where}: error_feedback must be True or False; got {options.error_feedback!r}")
-        ignored = {"rank": 1, "sketch": "randomized", "error_feedback": False}
-        set_beside_dense = [f"{name}={getattr(options, name)!r}" for name, default in ignored.items()
-                            if getattr(options, name) != default]  # fmt: skip
-        if options.method == "dense" and set_beside_dense:
+        ignored: dict[str, Any] = {"retraction": "exp"} if options.method != "transport" else {}
+        if options.method == "dense":
+            ignored |= {"rank": 1, "sketch": "randomized", "error_feedback": False}
+        set_anyway = [f"{name}={getattr(options, name)!r}" for name, default in ignored.items()
+                      if getattr(options, name) != default]  # fmt: skip
+        if set_anyway:
             raise ValueError(
-                f"{where}: method='dense' steps along the whole update and ignores {', '.join(set_beside_dense)}; "
-                "leave them at their defaults, or pick a low-rank method"
+                f"{where}: method={options.method!r} ignores {', '.join(set_anyway)}; leave "
+                f"{'it' if len(set_anyway) == 1 else 'them'} at the default, or pick the method that uses "
+                f"{'it' if len(set_anyway) == 1 else 'them'}"
             )
         return options
-
-    @property
-    def retraction(self) -> Literal["exp", "cayley"]:
-        """The retraction of a transport step: the exponential map, or the Cayley transform."""
-        return "cayley" if self.method == "cayley" else "exp"
 
 
 def _is_int(value: Any) -> bool:

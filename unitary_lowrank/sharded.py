@@ -88,6 +88,7 @@ def step(
     layout: Layout,
     rank: int,
     method: str = "transport",
+    retraction: str = "exp",
     sketch: str = "randomized",
     key: Any = None,
     basis: Array | None = None,
@@ -105,9 +106,10 @@ def step(
         ``layout="columns"``: its columns (n×p_c), the adjoint of a wide weight's rows.
     comm : Collectives
         The processes that share the weight.
-    rank, method, sketch, key, basis, error, out, skip_nonfinite
-        As in the one-process step of the optimizer adapters: ``method`` one of
-        ``"transport"``, ``"project"``, ``"cayley"``; ``sketch`` ``"randomized"``
+    rank, method, retraction, sketch, key, basis, error, out, skip_nonfinite
+        As in the one-process step of the optimizer adapters: ``method``
+        ``"transport"`` (``retraction`` ``"exp"`` or ``"cayley"``) or
+        ``"project"``; ``sketch`` ``"randomized"``
         (drawn from the counter ``key``, the same on every process) or
         ``"subspace"`` (``basis``: p×k replicated for rows, this process's
         p_c×k for columns); ``error`` sharded like ``Δ``.
@@ -122,7 +124,7 @@ def step(
         finite — agreed on by all processes (one all-reduce), so that all skip
         together — and the next basis and error buffer.
     """
-    options = check("sharded.step", rank=rank, method=method, sketch=sketch)
+    options = check("sharded.step", rank=rank, method=method, retraction=retraction, sketch=sketch)
     if sizes is None:
         axis = -2 if layout == "rows" else -1
         ctx = context_of(U)
@@ -136,7 +138,7 @@ def step(
 
 def check(where: str, **values: Any) -> Options:
     """:meth:`~unitary_lowrank._adapters.Options.checked`, and a sketch that a split weight can take."""
-    options = Options.checked(where, _adapters.METHODS[:3], **values)
+    options = Options.checked(where, _adapters.LOW_RANK_METHODS, **values)
     if options.sketch not in SPLIT_SKETCHES:
         raise ValueError(f"{where}: sketch must be one of {SPLIT_SKETCHES} on sharded weights; got {options.sketch!r}")
     return options

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from ._arrays import Array, real_dtype, scale_exponent, times_power_of_two
@@ -13,19 +14,20 @@ from ._validate import check_finite as _check_finite
 
 __all__ = ["sketch"]
 
-_METHODS = ("randomized", "column", "svd")
+_KINDS = ("randomized", "column", "svd")
 
 
 def sketch(
     G: Array,
     rank: int,
     *,
-    method: str = "randomized",
+    kind: str = "randomized",
     oversample: int = 10,
     power_iters: int = 1,
     seed: Any = None,
     init: Array = None,
     check_finite: bool = True,
+    method: str | None = None,
 ) -> tuple[Array, Array]:
     """Rank-``rank`` factors ``(A, B)`` with ``G ≈ A Bᴴ``.
 
@@ -35,7 +37,7 @@ def sketch(
         The dense update (e.g. an optimizer's step), real or complex.
     rank : int
         k, with 1 ≤ k ≤ min(m, n).
-    method : {"randomized", "column", "svd"}, default "randomized"
+    kind : {"randomized", "column", "svd"}, default "randomized"
         ``"randomized"``: range finder with oversampling and power iterations
         (Halko, Martinsson, Tropp 2011). ``"column"``: norm-weighted column
         sampling (Drineas, Kannan, Mahoney 2006). ``"svd"``: dense truncated
@@ -43,7 +45,7 @@ def sketch(
     oversample : int, default 10
         p: extra directions drawn beyond k (randomized, column).
     power_iters : int, default 1
-        q: power iterations of the randomized method; each costs two passes over
+        q: power iterations of the randomized sketch; each costs two passes over
         ``G`` and sharpens a slowly decaying spectrum.
     seed : int, sequence of int, None, a generator of ``G``'s library, or an integer array (a key)
         Same seed, same sketch, on every process (data-parallel replicas stay
@@ -64,6 +66,10 @@ def sketch(
         synchronizes a GPU with the host; optimizer adapters pass ``False``.
         Then a non-finite ``G`` gives NaN factors (never a hang: LAPACK's
         complex SVD can loop forever on Inf, so no SVD is run on such input).
+
+    method : str, optional
+        The old name of ``kind`` (deprecated: ``method`` names the update rule
+        of the optimizer adapters).
 
     Returns
     -------
@@ -101,6 +107,9 @@ def sketch(
     True
     """
     func = "sketch"
+    if method is not None:
+        warnings.warn("sketch: method= is now kind=", DeprecationWarning, stacklevel=2)
+        kind = method
     xp = namespace(func, G=G)
     check_matrix(func, "G", G)
     check_dtype(xp, func, "G", G)
@@ -111,8 +120,8 @@ def sketch(
         raise ValueError(f"{func}: rank must be an int ≥ 1; got {rank!r}")
     if rank > min(m, n):
         raise ValueError(f"{func}: rank must be ≤ min(m, n) = {min(m, n)} for G of shape {tuple(G.shape)}; got {rank}")
-    if method not in _METHODS:
-        raise ValueError(f"{func}: method must be one of {_METHODS}; got {method!r}")
+    if kind not in _KINDS:
+        raise ValueError(f"{func}: kind must be one of {_KINDS}; got {kind!r}")
     for name, value in (("oversample", oversample), ("power_iters", power_iters)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{func}: {name} must be an int ≥ 0; got {value!r}")
@@ -125,8 +134,8 @@ def sketch(
                 f"{func}: a seed key must live on G's device ({ctx.device}); got {ctx.backend.device(seed)}"
             )
     if init is not None:
-        if method != "randomized":
-            raise ValueError(f"{func}: init is a warm start for method='randomized'; got method={method!r}")
+        if kind != "randomized":
+            raise ValueError(f"{func}: init is a warm start for kind='randomized'; got kind={kind!r}")
         namespace(func, G=G, init=init)
         check_matrix(func, "init", init)
         if init.shape[-2] != n or init.dtype != G.dtype or init.shape[-1] < rank:
@@ -134,14 +143,14 @@ def sketch(
                 f"{func}: init must have shape (..., {n}, l) with l ≥ rank = {rank} and dtype {G.dtype}; "
                 f"got shape {tuple(init.shape)} and dtype {init.dtype}"
             )
-    return sketch_step(ctx, G, rank, method, oversample, power_iters, seed, keyed, init)
+    return sketch_step(ctx, G, rank, kind, oversample, power_iters, seed, keyed, init)
 
 
 def sketch_step(
     ctx: Context,
     G: Array,
     rank: int,
-    method: str,
+    kind: str,
     oversample: int,
     power_iters: int,
     seed: Any,
@@ -154,9 +163,9 @@ def sketch_step(
     on its device), drawn from with array operations; otherwise the backend
     draws from it (an int, a sequence of them, a generator, a ``jax.random`` key).
     """
-    if method == "svd":
+    if kind == "svd":
         return _truncated_svd(ctx, G, rank)
-    if method == "column":
+    if kind == "column":
         return _column_sample(ctx, G, rank, oversample, seed, keyed)
     return _range_finder(ctx, G, rank, oversample, power_iters, seed, keyed, init)
 

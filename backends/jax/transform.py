@@ -45,6 +45,7 @@ def projunn(
     *,
     rank: int = 1,
     method: str = "transport",
+    retraction: str = "exp",
     sketch: str = "randomized",
     error_feedback: bool = False,
     reorthonormalize_every: int | None = DEFAULT_REORTHONORMALIZE_EVERY,
@@ -68,11 +69,15 @@ def projunn(
     ----------
     rank : int, default 1
         k, the rank of each sketch.
-    method : {"transport", "project", "cayley", "dense"}, default "transport"
-        projUNN-T (exponential map), projUNN-D (closest unitary), projUNN-T
-        with the Cayley retraction, or the exact dense Riemannian step
-        (``jax.scipy.linalg.expm``, O(N³): the baseline projUNN approximates;
-        it takes no rank, sketch or error feedback).
+    method : {"transport", "project", "dense"}, default "transport"
+        projUNN-T (along the tangent), projUNN-D (closest unitary), or the
+        exact dense Riemannian step (``jax.scipy.linalg.expm``, O(N³): the
+        baseline projUNN approximates; it takes no rank, sketch or error
+        feedback). ``"cayley"``: the old spelling of ``method="transport",
+        retraction="cayley"`` (deprecated).
+    retraction : {"exp", "cayley"}, default "exp"
+        How projUNN-T follows the tangent: the exponential map or the Cayley
+        transform. Only with ``method="transport"``.
     sketch : {"randomized", "column", "svd", "subspace"}, default "randomized"
         A stateless sketch of :func:`unitary_lowrank.sketch`, or ``"subspace"``:
         one warm-started subspace iteration per step from the last step's
@@ -121,7 +126,7 @@ def projunn(
     True
     """
     options = Options.checked(
-        "projunn", rank=rank, method=method, sketch=sketch, error_feedback=error_feedback,
+        "projunn", rank=rank, method=method, retraction=retraction, sketch=sketch, error_feedback=error_feedback,
         reorthonormalize_every=reorthonormalize_every, seed=seed,
     )  # fmt: skip
 
@@ -132,7 +137,9 @@ def projunn(
             _check_unitary(path, leaf)
         key = as_key(seed)
         basis = error = None
-        if sketch == "subspace" and method != "dense":  # keyed by (key, step 0, leaf index): alike on every replica
+        if (
+            options.sketch == "subspace" and options.method != "dense"
+        ):  # keyed by (key, step 0, leaf index): alike on every replica
             start = jax.random.fold_in(key, 0)
             basis = tuple(initial_basis(W, rank, jax.random.fold_in(start, i)) for i, (_, W) in enumerate(leaves))
         if error_feedback:

@@ -58,12 +58,17 @@ class ProjUNN(torch.optim.Optimizer):
         rows — such a weight is stepped through its adjoint.
     rank : int, default 1
         k, the rank of the sketch of each update.
-    method : {"transport", "project", "cayley", "dense"}, default "transport"
+    method : {"transport", "project", "dense"}, default "transport"
         projUNN-T (``W exp(skew(Wᴴ A Bᴴ))``), projUNN-D (closest unitary to
-        ``W + A Bᴴ``), projUNN-T with the Cayley retraction, or ``"dense"``:
-        the exact full-rank Riemannian step ``exp(skew(Δ Wᴴ)) W`` (for square
-        ``W``: ``W exp(skew(Wᴴ Δ))``) with a dense ``torch.linalg.matrix_exp``
-        (O(n³); the baseline projUNN approximates).
+        ``W + A Bᴴ``), or ``"dense"``: the exact full-rank Riemannian step
+        ``exp(skew(Δ Wᴴ)) W`` (for square ``W``: ``W exp(skew(Wᴴ Δ))``) with
+        a dense ``torch.linalg.matrix_exp`` (O(n³); the baseline projUNN
+        approximates; it takes no rank, sketch or error feedback).
+        ``"cayley"`` is the old spelling of ``method="transport",
+        retraction="cayley"`` (deprecated).
+    retraction : {"exp", "cayley"}, default "exp"
+        How projUNN-T follows the tangent: the exponential map, or the Cayley
+        transform (same cost). Only with ``method="transport"``.
     sketch : {"randomized", "column", "svd", "subspace"}, default "randomized"
         How the update is reduced to rank k: a stateless sketch of
         :func:`unitary_lowrank.sketch`, or ``"subspace"``, one warm-started
@@ -138,6 +143,7 @@ class ProjUNN(torch.optim.Optimizer):
         *,
         rank: int = 1,
         method: str = "transport",
+        retraction: str = "exp",
         sketch: str = "randomized",
         error_feedback: bool = False,
         reorthonormalize_every: int | None = DEFAULT_REORTHONORMALIZE_EVERY,
@@ -153,7 +159,7 @@ class ProjUNN(torch.optim.Optimizer):
             raise ValueError(f"ProjUNN: check_every must be an int ≥ 0 or None; got {check_every!r}")
         self.optimizer = optimizer
         self.options = Options.checked(
-            "ProjUNN", rank=rank, method=method, sketch=sketch, error_feedback=error_feedback,
+            "ProjUNN", rank=rank, method=method, retraction=retraction, sketch=sketch, error_feedback=error_feedback,
             reorthonormalize_every=reorthonormalize_every, seed=seed,
         )  # fmt: skip
         self.check_unitary, self.check_every = check_unitary, check_every

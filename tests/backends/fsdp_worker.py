@@ -147,6 +147,7 @@ def main(rank: int, world: int, init_file: str, out_dir: str, case: dict) -> Non
     options = {
         "rank": case.get("rank", 2),
         "method": case.get("method", "transport"),
+        "retraction": case.get("retraction", "exp"),
         "sketch": case.get("sketch", "randomized"),
         "error_feedback": case.get("error_feedback", False),
         "reorthonormalize_every": case.get("every", 100),

@@ -123,7 +123,7 @@ def test_sketch_with_a_counter_key_compiles_and_equals_eager(method, dtype):
     key = torch.tensor([7, 0, 3])
 
     def product(G, key):
-        a, b = ul.sketch(G, 4, method=method, seed=key)
+        a, b = ul.sketch(G, 4, kind=method, seed=key)
         return a @ b.mH
 
     torch._dynamo.reset()

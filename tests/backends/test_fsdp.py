@@ -50,7 +50,7 @@ CASES = [
     (2, {"shape": [96, 24], "method": "project"}),
     (2, {"shape": [24, 96]}),  # wide: the adjoint's columns are sharded
     (2, {"shape": [24, 96], "method": "project", "sketch": "subspace", "error_feedback": True}),
-    (2, {"shape": [32, 32], "dtype": "complex128", "sketch": "subspace", "method": "cayley"}),
+    (2, {"shape": [32, 32], "dtype": "complex128", "sketch": "subspace", "retraction": "cayley"}),
     (2, {"shape": [32, 12], "dtype": "complex128", "method": "project"}),
     (3, {"shape": [66, 66], "every": 2, "steps": 6}),  # the drift probe every 2 steps
     (4, {"shape": [10, 10]}),  # rows 3, 3, 3, 1

@@ -59,7 +59,7 @@ def test_sketch_under_jit_with_traced_key(rng):
     assert np.array_equal(np.asarray(A), np.asarray(A2))
     assert float(jnp.linalg.norm(A @ B.T - G)) <= 1e-12 * float(jnp.linalg.norm(G))
     for method in ("column", "svd"):
-        A, B = jax.jit(lambda G, key, m=method: ul.sketch(G, 2, method=m, seed=key))(G, jax.random.key(0))
+        A, B = jax.jit(lambda G, key, m=method: ul.sketch(G, 2, kind=m, seed=key))(G, jax.random.key(0))
         assert float(jnp.linalg.norm(A @ B.T - G)) <= 1e-12 * float(jnp.linalg.norm(G))
 
 
@@ -363,9 +363,9 @@ def test_per_frequency_leaf_is_one_batched_call(rng):
 def test_options_are_keyword_only_and_refused_where_a_method_ignores_them():
     with pytest.raises(TypeError):
         projunn(2)  # positional: refused, as ProjUNN's are
-    with pytest.raises(ValueError, match="method='dense' steps along the whole update and ignores rank=2"):
+    with pytest.raises(ValueError, match="method='dense' ignores rank=2; leave it at the default"):
         projunn(rank=2, method="dense")
-    with pytest.raises(ValueError, match="ignores sketch='subspace', error_feedback=True"):
+    with pytest.raises(ValueError, match="ignores sketch='subspace', error_feedback=True; leave them"):
         projunn(method="dense", sketch="subspace", error_feedback=True)
 
 

@@ -124,7 +124,9 @@ def test_error_feedback_keeps_what_the_step_left_out(sketch, n, p, rng):
 
 def test_options_refuse_bad_values_and_what_a_method_would_ignore():
     assert Options.checked("here") == Options()
-    assert Options.checked("here", method="cayley").retraction == "cayley"
+    with pytest.warns(DeprecationWarning, match="method='cayley' is now method='transport', retraction='cayley'"):
+        old = Options.checked("here", method="cayley")
+    assert old == Options(method="transport", retraction="cayley")
     for bad, message in [
         ({"rank": 0}, "rank must be an int ≥ 1"),
         ({"rank": True}, "rank must be an int ≥ 1"),
@@ -132,15 +134,17 @@ def test_options_refuse_bad_values_and_what_a_method_would_ignore():
         ({"sketch": "qr"}, "sketch must be one of"),
         ({"reorthonormalize_every": -1}, "reorthonormalize_every must be an int ≥ 0 or None"),
         ({"error_feedback": 1}, "error_feedback must be True or False"),
-        ({"method": "dense", "rank": 4}, "method='dense' steps along the whole update and ignores rank=4"),
-        ({"method": "dense", "error_feedback": True}, "method='dense' .* ignores error_feedback=True"),
+        ({"method": "dense", "rank": 4}, "method='dense' ignores rank=4; leave it at the default"),
+        ({"method": "dense", "error_feedback": True}, "method='dense' ignores error_feedback=True"),
+        ({"method": "project", "retraction": "cayley"}, "method='project' ignores retraction='cayley'"),
+        ({"retraction": "polar"}, "retraction must be one of"),
     ]:
         with pytest.raises(ValueError, match=f"^here: {message}"):
             Options.checked("here", **bad)
     with pytest.raises(TypeError, match="unknown option"):
         Options.checked("here", ranks=2)
     with pytest.raises(ValueError, match="method must be one of"):
-        Options.checked("here", ("transport", "project", "cayley"), method="dense")
+        Options.checked("here", ("transport", "project"), method="dense")
 
 
 def test_sharded_step_refuses_the_sketches_that_need_a_whole_matrix(rng):

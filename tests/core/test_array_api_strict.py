@@ -51,12 +51,12 @@ def test_steps_on_strict_arrays(name, reference, dtype, rng):
 @pytest.mark.parametrize("dtype", ["float64", "complex128"])
 def test_sketch_on_strict_arrays(method, dtype, rng):
     G = gaussian((20, 2), dtype, rng) @ gaussian((2, 16), dtype, rng)
-    A, B = ul.sketch(to_strict(G), 2, method=method, seed=0)
+    A, B = ul.sketch(to_strict(G), 2, kind=method, seed=0)
     reconstructed = to_numpy(A) @ to_numpy(B).conj().T
     assert np.linalg.norm(reconstructed - G) <= 1e-10 * np.linalg.norm(G)
     # same seed, same draws as on NumPy (the portable backend draws with NumPy)
     if method != "svd":
-        A_np, _ = ul.sketch(G, 2, method=method, seed=0)
+        A_np, _ = ul.sketch(G, 2, kind=method, seed=0)
         np.testing.assert_allclose(to_numpy(A), A_np, atol=1e-12)
 
 

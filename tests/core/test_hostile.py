@@ -125,7 +125,7 @@ def test_one_by_one_near_overflow_returns_U(step):
 def test_sketch_of_huge_or_subnormal_G_is_finite_and_exact_on_low_rank(method, dtype, scale, rng):
     G = gaussian((24, 2), dtype, rng) @ gaussian((2, 24), dtype, rng)
     G = (G.astype(np.complex128 if dtype.startswith("complex") else np.float64) * scale).astype(dtype)
-    A, B = ul.sketch(G, 2, method=method, seed=0)
+    A, B = ul.sketch(G, 2, kind=method, seed=0)
     assert np.all(np.isfinite(A)) and np.all(np.isfinite(B))
     if scale > 1e-300:  # subnormal G itself holds only a few significant bits
         wide = (A.astype(np.complex128) / np.sqrt(scale)) @ (B.astype(np.complex128).conj().T / np.sqrt(scale))
@@ -135,7 +135,7 @@ def test_sketch_of_huge_or_subnormal_G_is_finite_and_exact_on_low_rank(method, d
 def _sketch_in_child(queue):
     G = np.ones((16, 16), np.complex128)
     G[2, 3] = np.inf
-    A, _ = ul.sketch(G, 2, method="svd", check_finite=False)
+    A, _ = ul.sketch(G, 2, kind="svd", check_finite=False)
     queue.put(bool(np.isnan(A).all()))
 
 
@@ -148,7 +148,7 @@ def test_sketch_with_inf_and_check_finite_false_does_not_hang():
     child.join(60)
     if child.is_alive():
         child.kill()
-        pytest.fail("sketch(method='svd', check_finite=False) on an Inf entry did not return within 60 s")
+        pytest.fail("sketch(kind='svd', check_finite=False) on an Inf entry did not return within 60 s")
     assert queue.get(timeout=5) is True
 
 
@@ -161,7 +161,7 @@ def test_non_finite_input_with_check_finite_false_gives_nan_not_an_error(method,
     G[1, 1] = np.nan
     with np.errstate(invalid="ignore", over="ignore"):  # NumPy's own notes on arithmetic with NaN and Inf
         assert np.isnan(STEPS[step](U, A, B, check_finite=False)).any()
-        assert np.isnan(ul.sketch(G, 2, method=method, check_finite=False)[0]).any()
+        assert np.isnan(ul.sketch(G, 2, kind=method, check_finite=False)[0]).any()
 
 
 def test_torch_complex_qr_inputs_do_not_give_nan():

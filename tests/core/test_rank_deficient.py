@@ -65,7 +65,7 @@ def test_rank8_sketch_of_seventeen_equal_columns(backend, dtype):
             torch = pytest.importorskip("torch")
             G = torch.from_numpy(G)
         for method in ("randomized", "column", "svd"):
-            A, B = ul.sketch(G, 8, method=method, seed=seed)
+            A, B = ul.sketch(G, 8, kind=method, seed=seed)
             assert _finite(A, B), f"{method}, seed {seed}: non-finite factors"
             assert _relative_residual(G, A, B) <= 50 * EPS[dtype]
 
@@ -209,7 +209,7 @@ def test_property_rank_deficient_inputs_give_finite_results(
         assert unitarity(V) <= 100 * n * EPS[dtype]
         return
     G = _rank_deficient(batch + (n, n), structure, dtype, rng) * scale
-    A, B = ul.sketch(to_backend(G, backend), k, method=method, seed=seed)
+    A, B = ul.sketch(to_backend(G, backend), k, kind=method, seed=seed)
     A, B = np.asarray(A), np.asarray(B)
     assert np.all(np.isfinite(A)) and np.all(np.isfinite(B)), "finite G must give finite factors"
     if structure != "rank_two" or k >= 2:  # rank(G) ≤ k: every method is exact to rounding
@@ -229,7 +229,7 @@ def test_zero_matrix_inside_a_batch_of_rank_deficient_ones(dtype):
     G[2] = np.repeat(v, 12, axis=1)
     U = torch.from_numpy(haar(12, dtype, rng, batch=(3,)))
     for method in ("randomized", "column", "svd"):
-        A, B = ul.sketch(torch.from_numpy(G), 4, method=method, seed=0)
+        A, B = ul.sketch(torch.from_numpy(G), 4, kind=method, seed=0)
         assert _finite(A, B) and not bool((A[0] @ B[0].mH).any())
         for step in STEPS.values():
             V = step(U, A, B)

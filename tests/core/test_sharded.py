@@ -107,18 +107,19 @@ CASES = [  # (n, p, size): square, tall, uneven and empty shards
 
 
 @pytest.mark.parametrize("dtype", ["float64", "complex128"])
-@pytest.mark.parametrize("method", ["transport", "project", "cayley"])
+@pytest.mark.parametrize(("method", "retraction"), [("transport", "exp"), ("transport", "cayley"), ("project", "exp")])
 @pytest.mark.parametrize("sketch", ["randomized", "subspace"])
 @pytest.mark.parametrize(("n", "p", "size"), CASES)
-def test_rows_layout_equals_one_process(n, p, size, sketch, method, dtype, rng):
+def test_rows_layout_equals_one_process(n, p, size, sketch, method, retraction, dtype, rng):
     k = min(2, p)
     U = haar(n, dtype, rng, p=p)
     delta = gaussian((n, p), dtype, rng, 0.1)
     key = np.array([3, 1, 4])
     basis = initial_basis(U, k, key) if sketch == "subspace" else None
-    expected = one_process_step(U, delta, Options(rank=k, method=method, sketch=sketch), key=key, basis=basis)
+    options = Options(rank=k, method=method, retraction=retraction, sketch=sketch)
+    expected = one_process_step(U, delta, options, key=key, basis=basis)
     weight, next_basis, _, finite, log = run_sharded(
-        size, U, delta, layout="rows", rank=k, method=method, sketch=sketch, key=key, basis=basis
+        size, U, delta, layout="rows", rank=k, method=method, retraction=retraction, sketch=sketch, key=key, basis=basis
     )
     assert all(finite)
     assert np.abs(weight - expected.weight).max() <= 1e-12

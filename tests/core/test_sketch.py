@@ -31,7 +31,7 @@ def decaying(n, spectrum, dtype, rng):
 @pytest.mark.parametrize(("m", "n", "true_rank", "k"), [(40, 40, 3, 3), (40, 40, 2, 5), (50, 30, 4, 4), (30, 50, 1, 1)])
 def test_exact_on_rank_at_most_k(method, dtype, m, n, true_rank, k, rng):
     G = low_rank(m, n, true_rank, dtype, rng)
-    A, B = ul.sketch(G, k, method=method, seed=1)
+    A, B = ul.sketch(G, k, kind=method, seed=1)
     assert A.shape == (m, k) and B.shape == (n, k) and A.dtype == B.dtype == np.dtype(dtype)
     error = np.linalg.norm(reconstruct(A, B) - G) / np.linalg.norm(G)
     assert error <= (1e-10 if EPS[dtype] < 1e-10 else 1e-5)
@@ -57,7 +57,7 @@ def test_svd_method_is_optimal_and_others_are_close(method, rng):
     n, k = 60, 5
     spectrum = 0.7 ** np.arange(n)
     G = decaying(n, spectrum, "float64", rng)
-    A, B = ul.sketch(G, k, method=method, seed=0)
+    A, B = ul.sketch(G, k, kind=method, seed=0)
     optimal = np.sqrt(np.sum(spectrum[k:] ** 2))
     ratio = np.linalg.norm(reconstruct(A, B) - G) / optimal
     assert ratio <= (1 + 1e-10 if method == "svd" else 1.5)
@@ -67,13 +67,13 @@ def test_svd_method_is_optimal_and_others_are_close(method, rng):
 @pytest.mark.parametrize("method", ["randomized", "column"])
 def test_same_seed_same_sketch_different_seed_different(method, rng):
     G = gaussian((30, 30), "float64", rng)
-    A1, B1 = ul.sketch(G, 3, method=method, seed=7)
-    A2, B2 = ul.sketch(G, 3, method=method, seed=7)
-    A3, _ = ul.sketch(G, 3, method=method, seed=8)
+    A1, B1 = ul.sketch(G, 3, kind=method, seed=7)
+    A2, B2 = ul.sketch(G, 3, kind=method, seed=7)
+    A3, _ = ul.sketch(G, 3, kind=method, seed=8)
     np.testing.assert_array_equal(A1, A2)
     np.testing.assert_array_equal(B1, B2)
     assert not np.array_equal(A1, A3)
-    seq1, seq2 = ul.sketch(G, 3, method=method, seed=(7, 0, 1)), ul.sketch(G, 3, method=method, seed=(7, 0, 1))
+    seq1, seq2 = ul.sketch(G, 3, kind=method, seed=(7, 0, 1)), ul.sketch(G, 3, kind=method, seed=(7, 0, 1))
     np.testing.assert_array_equal(seq1[0], seq2[0])
 
 
@@ -98,7 +98,7 @@ def test_seeded_sketch_is_identical_in_another_process(rng):
 @pytest.mark.parametrize("method", METHODS)
 def test_batched_sketch(method, rng):
     G = low_rank(20, 20, 2, "complex64", rng, batch=(3, 2))
-    A, B = ul.sketch(G, 2, method=method, seed=0)
+    A, B = ul.sketch(G, 2, kind=method, seed=0)
     assert A.shape == (3, 2, 20, 2) and B.shape == (3, 2, 20, 2)
     assert np.linalg.norm(reconstruct(A, B) - G) / np.linalg.norm(G) <= 1e-5
 
@@ -120,13 +120,13 @@ def test_warm_start_reuses_subspace(rng):
     _, B = ul.sketch(G, k, seed=0)
     G_next = G + 1e-3 * low_rank(n, n, k, "float64", rng)
     A2, B2 = ul.sketch(G_next, k, init=B, power_iters=2)
-    A_ref, B_ref = ul.sketch(G_next, k, method="svd")
+    A_ref, B_ref = ul.sketch(G_next, k, kind="svd")
     assert np.linalg.norm(reconstruct(A2, B2) - G_next) <= 1.01 * np.linalg.norm(reconstruct(A_ref, B_ref) - G_next)
 
 
 def test_zero_update(rng):
     for method in METHODS:
-        A, B = ul.sketch(np.zeros((10, 10)), 2, method=method, seed=0)
+        A, B = ul.sketch(np.zeros((10, 10)), 2, kind=method, seed=0)
         np.testing.assert_array_equal(reconstruct(A, B), 0)
 
 
@@ -186,13 +186,13 @@ def test_sketch_with_a_counter_key(method, rng):
     """An integer array as seed: deterministic in its values, exact on low-rank input, and of G's own library."""
     G = low_rank(40, 30, 3, "float64", rng)
     key = np.array([11, 2], dtype=np.int64)
-    A, B = ul.sketch(G, 3, method=method, seed=key)
+    A, B = ul.sketch(G, 3, kind=method, seed=key)
     assert np.linalg.norm(reconstruct(A, B) - G) < 1e-12 * np.linalg.norm(G)
-    A2, B2 = ul.sketch(G, 3, method=method, seed=key.copy())
+    A2, B2 = ul.sketch(G, 3, kind=method, seed=key.copy())
     assert np.array_equal(A, A2) and np.array_equal(B, B2)
     torch = pytest.importorskip("torch")
     with pytest.raises(TypeError, match="different libraries"):
-        ul.sketch(G, 3, method=method, seed=torch.tensor([11, 2]))
+        ul.sketch(G, 3, kind=method, seed=torch.tensor([11, 2]))
 
 
 def test_a_counter_key_must_live_on_the_device_of_g():

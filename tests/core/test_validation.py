@@ -150,8 +150,11 @@ def test_out_must_match(operands):
 
 def test_sketch_arguments(rng):
     G = gaussian((8, 8), "float64", rng)
-    with pytest.raises(ValueError, match="method must be one of"):
-        ul.sketch(G, 2, method="qr")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        ul.sketch(G, 2, kind="qr")
+    with pytest.warns(DeprecationWarning, match="method= is now kind="):  # the old name still works
+        old = ul.sketch(G, 2, method="svd")
+    np.testing.assert_array_equal(old[0], ul.sketch(G, 2, kind="svd")[0])
     with pytest.raises(ValueError, match="oversample must be an int ≥ 0"):
         ul.sketch(G, 2, oversample=-1)
     with pytest.raises(ValueError, match="power_iters must be an int ≥ 0"):
@@ -192,7 +195,7 @@ def test_check_finite_false_skips_value_checks(operands):
     bad[0, 0] = np.nan
     with np.errstate(invalid="ignore"):
         assert np.isnan(ul.transport(U, bad, B, check_finite=False)).any()
-        assert np.isnan(ul.sketch(np.full((4, 4), np.nan), 1, method="svd", check_finite=False)[0]).all()
+        assert np.isnan(ul.sketch(np.full((4, 4), np.nan), 1, kind="svd", check_finite=False)[0]).all()
     x = B[:, :1] / np.linalg.norm(B[:, :1])
     import warnings
 
