@@ -16,6 +16,7 @@ import argparse
 import cProfile
 import json
 import pstats
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         settings.append(("torch", 64, 1, "float64"))
     except ImportError:
         pass
-    for library, n, k, dtype in settings:
+    for number, (library, n, k, dtype) in enumerate(settings, 1):  # progress on stderr: the table goes to stdout
+        print(f"[{number}/{len(settings)}] {library} {dtype} n = {n} k = {k} ...", file=sys.stderr, flush=True)
         for name, function in cases(library, n, k, dtype).items():
             rows.append(
                 {"library": library, "n": n, "k": k, "dtype": dtype, "function": name, "calls": calls(function)}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 import time
 from collections.abc import Callable
 
@@ -55,7 +56,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     lines: list[str] = []
-    show = lines.append
+
+    def show(line: str) -> None:
+        lines.append(line)
+        if line.startswith("| ") and lines[-2:-1] in ([], [""]):  # a table begins: say which, on stderr
+            print(f"measuring: {line.split('|')[1].strip()} ...", file=sys.stderr, flush=True)
 
     generator = torch.Generator().manual_seed(0)
     show("| call (torch CPU, float32, N = 128) | route | non-view operators | synchronizing operators |")

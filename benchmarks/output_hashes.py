@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
+import sys
 import warnings
 
 import numpy as np
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     out: dict[str, str] = {}
     all_cases = list(cases())
     for library in (name for name in args.libraries if available.get(name)):
+        print(f"hashing {library} ({len(all_cases)} cases) ...", file=sys.stderr, flush=True)  # stdout: the hashes
         for tag, (n, p, k, batch, variant), arrays in all_cases:
             if library == "strict" and (variant in ("huge", "tiny") or batch):
                 continue  # array_api_strict: a shorter list

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -104,14 +105,20 @@ def main(argv: list[str] | None = None) -> int:
     generator = torch.Generator().manual_seed(0)
     results: dict[str, dict[str, float]] = {}
 
+    def say(case: str) -> None:  # progress on stderr: the table goes to stdout
+        print(f"measuring {case} ({args.repeats} rounds) ...", file=sys.stderr, flush=True)
+
+    say("lipconvnet")
     model = LipConvNet(3, 10, 32, 16, 5, generator=generator)
     results["lipconvnet"] = model_case(
         model, torch.randn(128, 3, 32, 32, generator=generator), args.sketches, 1, 1, args.repeats
     )
     for channels, size in ((16, 32), (64, 8)):
+        say(f"conv c={channels} s={size}")
         layer = UnitaryConv2d(channels, size, generator=generator)
         x = torch.randn(64, channels, size, size, generator=generator)
         results[f"conv c={channels} s={size}"] = model_case(layer, x, args.sketches, 1, 3, args.repeats)
+    say("linear 1024")
     results["linear 1024"] = linear_case(args.sketches, 5, args.repeats)
 
     print(f"{'case':18} {'contender':28} {'ms':>8} {'ratio':>7}  target")

@@ -36,6 +36,8 @@ from .distributed import is_sharded, split_of_parameter
 
 #: Options a group of unitary weights may set for itself
 GROUP_OPTIONS = tuple(field.name for field in dataclasses.fields(Options))
+#: The options a saved state depends on: loading it under others is refused
+_STATE_OPTIONS = ("rank", "method", "retraction", "sketch", "error_feedback")
 
 __all__ = ["DEFAULT_REORTHONORMALIZE_EVERY", "ProjUNN", "unitary_groups"]
 
@@ -495,12 +497,15 @@ class ProjUNN(torch.optim.Optimizer):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved (base state, step counts, options)."""
-        if "base" not in state_dict or "projunn" not in state_dict:
-            raise ValueError(
-                "ProjUNN.load_state_dict expects the dict returned by ProjUNN.state_dict() "
-                "(keys 'base' and 'projunn'); to load a plain optimizer state, use .optimizer.load_state_dict"
-            )
+        """Restore what :meth:`state_dict` saved (base state, step counts, options, bases, error buffers).
+
+        Everything is checked before anything is loaded: a state saved with other options (rank, method,
+        retraction, sketch, error feedback, per group too), for other parameters (count, shapes, dtypes),
+        or damaged, raises ``ValueError`` naming the mismatch and leaves this optimizer as it was.
+        """
+        problem = self._state_problem(state_dict)
+        if problem is not None:
+            raise ValueError(f"ProjUNN.load_state_dict: {problem}; nothing was loaded")
         saved = state_dict["projunn"]
         options = Options.checked("ProjUNN.load_state_dict", **{**self.projunn_defaults, **saved["defaults"]})
         self.optimizer.load_state_dict(state_dict["base"])
@@ -511,6 +516,65 @@ class ProjUNN(torch.optim.Optimizer):
         self._keys = {}  # rebuilt from the restored step counts
         self._bases = self._own_entries(saved.get("bases", {}))
         self._errors = self._own_entries(saved.get("errors", {}))
+
+    def _state_problem(self, state_dict: Any) -> str | None:
+        """What makes ``state_dict`` unfit for this optimizer, or ``None``; reads it, changes nothing."""
+        if not isinstance(state_dict, dict) or not {"base", "projunn"} <= set(state_dict):
+            return (
+                "expected the dict that ProjUNN.state_dict() returns (keys 'base' and 'projunn'); to load a plain "
+                "optimizer's state, use .optimizer.load_state_dict"
+            )
+        base, saved = state_dict["base"], state_dict["projunn"]
+        if not isinstance(base, dict) or not {"state", "param_groups"} <= set(base):
+            return "its 'base' entry is not an optimizer state dict"
+        if not isinstance(saved, dict) or not {"steps", "defaults"} <= set(saved):
+            return "its 'projunn' entry lacks the step counts or the options"
+        groups = base["param_groups"]
+        if len(groups) != len(self.param_groups):
+            return f"it holds {len(groups)} param groups, this optimizer {len(self.param_groups)}"
+        for g, (old, new) in enumerate(zip(groups, self.param_groups, strict=True)):
+            if len(old["params"]) != len(new["params"]):
+                return f"param_groups[{g}] holds {len(old['params'])} parameters there, {len(new['params'])} here"
+            if bool(old.get("unitary", False)) != bool(new.get("unitary", False)):
+                return f"param_groups[{g}] is {'' if old.get('unitary') else 'not '}marked unitary there"
+        try:
+            defaults = Options.checked("the saved options", **{**self.projunn_defaults, **saved["defaults"]})
+        except (TypeError, ValueError) as err:
+            return str(err)
+        params = [p for group in self.param_groups for p in group["params"]]
+        for g, (old, new) in enumerate(zip(groups, self.param_groups, strict=True)):
+            if not new.get("unitary", False):
+                continue
+            there = {key: old.get(key, getattr(defaults, key)) for key in _STATE_OPTIONS}
+            here = {key: getattr(self._options(new), key) for key in _STATE_OPTIONS}
+            differ = [
+                f"{key}={there[key]!r} there, {here[key]!r} here" for key in _STATE_OPTIONS if there[key] != here[key]
+            ]
+            if differ:
+                return f"param_groups[{g}] was saved with other options: {'; '.join(differ)}"
+        for index, entry in base["state"].items():
+            p = params[int(index)] if 0 <= int(index) < len(params) else None
+            if p is None:
+                return f"it holds optimizer state for parameter #{index}, which this optimizer does not have"
+            for name, value in entry.items():
+                if isinstance(value, torch.Tensor) and value.ndim and tuple(value.shape) != tuple(p.shape):
+                    shapes = f"{tuple(value.shape)}, the parameter {tuple(p.shape)}"
+                    return f"the state {name!r} of parameter #{index} has shape {shapes}"
+        unitary = {index: (options, p) for index, options, p in self._unitary_params(with_grad=False)}
+        for kind, store in (("basis", saved.get("bases", {})), ("error buffer", saved.get("errors", {}))):
+            for key, tensor in store.items():
+                index = int(str(key).partition(".rank")[0])
+                if index not in unitary:
+                    return f"it holds a {kind} for parameter #{index}, which is not a unitary parameter here"
+                options, p = unitary[index]
+                shape = _basis_shape(p, options.rank, self._splits.get(id(p), ONE)) if kind == "basis" else None
+                shape = shape or tuple(_local(p).shape)
+                if tuple(tensor.shape) != shape or tensor.dtype != p.dtype:
+                    return (
+                        f"the {kind} of parameter #{index} has shape {tuple(tensor.shape)} and dtype {tensor.dtype}; "
+                        f"expected {shape} and {p.dtype}"
+                    )
+        return None
 
     def _own_entries(self, store: dict[Any, torch.Tensor]) -> dict[int, torch.Tensor]:
         """Entries by parameter index: plain ones, and this process's ``"INDEX.rankR"`` ones (see ``state_dict``)."""
@@ -546,6 +610,14 @@ def _keep(state: torch.Tensor | None, new: Any) -> None:
     """Write the step's new basis or error buffer over the old one (kept in place: graph-safe)."""
     if state is not None:
         state.copy_(new)
+
+
+def _basis_shape(p: Any, rank: int, split: Split) -> tuple[int, ...]:
+    """The shape of this process's subspace basis of ``p``: (..., min(n, p), k), or its rows of it where split."""
+    local = _local(p)
+    n, q = split.shape(local)
+    rows = split.sizes[split.comm.index] if split.axis == "n" and q > n else min(n, q)  # a wide W's split rows
+    return (*local.shape[:-2], rows, rank)
 
 
 def _basis_is_whole(p: Any, split: Split) -> bool:
