@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, fields
 from fractions import Fraction
@@ -110,19 +111,53 @@ def fraction(text: str) -> float:
     return value
 
 
-def add_run_options(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
-    """The options every training run takes: seed, threads, device, output folder, progress, --print-config."""
+def add_run_options(parser: argparse.ArgumentParser, *, device: bool = True, resumable: bool = False) -> None:
+    """The options every training run takes: seed, threads, device, output folder, progress, --print-config.
+
+    ``resumable``: also ``--checkpoint-every`` and ``--resume`` (the tasks that write checkpoints).
+    """
     parser.add_argument("--seed", type=at_least(0), help="seed of the initialization, the data order and the sketches")
     parser.add_argument("--threads", type=at_least(1), help="torch CPU threads (default: torch's own)")
     if device:
         parser.add_argument("--device", help="torch device, e.g. cuda")
     parser.add_argument("--out", help="output folder of the log, the curve and the summary")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    if resumable:
+        add_resume_options(parser)
     parser.add_argument(
         "--print-config",
         action="store_true",
         dest="print_config",
         help="print the settings the run would use (preset, then options) as JSON, and exit",
+    )
+
+
+def checkpoint_interval(text: str) -> str:
+    """``--checkpoint-every``: iterations (``500``) or minutes (``10m``), checked when parsed."""
+    from ..tasks.checkpoints import interval
+    from ..tasks.runs import SettingsError
+
+    try:
+        interval(text)
+    except SettingsError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--checkpoint-every: ")) from None
+    return text
+
+
+def add_resume_options(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint-every`` and ``--resume``."""
+    parser.add_argument(
+        "--checkpoint-every",
+        type=checkpoint_interval,
+        dest="checkpoint_every",
+        metavar="EVERY",
+        help="write NAME.ckpt beside the log every EVERY iterations (500) or minutes (10m), and when the run "
+        "ends or is stopped with Ctrl-C; 0: only then (default: 10m)",
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="PATH",
+        help="continue the run whose checkpoint (or run folder) this is, with its settings, bit for bit",
     )
 
 
@@ -170,6 +205,19 @@ def show_defaults(
             value = "none" if default is None else "off" if default is False else str(default)
         note = f"default: {value}" + (", or the preset's" if dest in preset_keys else "")
         action.help = f"{action.help} ({note})" if action.help else note
+
+
+def stopped_note(task: str, summary: dict[str, Any]) -> int:
+    """The exit status of a finished run: 0; of one stopped by Ctrl-C or SIGTERM: 130, with how to resume it."""
+    if not summary.get("interrupted"):
+        return 0
+    folder = Path(summary["config"]["out"])
+    print(
+        f"{summary['name']}: stopped by {summary['interrupted']} at iteration {summary['steps']}; checkpoint "
+        f"{folder / summary['checkpoint']}. Resume with: unitary-lowrank train {task} --resume {folder}",
+        file=sys.stderr,
+    )
+    return 130
 
 
 def report_files(out: str, summary: dict[str, Any]) -> str:

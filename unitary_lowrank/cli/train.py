@@ -27,6 +27,7 @@ from ._options import (
     report_files,
     settings,
     show_defaults,
+    stopped_note,
 )
 
 #: Names this module had when the training programs lived in it (``unitary_lowrank.cli.train``), kept importable
@@ -114,7 +115,7 @@ def _add_rnn_task(tasks: Any, name: str, about: str) -> None:
         task.add_argument("--limit", type=at_least(1), help="use only this many training digits")
     task.add_argument("--eval-every", type=at_least(1), dest="eval_every", help="iterations between test evaluations")
     task.add_argument("--minutes", type=positive, help="CPU-time budget of the run, in minutes: stop early when spent")
-    add_run_options(task)
+    add_run_options(task, resumable=True)
     shown = {"lr_unitary": "--lr's value", "T": "copy 1000, adding 750" if sequence else None, "out": "runs"}
     shown["steps"] = "none: give it or a --preset" if sequence else "--epochs × batches per epoch"
     shown["epochs"] = "1"
@@ -136,10 +137,12 @@ def _run_rnn(args: argparse.Namespace) -> int:
         config.lr_unitary = config.lr
     if args.print_config:
         return print_config(config)
-    if config.steps is None and args.task in ("copy", "adding"):
+    if config.steps is None and args.task in ("copy", "adding") and not args.resume:
         args.parser.error("give --steps, or a --preset")
     try:
-        summary = run(config, progress=not args.no_progress)
+        summary = run(
+            config, progress=not args.no_progress, checkpoint_every=args.checkpoint_every or "10m", resume=args.resume
+        )
     except SettingsError as err:
         args.parser.error(str(err))
     if summary["diverged_at"] is not None:
@@ -149,8 +152,8 @@ def _run_rnn(args: argparse.Namespace) -> int:
         f"(memoryless baseline {summary['baseline']:.4g}), {summary['metric_name']} {summary['final_metric']:.4g}, "
         f"{summary['steps']} iterations in {summary['seconds']:.0f} s"
     )
-    print(report_files(config.out, summary))
-    return 0
+    print(report_files(summary["config"]["out"], summary))
+    return stopped_note(args.task, summary)
 
 
 #: what ``train`` imports beyond the core, by task: all of them are in the ``experiments`` extra

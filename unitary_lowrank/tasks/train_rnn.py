@@ -11,13 +11,14 @@ runs it from the command line.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..unitarity import unitarity_error
-from . import get
+from . import checkpoints, get
 from .runs import (
     CsvLog,
     SettingsError,
@@ -270,10 +271,26 @@ def unitarity(model: Any) -> float | None:
     return float(unitarity_error(weight))
 
 
-def run(config: Config, progress: bool = True) -> dict[str, Any]:
-    """Train; returns the summary (also written next to the CSV log and the PNG curve)."""
+def run(
+    config: Config, progress: bool = True, *, checkpoint_every: str | None = "10m", resume: str | None = None
+) -> dict[str, Any]:
+    """Train; returns the summary (also written next to the CSV log and the PNG curve).
+
+    ``checkpoint_every``: write ``NAME.ckpt`` every this many iterations
+    (``"500"``) or minutes (``"10m"``), and when the run ends or is stopped
+    (Ctrl-C, SIGTERM); ``None`` or ``"0"``: only then. ``resume``: a checkpoint
+    (or the run folder holding it) to continue from, with the settings it was
+    written with (of ``config`` only the task is read, and must match): the
+    continued run is the uninterrupted one, bit for bit, but for its clock.
+    """
     import torch
 
+    state = None
+    if resume is not None:
+        state, source = checkpoints.load(resume, task=config.task)
+        settings = {**state["config"], "decay_epochs": _tuple(state["config"]["decay_epochs"])}
+        config = Config(**{**settings, "out": str(source.parent)})  # where the checkpoint is, from here
+        print(f"resuming {source} at iteration {state['step']}", file=sys.stderr)
     if config.method not in METHODS:
         raise SettingsError(f"method must be one of {METHODS}; got {config.method!r}")
     if config.method in ("transport", "project") and config.rank > config.hidden:
@@ -286,12 +303,19 @@ def run(config: Config, progress: bool = True) -> dict[str, Any]:
     flushing = bool((torch.tensor([1e-39]) * 1.0)[0] == 0)  # the state the caller had, restored on return
     torch.set_flush_denormal(True)
     try:
-        return _train(config, progress)
+        with checkpoints.stop_requests() as stop:
+            return _train(config, progress, checkpoints.interval(checkpoint_every), stop, state)
     finally:
         torch.set_flush_denormal(flushing)
 
 
-def _train(config: Config, progress: bool) -> dict[str, Any]:
+def _tuple(value: Any) -> tuple[int, ...] | None:
+    return None if value is None else tuple(value)
+
+
+def _train(
+    config: Config, progress: bool, every: tuple[int | None, float | None], stop: Any, state: dict | None
+) -> dict[str, Any]:
     import torch
     from tqdm import tqdm
 
@@ -306,12 +330,36 @@ def _train(config: Config, progress: bool) -> dict[str, Any]:
     name += sketch_suffix(config) if config.method in ("transport", "project") else ""
     name += f"-seed{config.seed}" if config.seed else ""
     files = run_files(config.out, name)
+    saved_at = checkpoints.path_for(files.log)
     batches = task.train_batches(torch.Generator().manual_seed(config.seed + 1))
     rows: list[dict[str, Any]] = []
-    started, cpu_started = time.perf_counter(), time.process_time()
-    bar = tqdm(range(1, steps + 1), desc=name, disable=not progress, dynamic_ncols=True)
-    running = math.nan
+    first, running, spent, cpu_spent = 1, math.nan, 0.0, 0.0
+    if state is not None:  # continue where the checkpoint stopped: the same state, the same data to come
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        checkpoints.restore_random_state(state["random"], {})
+        rows, running, spent, cpu_spent = list(state["rows"]), state["running"], state["seconds"], state["cpu_seconds"]
+        first = state["step"] + 1
+        for _ in range(state["step"]):  # the data order: drawn again up to where the run stopped
+            next(batches)
+    started, cpu_started = time.perf_counter() - spent, time.process_time() - cpu_spent
+    last_saved, last_saved_at = first - 1, time.perf_counter()
+
+    def checkpoint(step: int, finished: bool) -> None:
+        checkpoints.save(saved_at, {
+            "task": config.task, "config": asdict(config), "step": step, "finished": finished,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "random": checkpoints.random_state({}),
+            "rows": rows, "running": running, "seconds": time.perf_counter() - started,
+            "cpu_seconds": time.process_time() - cpu_started,
+        })  # fmt: skip
+
+    bar = tqdm(range(first, steps + 1), desc=name, disable=not progress, dynamic_ncols=True, initial=first - 1)
+    bar.total = steps
     log = CsvLog(files.log)  # grows as the run goes, so a long run can be followed (and survives a kill)
+    for row in rows:  # a resumed run's log: the rows of the checkpoint, then the new ones
+        log.write(row)
+    diverged = out_of_time = False
+    step = first - 1
     for step in bar:
         inputs, targets = next(batches)
         inputs, targets = inputs.to(config.device), targets.to(config.device)
@@ -345,8 +393,24 @@ def _train(config: Config, progress: bool) -> dict[str, Any]:
             bar.set_postfix(
                 loss=f"{running:.4g}", test=f"{test_loss:.4g}", **{task.metric_name.split()[-1]: f"{metric:.3g}"}
             )
-        if out_of_time or diverged:
+        if out_of_time or diverged or stop.requested:
             break
+        due_iterations, due_minutes = every
+        due = (due_iterations and step - last_saved >= due_iterations) or (
+            due_minutes and time.perf_counter() - last_saved_at >= 60 * due_minutes
+        )
+        if due and step < steps:  # the last iteration's checkpoint is written below, marked finished
+            checkpoint(step, finished=False)
+            last_saved, last_saved_at = step, time.perf_counter()
+    interrupted = stop.requested and step < steps and not (out_of_time or diverged)
+    if step >= first:
+        checkpoint(step, finished=not interrupted)
+    if interrupted and (not rows or rows[-1]["step"] != step):  # where it stopped: in the log, not the checkpoint
+        test_loss, metric = evaluate(model, task, config.device)
+        rows.append({"step": step, "train_loss": running, "test_loss": test_loss, "metric": metric,
+                     "seconds": time.perf_counter() - started, "unitarity": unitarity(model),
+                     "lr": optimizer.param_groups[0]["lr"]})  # fmt: skip
+        log.write(rows[-1])
     elapsed = time.perf_counter() - started
     log.close()
     _plot(rows, task, name, files.plot)
@@ -361,8 +425,11 @@ def _train(config: Config, progress: bool) -> dict[str, Any]:
         "metric_name": task.metric_name,
         "best_test_loss": min(r["test_loss"] for r in rows),
         "steps": rows[-1]["step"],
-        "stopped_by_budget": rows[-1]["step"] < steps and not diverged,
+        "stopped_by_budget": rows[-1]["step"] < steps and not diverged and not interrupted,
         "diverged_at": rows[-1]["step"] if diverged else None,
+        "interrupted": stop.signal_name if interrupted else None,
+        "resumed_from": state["step"] if state is not None else None,
+        "checkpoint": saved_at.name,
         "seconds": elapsed,
         "unitarity": rows[-1]["unitarity"],
     }

