@@ -3,7 +3,8 @@
 Runs ``unitary-lowrank train TASK --preset cpu`` for every task, method and
 seed (two runs at a time, one thread each; with ``--workers 1`` one after the
 other in this process; a run whose JSON summary already exists in the output
-folder is not run again), then writes into the output
+folder is not run again, and one stopped before its end — Ctrl-C, a kill —
+continues from its checkpoint), then writes into the output
 folder, per task, one plot with every method's test-loss curve (mean over the
 seeds, the band from the lowest to the highest seed) and ``study.md``: a table
 of the final test figures, mean and spread over the seeds::
@@ -24,7 +25,8 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 
-from unitary_lowrank.tasks.train_rnn import METHODS, PRESETS, Config, run
+from unitary_lowrank.tasks import checkpoints
+from unitary_lowrank.tasks.train_rnn import METHODS, PRESETS, Config, run, run_name
 
 TAIL = 5  # evaluations averaged for the late figure of merit, which is noisy from one evaluation to the next
 
@@ -38,7 +40,17 @@ LABELS = {
 
 
 def one(config: Config) -> dict:
+    """One run; one stopped before its end (a checkpoint not marked finished) continues where it stopped."""
+    checkpoint = Path(config.out) / f"{run_name(config)}.ckpt"
+    if checkpoint.exists() and not checkpoints.load(checkpoint)[0]["finished"]:
+        return run(config, progress=False, resume=str(checkpoint))
     return run(config, progress=False)
+
+
+def finished(config: Config) -> bool:
+    """The run's summary is there, and it did not stop early by Ctrl-C or a kill."""
+    path = Path(config.out) / f"{run_name(config)}.json"
+    return path.exists() and not json.loads(path.read_text()).get("interrupted")
 
 
 def summaries_in(folder: Path) -> list[dict]:
@@ -151,8 +163,7 @@ def main(argv: list[str] | None = None) -> None:
                     if args.steps:
                         settings.update(steps=args.steps, eval_every=max(1, args.steps // 4))
                     config = Config(**settings, out=str(root / task), threads=1)
-                    name = f"{task}-{method}" + (f"-k{config.rank}" if method in ("transport", "project") else "")
-                    if not (root / task / f"{name}{f'-seed{seed}' if seed else ''}.json").exists():
+                    if not finished(config):
                         configs.append(config)
         with ProcessPoolExecutor(args.workers) if args.workers > 1 else nullcontext() as pool:
             for summary in pool.map(one, configs) if pool else map(one, configs):

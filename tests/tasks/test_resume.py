@@ -184,3 +184,26 @@ def test_checkpoint_every_is_parsed():
     for bad in ("ten", "-3", "m"):
         with pytest.raises(SettingsError, match="--checkpoint-every"):
             checkpoints.interval(bad)
+
+
+def test_the_rnn_study_resumes_a_stopped_run_and_skips_a_finished_one(tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "benchmarks" / "rnn_study.py"
+    spec = importlib.util.spec_from_file_location("rnn_study", path)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    settings = {**PRESETS["quick"]["adding"], "task": "adding", "method": "transport", "steps": 8, "eval_every": 2}
+    interrupt_at(monkeypatch, 1)  # stopped at iteration 2, where the study keeps its runs
+    run(Config(**settings, out=str(tmp_path / "adding"), threads=1), progress=False, checkpoint_every="0")
+    monkeypatch.undo()
+    argv = ["--preset", "quick", "--tasks", "adding", "--methods", "transport", "--seeds", "0", "--steps", "8"]
+    argv += ["--workers", "1", "--out", str(tmp_path)]
+    study.main(argv)
+    summary_path = tmp_path / "adding" / "adding-transport-k1.json"
+    summary = json.loads(summary_path.read_text())
+    assert summary["resumed_from"] == 2 and summary["steps"] == 8 and summary["interrupted"] is None
+    written = summary_path.stat().st_mtime_ns
+    study.main(argv)  # finished: not run again
+    assert summary_path.stat().st_mtime_ns == written

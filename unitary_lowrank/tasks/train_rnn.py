@@ -309,6 +309,13 @@ def run(
         torch.set_flush_denormal(flushing)
 
 
+def run_name(config: Config) -> str:
+    """The file name (without suffix) of a run's log, curve, summary and checkpoint."""
+    low_rank = config.method in ("transport", "project")
+    name = f"{config.task}-{config.method}" + (f"-k{config.rank}{sketch_suffix(config)}" if low_rank else "")
+    return name + (f"-seed{config.seed}" if config.seed else "")
+
+
 def _tuple(value: Any) -> tuple[int, ...] | None:
     return None if value is None else tuple(value)
 
@@ -326,9 +333,7 @@ def _train(
         if task.steps_per_epoch is None:
             raise SettingsError(f"{config.task}: give --steps")
         steps = (config.epochs or 1) * task.steps_per_epoch
-    name = f"{config.task}-{config.method}" + (f"-k{config.rank}" if config.method in ("transport", "project") else "")
-    name += sketch_suffix(config) if config.method in ("transport", "project") else ""
-    name += f"-seed{config.seed}" if config.seed else ""
+    name = run_name(config)
     files = run_files(config.out, name)
     saved_at = checkpoints.path_for(files.log)
     batches = task.train_batches(torch.Generator().manual_seed(config.seed + 1))
