@@ -502,7 +502,7 @@ def test_checkpoint_resume_is_bit_identical(tmp_path, options):
 
 def test_load_state_dict_rejects_plain_optimizer_state():
     _, _, opt = make_model_and_optimizer()
-    with pytest.raises(ValueError, match=r"expects the dict returned by ProjUNN\.state_dict"):
+    with pytest.raises(ValueError, match=r"expected the dict that ProjUNN\.state_dict\(\) returns"):
         opt.load_state_dict(opt.optimizer.state_dict())
 
 
