@@ -207,3 +207,43 @@ def test_the_rnn_study_resumes_a_stopped_run_and_skips_a_finished_one(tmp_path, 
     written = summary_path.stat().st_mtime_ns
     study.main(argv)  # finished: not run again
     assert summary_path.stat().st_mtime_ns == written
+
+
+def test_cifar10_stopped_and_resumed_is_the_uninterrupted_run(tmp_path, monkeypatch):
+    """A tiny CIFAR-10 (two epochs of five batches): a SIGINT in the middle of epoch 1, then resume."""
+    pytest.importorskip("tqdm")
+    import unitary_lowrank.backends.torch.lipschitz as lipschitz
+    from test_cifar10 import _images, _write_batches
+
+    from unitary_lowrank.tasks.train_cifar10 import CifarConfig
+    from unitary_lowrank.tasks.train_cifar10 import run as run_cifar
+
+    root = tmp_path / "cifar-10-batches-py"
+    _write_batches(root, [_images(40, 1)], _images(20, 2))
+    settings = {"data": str(root), "width": 4, "depth": 5, "batch": 8, "epochs": 2, "eval_every": 2, "minutes": None}
+    settings |= {"sketch": "subspace", "error_feedback": True, "rank": 2, "threads": 1, "translate": 2}
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    run_cifar(CifarConfig(**settings, out=str(straight)), progress=False, checkpoint_every="0")
+    calls = {"n": 0}
+    margin_loss = lipschitz.lipschitz_margin_loss  # the training loss, imported by the run when it starts
+
+    def loss_then_interrupt(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # iteration 3 of 10: in epoch 0, batch 3
+            os.kill(os.getpid(), signal.SIGINT)
+        return margin_loss(*args, **kwargs)
+
+    monkeypatch.setattr(lipschitz, "lipschitz_margin_loss", loss_then_interrupt)
+    summary = run_cifar(CifarConfig(**settings, out=str(stopped)), progress=False, checkpoint_every="0")
+    monkeypatch.undo()
+    assert summary["interrupted"] == "SIGINT" and summary["iterations"] == 3
+    assert not checkpoints.load(stopped)[0]["finished"]
+    resumed = run_cifar(CifarConfig(data=str(root)), progress=False, resume=str(stopped))
+    assert resumed["resumed_from"] == 3 and resumed["iterations"] == 10 and resumed["interrupted"] is None
+    a, b = checkpoints.load(straight)[0], checkpoints.load(stopped)[0]
+    assert a["finished"] and b["finished"] and a["iteration"] == b["iteration"] == 10
+    assert same(a["model"], b["model"]) and same(a["optimizer"], b["optimizer"])
+    assert [{k: v for k, v in r.items() if k != "cpu_seconds"} for r in a["rows"]] == [
+        {k: v for k, v in r.items() if k != "cpu_seconds"} for r in b["rows"]
+    ]
+    assert same(checkpoints.load(straight)[0]["random"], checkpoints.load(stopped)[0]["random"])

@@ -152,7 +152,7 @@ def _run_rnn(args: argparse.Namespace) -> int:
         f"(memoryless baseline {summary['baseline']:.4g}), {summary['metric_name']} {summary['final_metric']:.4g}, "
         f"{summary['steps']} iterations in {summary['seconds']:.0f} s"
     )
-    print(report_files(summary["config"]["out"], summary))
+    print(report_files(summary["config"]["out"] if args.resume else config.out, summary))
     return stopped_note(args.task, summary)
 
 

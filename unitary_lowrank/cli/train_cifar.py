@@ -38,6 +38,7 @@ from ._options import (
     report_files,
     settings,
     show_defaults,
+    stopped_note,
 )
 
 #: Names this module had when the training program lived in it, kept importable
@@ -131,7 +132,7 @@ def add_parser(tasks: Any) -> argparse.ArgumentParser:
     cifar.add_argument(
         "--eval-images", type=at_least(1), dest="eval_images", help="test images behind each point of the curve"
     )
-    add_run_options(cifar)
+    add_run_options(cifar, resumable=True)
     shown = {"margin_eps": "36/255", "lr_unitary": "--lr's value", "limit": "all", "test_limit": "all"}
     show_defaults(cifar, CifarConfig, presets=PRESETS, shown=shown)
     cifar.set_defaults(run=main, parser=cifar)
@@ -143,13 +144,15 @@ def main(args: argparse.Namespace) -> int:
     config = settings(args, CifarConfig, PRESETS)
     if args.print_config:
         return print_config(config)
-    if not config.data:
+    if not config.data and not args.resume:
         args.parser.error("--data is required: the cifar-10-batches-py directory (or its .tar.gz), or a class-folder "
                           "image archive")  # fmt: skip
-    if not Path(config.data).expanduser().exists():
+    if config.data and not Path(config.data).expanduser().exists():
         args.parser.error(f"--data {config.data}: no such file or directory")
     try:
-        summary = run(config, progress=not args.no_progress)
+        summary = run(
+            config, progress=not args.no_progress, checkpoint_every=args.checkpoint_every or "10m", resume=args.resume
+        )
     except (DataError, SettingsError) as err:
         args.parser.error(str(err))
     certified = summary["certified_accuracy"] or {}
@@ -164,5 +167,5 @@ def main(args: argparse.Namespace) -> int:
         f"{summary['iterations']} iterations, {1e3 * summary['seconds_forward_backward']:.0f} ms forward+backward "
         f"and {1e3 * summary['seconds_optimizer_step']:.0f} ms optimizer step per iteration"
     )
-    print(report_files(config.out, summary))
-    return 0
+    print(report_files(summary["config"]["out"] if args.resume else config.out, summary))
+    return stopped_note("cifar10", summary)

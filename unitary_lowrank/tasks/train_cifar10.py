@@ -23,11 +23,13 @@ import hashlib
 import importlib.util
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from . import checkpoints
 from .cifar10 import load_cifar10
 from .runs import (
     CsvLog,
@@ -175,14 +177,33 @@ def translate(x: Any, pixels: int, generator: Any) -> Any:
     return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
 
 
-def run(config: CifarConfig, progress: bool = True) -> dict[str, Any]:
-    """Train, certify, write the log, the curve and the summary; returns the summary."""
+def run(
+    config: CifarConfig, progress: bool = True, *, checkpoint_every: str | None = "10m", resume: str | None = None
+) -> dict[str, Any]:
+    """Train, certify, write the log, the curve and the summary; returns the summary.
+
+    ``checkpoint_every``, ``resume``: as in :func:`unitary_lowrank.tasks.train_rnn.run` (a resumed run
+    uses the checkpoint's settings; with ``--epochs`` it is the uninterrupted run bit for bit, but for
+    its clocks; with a ``--minutes`` budget the CPU time already spent counts).
+    """
+    with checkpoints.stop_requests() as stop:
+        return _run(config, progress, checkpoints.interval(checkpoint_every), resume, stop)
+
+
+def _run(
+    config: CifarConfig, progress: bool, every: tuple[int | None, float | None], resume: str | None, stop: Any
+) -> dict[str, Any]:
     import numpy as np
     import torch
     from tqdm import tqdm
 
     from ..backends.torch.lipschitz import certified_accuracy, lipschitz_bound, lipschitz_margin_loss
 
+    state = None
+    if resume is not None:
+        state, source = checkpoints.load(resume, task="cifar10")
+        config = CifarConfig(**{**state["config"], "out": str(source.parent)})
+        print(f"resuming {source} at iteration {state['iteration']}", file=sys.stderr)
     if config.method not in METHODS:
         raise SettingsError(f"train cifar10: --method must be one of {METHODS}; got {config.method!r}")
     if config.model not in MODELS:
@@ -239,6 +260,31 @@ def run(config: CifarConfig, progress: bool = True) -> dict[str, Any]:
     iteration, running, cpu_started, wall_started = 0, math.nan, time.process_time(), time.perf_counter()
     evaluating = 0.0  # CPU time spent on the periodic test evaluations: not part of the training budget
     evaluating_wall = 0.0
+    first_epoch, first_start, permutation = 0, 0, None
+    if state is not None:  # where the checkpoint stopped: the same state, the rest of the same epoch next
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        checkpoints.restore_random_state(state["random"], {"data": generator})
+        rows, running, iteration = list(state["rows"]), state["running"], state["iteration"]
+        forward_backward, step_time = state["forward_backward"], state["step_time"]
+        evaluating, evaluating_wall = state["evaluating"], state["evaluating_wall"]
+        cpu_started -= state["cpu_seconds"]
+        wall_started -= state["wall_seconds"]
+        first_epoch, first_start, permutation = state["epoch"], state["start"], state["permutation"]
+    saved_at = checkpoints.path_for(files.log)
+    last_saved, last_saved_at = iteration, time.perf_counter()
+
+    def checkpoint(epoch: int, start: int, permutation: Any, finished: bool) -> None:
+        checkpoints.save(saved_at, {
+            "task": "cifar10", "config": asdict(config), "iteration": iteration, "finished": finished,
+            "epoch": epoch, "start": start, "permutation": permutation.cpu(),
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "random": checkpoints.random_state({"data": generator}), "rows": rows, "running": running,
+            "forward_backward": forward_backward, "step_time": step_time, "evaluating": evaluating,
+            "evaluating_wall": evaluating_wall, "cpu_seconds": time.process_time() - cpu_started,
+            "wall_seconds": time.perf_counter() - wall_started,
+        })  # fmt: skip
+
     epochs = config.epochs if config.epochs is not None else 10**9
     budget = math.inf if config.minutes is None else 60 * config.minutes
     per_epoch = len(x_train) // config.batch
@@ -266,12 +312,21 @@ def run(config: CifarConfig, progress: bool = True) -> dict[str, Any]:
                 correct += int((logits.argmax(-1) == labels[start : start + 500]).sum())
         return correct / len(images)
 
-    bar = tqdm(desc=name, disable=not progress, dynamic_ncols=True, unit="it")
+    bar = tqdm(desc=name, disable=not progress, dynamic_ncols=True, unit="it", initial=iteration)
+    epoch = first_epoch
+    interrupted = False
+    spent = time.process_time() - cpu_started - evaluating
     with CsvLog(files.log) as log:
+        for row in rows:  # a resumed run's log: the checkpoint's rows, then the new ones
+            log.write(row)
         done = False
-        for epoch in range(epochs):
-            permutation = torch.randperm(len(x_train), generator=generator).to(config.device)
-            for start in range(0, len(x_train) - config.batch + 1, config.batch):
+        for epoch in range(first_epoch, epochs):
+            if epoch != first_epoch or permutation is None:
+                permutation = torch.randperm(len(x_train), generator=generator)
+            permutation = permutation.to(config.device)
+            for start in range(
+                first_start if epoch == first_epoch else 0, len(x_train) - config.batch + 1, config.batch
+            ):
                 index = permutation[start : start + config.batch]
                 x, y = x_train[index], y_train[index]
                 flip = torch.rand(len(x), generator=generator).to(config.device) < 0.5
@@ -311,8 +366,20 @@ def run(config: CifarConfig, progress: bool = True) -> dict[str, Any]:
                 if spent > budget:
                     done = True
                     break
+                due_iterations, due_minutes = every
+                due = (due_iterations and iteration - last_saved >= due_iterations) or (
+                    due_minutes and time.perf_counter() - last_saved_at >= 60 * due_minutes
+                )
+                if due or stop.requested:
+                    checkpoint(epoch, start + config.batch, permutation, finished=False)
+                    last_saved, last_saved_at = iteration, time.perf_counter()
+                if stop.requested:
+                    interrupted = done = True
+                    break
             if done:
                 break
+    if not interrupted and iteration > (state["iteration"] if state is not None else 0):
+        checkpoint(epoch + 1, 0, torch.zeros(0, dtype=torch.long), finished=True)  # the end: an empty next epoch
     bar.close()
     wall = time.perf_counter() - wall_started - evaluating_wall
     load_at_end = _load_average()
@@ -344,6 +411,9 @@ def run(config: CifarConfig, progress: bool = True) -> dict[str, Any]:
         },
         "data_sha256": data_digest(data),
         "iterations": iteration,
+        "interrupted": stop.signal_name if interrupted else None,
+        "resumed_from": state["iteration"] if state is not None else None,
+        "checkpoint": saved_at.name,
         "train_images": len(x_train),
         "test_images": len(x_test),
         "evaluated_on": "held-out training images" if config.holdout else "test set",
