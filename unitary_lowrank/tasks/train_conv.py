@@ -24,12 +24,14 @@ the end, and the unitarity error of every layer.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..unitarity import unitarity_error
+from . import checkpoints
 from .runs import CsvLog, SettingsError, projunn_options, pyplot, recorded_path, run_files, write_summary
 
 METHODS = ("transport", "project", "dense", "plain")
@@ -46,6 +48,7 @@ class ConvConfig:
     lr_unitary: float | None = None
     rank: int = 1
     minutes: float = 2.0  # CPU time of this process (all its threads), not wall time: fair on a shared machine
+    steps: int | None = None  # stop after this many iterations too (a run that ends at the same place everywhere)
     eval_every: int = 50
     seed: int = 0
     out: str = "runs"
@@ -164,10 +167,29 @@ def evaluate(model: Any, x: Any, y: Any) -> tuple[float, float]:
     return float(torch.nn.functional.cross_entropy(logits, y)), float((logits.argmax(-1) == y).float().mean())
 
 
-def run(config: ConvConfig, progress: bool = True) -> dict[str, Any]:
-    """Train for ``config.minutes`` of CPU time (this process, all threads); returns the summary (also as JSON)."""
+def run(
+    config: ConvConfig, progress: bool = True, *, checkpoint_every: str | None = "10m", resume: str | None = None
+) -> dict[str, Any]:
+    """Train for ``config.minutes`` of CPU time (this process, all threads); returns the summary (also as JSON).
+
+    ``checkpoint_every``, ``resume``: as in :func:`unitary_lowrank.tasks.train_rnn.run`; a run capped by
+    ``steps`` resumes bit for bit, one stopped by its CPU-time budget counts the time already spent.
+    """
+    with checkpoints.stop_requests() as stop:
+        return _run(config, progress, checkpoints.interval(checkpoint_every), resume, stop)
+
+
+def _run(
+    config: ConvConfig, progress: bool, every: tuple[int | None, float | None], resume: str | None, stop: Any
+) -> dict[str, Any]:
     import torch
     from tqdm import tqdm
+
+    state = None
+    if resume is not None:
+        state, source = checkpoints.load(resume, task="conv")
+        config = ConvConfig(**{**state["config"], "out": str(source.parent)})
+        print(f"resuming {source} at iteration {state['step']}", file=sys.stderr)
 
     if config.method not in METHODS:
         raise SettingsError(f"conv: method must be one of {METHODS}; got {config.method!r}")
@@ -190,10 +212,38 @@ def run(config: ConvConfig, progress: bool = True) -> dict[str, Any]:
     started, cpu_started = time.perf_counter(), time.process_time()
     budget = 60 * config.minutes
     running, step = math.nan, 0
-    bar = tqdm(desc=name, disable=not progress, dynamic_ncols=True, unit="it")
-    while time.process_time() - cpu_started < budget:
-        order = torch.randperm(len(x_train), generator=generator)
-        for start in range(0, len(order) - config.batch + 1, config.batch):
+    order, first_start = None, 0
+    if state is not None:  # where the checkpoint stopped: the same state, the rest of the same pass next
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        checkpoints.restore_random_state(state["random"], {"data": generator})
+        rows, running, step = list(state["rows"]), state["running"], state["step"]
+        grad_init = state["grad_init"]
+        started -= state["seconds"]
+        cpu_started -= state["cpu_seconds"]
+        order, first_start = state["order"], state["start"]
+    saved_at = checkpoints.path_for(files.log)
+    last_saved, last_saved_at = step, time.perf_counter()
+
+    def checkpoint(order: Any, start: int, finished: bool) -> None:
+        checkpoints.save(saved_at, {
+            "task": "conv", "config": asdict(config), "step": step, "finished": finished, "order": order,
+            "start": start, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "random": checkpoints.random_state({"data": generator}), "rows": rows, "running": running,
+            "grad_init": grad_init, "seconds": time.perf_counter() - started,
+            "cpu_seconds": time.process_time() - cpu_started,
+        })  # fmt: skip
+
+    limit = config.steps if config.steps is not None else math.inf
+    log = CsvLog(files.log)  # written as the run goes (a resumed run's: the checkpoint's rows first)
+    for row in rows:
+        log.write(row)
+    interrupted = False
+    bar = tqdm(desc=name, disable=not progress, dynamic_ncols=True, unit="it", initial=step)
+    while time.process_time() - cpu_started < budget and step < limit and not interrupted:
+        if order is None or first_start >= len(order) - config.batch + 1:
+            order, first_start = torch.randperm(len(x_train), generator=generator), 0
+        for start in range(first_start, len(order) - config.batch + 1, config.batch):
             index = order[start : start + config.batch]
             optimizer.zero_grad()
             loss = torch.nn.functional.cross_entropy(model(x_train[index]), y_train[index])
@@ -202,7 +252,7 @@ def run(config: ConvConfig, progress: bool = True) -> dict[str, Any]:
             step += 1
             running = loss.item() if math.isnan(running) else 0.95 * running + 0.05 * loss.item()
             cpu = time.process_time() - cpu_started
-            done = cpu >= budget
+            done = cpu >= budget or step >= limit
             if step % config.eval_every == 0 or done:
                 test_loss, accuracy = evaluate(model, x_test, y_test)
                 rows.append(
@@ -215,17 +265,42 @@ def run(config: ConvConfig, progress: bool = True) -> dict[str, Any]:
                         "seconds": time.perf_counter() - started,
                     }
                 )
+                log.write(rows[-1])
                 bar.set_postfix(loss=f"{running:.3f}", test_acc=f"{accuracy:.3f}")
             bar.update(1)
-            if done:
+            due_iterations, due_minutes = every
+            due = (due_iterations and step - last_saved >= due_iterations) or (
+                due_minutes and time.perf_counter() - last_saved_at >= 60 * due_minutes
+            )
+            if (due or stop.requested) and not done:
+                checkpoint(order, start + config.batch, finished=False)
+                last_saved, last_saved_at = step, time.perf_counter()
+                interrupted = stop.requested
+            if done or interrupted:
                 break
+        else:
+            order = None  # the pass is over: the next one draws a new order
+    if not interrupted and step > (state["step"] if state is not None else 0):
+        checkpoint(torch.zeros(0, dtype=torch.long), 0, finished=True)
+    log.close()
     bar.close()
     grad_end = gradient_norms(model, *probe)
     unitarity = layer_unitarity(model)
 
-    with CsvLog(files.log) as log:
-        for row in rows:
-            log.write(row)
+    if interrupted and (not rows or rows[-1]["step"] != step):  # where it stopped: in the log, not the checkpoint
+        test_loss, accuracy = evaluate(model, x_test, y_test)
+        rows.append(
+            {
+                "step": step,
+                "train_loss": running,
+                "test_loss": test_loss,
+                "test_accuracy": accuracy,
+                "cpu_seconds": time.process_time() - cpu_started,
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        with CsvLog(files.log, append=True) as log:
+            log.write(rows[-1])
     _plot(rows, name, files.plot)
     summary = {
         "name": name,
@@ -238,6 +313,9 @@ def run(config: ConvConfig, progress: bool = True) -> dict[str, Any]:
         },
         "steps": step,
         "iterations": step,
+        "interrupted": stop.signal_name if interrupted else None,
+        "resumed_from": state["step"] if state is not None else None,
+        "checkpoint": saved_at.name,
         "test_accuracy": rows[-1]["test_accuracy"],
         "certified_accuracy": None,  # the readout is an unconstrained linear layer: no certificate
         "lipschitz_bound": None,
