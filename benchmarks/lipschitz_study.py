@@ -42,6 +42,7 @@ import statistics
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from unitary_lowrank.tasks import checkpoints
 from unitary_lowrank.tasks.train_cifar10 import RADII, CifarConfig, run, run_name
 
 #: The convolutions compared: label → (conv, method, rank[, step options other than the optimizer's defaults]).
@@ -87,15 +88,20 @@ def one(
 ) -> dict | None:
     """One run; a run whose summary is already in its folder is not repeated, a failing one is reported.
 
-    With ``calibration`` (label of ``variants`` → solo wall seconds per iteration), a run
-    more than :data:`DEVIATION` off its calibration is flagged and run again, once.
+    A run stopped before its end (Ctrl-C, a kill: its checkpoint is not marked finished) continues
+    from its checkpoint, and its summary says from which iteration (``resumed_from``). With
+    ``calibration`` (label of ``variants`` → solo wall seconds per iteration), a run more than
+    :data:`DEVIATION` off its calibration is flagged and run again, once; the seconds per iteration
+    of a resumed run are over all its iterations, before and after the stop.
     """
     path = Path(config.out) / f"{run_name(config)}.json"
-    if path.exists():
+    if path.exists() and not json.loads(path.read_text()).get("interrupted"):
         return None
+    checkpoint = path.with_suffix(".ckpt")
+    resume = str(checkpoint) if checkpoint.exists() and not checkpoints.load(checkpoint)[0]["finished"] else None
     for attempt in (1, 2):
         try:
-            summary = run(config, progress=False)
+            summary = run(config, progress=False, resume=resume if attempt == 1 else None)
         except Exception as err:  # one bad run must not stop the others
             print(f"{run_name(config)}: failed: {type(err).__name__}: {err}", flush=True)
             return None
@@ -106,7 +112,7 @@ def one(
         deviation = summary["seconds_per_iteration"] / solo - 1
         flagged = abs(deviation) > DEVIATION
         summary["timing_check"] = {"solo_seconds_per_iteration": solo, "deviation": deviation, "flagged": flagged,
-                                   "attempt": attempt}  # fmt: skip
+                                   "attempt": attempt, "resumed_from": summary.get("resumed_from")}  # fmt: skip
         path.write_text(json.dumps(summary, indent=1))
         if not flagged or attempt == 2:
             return summary

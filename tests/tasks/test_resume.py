@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -278,3 +279,42 @@ def test_conv_stopped_and_resumed_is_the_uninterrupted_run(tmp_path, monkeypatch
     assert same(a["model"], b["model"]) and same(a["optimizer"], b["optimizer"])
     clockless = [[{k: v for k, v in r.items() if "seconds" not in k} for r in s["rows"]] for s in (a, b)]
     assert clockless[0] == clockless[1] and same(a["random"], b["random"])
+
+
+def test_the_cifar10_study_resumes_a_stopped_run_and_checks_its_timing_over_all_iterations(tmp_path, monkeypatch):
+    pytest.importorskip("tqdm")
+    import importlib.util
+    from pathlib import Path
+
+    import unitary_lowrank.backends.torch.lipschitz as lipschitz
+    from test_cifar10 import _images, _write_batches
+
+    from unitary_lowrank.tasks.train_cifar10 import CifarConfig
+    from unitary_lowrank.tasks.train_cifar10 import run as run_cifar
+
+    folder = Path(__file__).parents[2] / "benchmarks"
+    monkeypatch.syspath_prepend(str(folder))
+    spec = importlib.util.spec_from_file_location("lipschitz_study", folder / "lipschitz_study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    root = tmp_path / "cifar-10-batches-py"
+    _write_batches(root, [_images(40, 1)], _images(20, 2))
+    config = CifarConfig(data=str(root), width=4, depth=5, batch=8, epochs=1, eval_every=2, minutes=None, threads=1,
+                         out=str(tmp_path / "runs"))  # fmt: skip
+    margin_loss, calls = lipschitz.lipschitz_margin_loss, {"n": 0}
+
+    def loss_then_interrupt(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return margin_loss(*args, **kwargs)
+
+    monkeypatch.setattr(lipschitz, "lipschitz_margin_loss", loss_then_interrupt)
+    assert run_cifar(config, progress=False)["interrupted"] == "SIGINT"
+    monkeypatch.setattr(lipschitz, "lipschitz_margin_loss", margin_loss)
+    label = study.label_of({"name": study.run_name(config), "config": vars(config)})
+    monkeypatch.setattr(study, "DEVIATION", math.inf)  # whatever this machine's speed: no rerun
+    summary = study.one(config, calibration={label: 1.0})  # the check runs, over all iterations
+    assert summary["resumed_from"] == 2 and summary["iterations"] == 5
+    assert summary["timing_check"]["resumed_from"] == 2 and summary["timing_check"]["attempt"] == 1
+    assert study.one(config) is None  # finished: skipped
