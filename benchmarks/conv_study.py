@@ -1,7 +1,9 @@
 """The deep-CNN stability study: orthogonal (projUNN-T, projUNN-D, dense) against plain convolutions.
 
 Runs ``unitary-lowrank train conv`` for every depth and method (two runs at a
-time, one thread each, the same CPU-time budget per run), then writes into
+time, one thread each, the same CPU-time budget per run; a run already in the
+output folder is read back, one stopped before its end continues from its
+checkpoint), then writes into
 the output folder a table (``study.md``), the per-run logs, curves and JSON
 summaries, and ``gradient-norms.png``: the norm of the gradient reaching each
 layer's input, at initialization and after training, orthogonal vs plain::
@@ -17,12 +19,20 @@ import json
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from unitary_lowrank.tasks.train_conv import ConvConfig, run
+from unitary_lowrank.tasks import checkpoints
+from unitary_lowrank.tasks.train_conv import ConvConfig, run, run_name
 
 METHODS = ("transport", "project", "dense", "plain")
 
 
 def one(config: ConvConfig) -> dict:
+    """One run: a finished one's summary is read back, one stopped before its end continues from its checkpoint."""
+    path = Path(config.out) / f"{run_name(config)}.json"
+    if path.exists() and not json.loads(path.read_text()).get("interrupted"):
+        return json.loads(path.read_text())
+    checkpoint = path.with_suffix(".ckpt")
+    if checkpoint.exists() and not checkpoints.load(checkpoint)[0]["finished"]:
+        return run(config, progress=False, resume=str(checkpoint))
     return run(config, progress=False)
 
 

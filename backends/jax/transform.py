@@ -168,6 +168,7 @@ def projunn(
         treedef: Any = structure  # a PyTreeDef, which JAX's annotations leave unresolved
         deltas = treedef.flatten_up_to(updates)
         n = len(leaves)
+        _check_state(state, [W for _, W in leaves], options)
         bases, errors = state.basis or (None,) * n, state.error or (None,) * n
         step_key = jax.random.fold_in(state.key, count)
         results = []
@@ -190,6 +191,30 @@ def projunn(
 
     transform = optax.GradientTransformation(init_fn, update_fn)
     return transform if mask is None else optax.masked(transform, mask)
+
+
+def _check_state(state: Any, leaves: list[Any], options: Options) -> None:
+    """Refuse, by shapes alone (static: no value is read, jit traces it once), a state of other options or params.
+
+    A state restored from a checkpoint of another run (other rank, sketch, error feedback, leaves)
+    fails here with one line, before any update is computed.
+    """
+    if not isinstance(state, ProjUNNState):
+        raise ValueError(f"projunn: the state is a {type(state).__name__}, not the ProjUNNState of projunn's init")
+    expected = {
+        "basis": [(*W.shape[:-2], min(W.shape[-2:]), options.rank) for W in leaves]
+        if options.sketch == "subspace" and options.method != "dense"
+        else None,
+        "error": [tuple(W.shape) for W in leaves] if options.error_feedback else None,
+    }
+    for field, shapes in expected.items():
+        held = getattr(state, field)
+        found = None if held is None else [tuple(x.shape) for x in held]
+        if found != shapes:
+            raise ValueError(
+                f"projunn: the state's {field} holds shapes {found}, these options and params need {shapes} "
+                "(a state of another run: other rank, sketch, error_feedback or params?)"
+            )
 
 
 def _check_leaf(path: Any, leaf: Any, rank: int) -> None:

@@ -402,3 +402,21 @@ def test_dense_step_is_the_exact_riemannian_step(shape, rng):
     expected = scipy.linalg.expm((X - X.T) / 2) @ tall_W
     result = np.asarray(jnp.asarray(W) + updates)
     np.testing.assert_allclose(result if n >= p else result.T, expected, atol=1e-13)
+
+
+@pytest.mark.parametrize(
+    ("saved", "used", "message"),
+    [
+        ({"rank": 2, "sketch": "subspace"}, {"rank": 3, "sketch": "subspace"}, r"basis holds shapes \[\(8, 2\)\]"),
+        ({"sketch": "subspace"}, {}, r"basis holds shapes \[\(8, 1\)\], these options and params need None"),
+        ({}, {"error_feedback": True}, r"error holds shapes None, these options and params need \[\(8, 8\)\]"),
+    ],
+)
+def test_a_state_of_other_options_is_refused_before_any_update(saved, used, message, rng):
+    W = jnp.asarray(haar(8, "float64", rng))
+    state = projunn(**saved).init(W)
+    with pytest.raises(ValueError, match=message):
+        projunn(**used).update(W, state, W)
+    other = jnp.asarray(haar(6, "float64", rng))
+    with pytest.raises(ValueError, match="the state's basis holds shapes"):
+        projunn(sketch="subspace").update(other, projunn(sketch="subspace").init(W), other)

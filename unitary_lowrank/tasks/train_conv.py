@@ -151,6 +151,13 @@ def gradient_norms(model: Any, x: Any, y: Any) -> list[float]:
     return norms
 
 
+def run_name(config: ConvConfig) -> str:
+    """The file name (without suffix) of a run's log, curve, summary and checkpoint."""
+    return f"conv-L{config.depth}-{config.method}" + (
+        f"-k{config.rank}" if config.method in ("transport", "project") else ""
+    )
+
+
 def layer_unitarity(model: Any) -> list[float] | None:
     from ..backends.torch.conv import UnitaryConv2d
 
@@ -203,9 +210,7 @@ def _run(
     probe = (x_train[:256], y_train[:256])
     grad_init = gradient_norms(model, *probe)
 
-    name = f"conv-L{config.depth}-{config.method}" + (
-        f"-k{config.rank}" if config.method in ("transport", "project") else ""
-    )
+    name = run_name(config)
     files = run_files(config.out, name)
     generator = torch.Generator().manual_seed(config.seed + 1)
     rows: list[dict[str, Any]] = []
