@@ -27,6 +27,8 @@ sys.meta_path.insert(0, Hide())
     ],
 )
 def test_a_hidden_extra_is_named_with_its_install_line(hidden, module, extra):
+    if hidden == "optax":  # the case of optax alone missing: jax itself must be there
+        pytest.importorskip("jax")
     program = HIDE.format(names={hidden}) + f"import {module}"
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1

@@ -17,6 +17,7 @@ Framework adapters: :mod:`unitary_lowrank.backends.torch` (``torch.optim``
 wrapper) and :mod:`unitary_lowrank.backends.jax` (optax transformation).
 """
 
+from . import _source_tree  # noqa: F401  (first: in a source tree, unitary_lowrank.backends is ../backends)
 from ._placement import device_resident
 from .errors import NotUnitaryError, SingularUpdateWarning
 from .haar import random_unitary
