@@ -255,3 +255,16 @@ def to_backend(x: np.ndarray, backend: str):
 
         return array_api_strict.asarray(np.ascontiguousarray(x))
     return x
+
+
+def tree_equal(a, b) -> bool:
+    """Nested dicts, lists and tuples of torch tensors and plain values equal to the bit (dtypes and shapes too)."""
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(tree_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(tree_equal(x, y) for x, y in zip(a, b, strict=True))
+    return a == b

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+from conftest import tree_equal
 
 torch = pytest.importorskip("torch")
 
@@ -75,16 +76,6 @@ def snapshot(opt: ProjUNN):
     return copy.deepcopy(opt.state_dict()), [dict(g, params=None) for g in opt.param_groups], opt.options
 
 
-def same(a, b) -> bool:
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
-
-
 @pytest.mark.parametrize(("what", "target_settings", "damage", "message"), CASES, ids=[case[0] for case in CASES])
 def test_a_state_that_does_not_fit_is_refused_and_nothing_changes(what, target_settings, damage, message):
     state = trained(**SAVED).state_dict()
@@ -95,7 +86,7 @@ def test_a_state_that_does_not_fit_is_refused_and_nothing_changes(what, target_s
     with pytest.raises(ValueError, match=message) as raised:
         target.load_state_dict(state)
     assert str(raised.value).startswith("ProjUNN.load_state_dict: ") and "\n" not in str(raised.value)
-    assert same(snapshot(target), before), what
+    assert tree_equal(snapshot(target), before), what
 
 
 def test_a_state_that_fits_loads_and_the_run_continues_bit_for_bit():
@@ -112,4 +103,4 @@ def test_a_state_that_fits_loads_and_the_run_continues_bit_for_bit():
         opt.step()
     for mine, theirs in zip(*weights, strict=True):
         assert torch.equal(mine, theirs)
-    assert same(straight.state_dict(), resumed.state_dict())
+    assert tree_equal(straight.state_dict(), resumed.state_dict())

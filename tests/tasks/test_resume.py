@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict
 
 import pytest
+from conftest import tree_equal
 
 torch = pytest.importorskip("torch")
 
@@ -51,21 +52,11 @@ def log_without_clock(folder) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(open(path))]
 
 
-def same(a, b) -> bool:
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
-
-
 def assert_same_run(straight, resumed) -> None:
     a, b = final_state(straight), final_state(resumed)
     assert a["step"] == b["step"] == STEPS and a["finished"] and b["finished"]
-    assert same(a["model"], b["model"]), "weights differ"
-    assert same(a["optimizer"], b["optimizer"]), "optimizer state differs"
+    assert tree_equal(a["model"], b["model"]), "weights differ"
+    assert tree_equal(a["optimizer"], b["optimizer"]), "optimizer state differs"
     assert log_without_clock(straight) == log_without_clock(resumed)
 
 
@@ -243,11 +234,11 @@ def test_cifar10_stopped_and_resumed_is_the_uninterrupted_run(tmp_path, monkeypa
     assert resumed["resumed_from"] == 3 and resumed["iterations"] == 10 and resumed["interrupted"] is None
     a, b = checkpoints.load(straight)[0], checkpoints.load(stopped)[0]
     assert a["finished"] and b["finished"] and a["iteration"] == b["iteration"] == 10
-    assert same(a["model"], b["model"]) and same(a["optimizer"], b["optimizer"])
+    assert tree_equal(a["model"], b["model"]) and tree_equal(a["optimizer"], b["optimizer"])
     assert [{k: v for k, v in r.items() if k != "cpu_seconds"} for r in a["rows"]] == [
         {k: v for k, v in r.items() if k != "cpu_seconds"} for r in b["rows"]
     ]
-    assert same(checkpoints.load(straight)[0]["random"], checkpoints.load(stopped)[0]["random"])
+    assert tree_equal(checkpoints.load(straight)[0]["random"], checkpoints.load(stopped)[0]["random"])
 
 
 def test_conv_stopped_and_resumed_is_the_uninterrupted_run(tmp_path, monkeypatch):
@@ -276,9 +267,9 @@ def test_conv_stopped_and_resumed_is_the_uninterrupted_run(tmp_path, monkeypatch
     assert resumed["resumed_from"] == 4 and resumed["steps"] == 16
     a, b = checkpoints.load(straight)[0], checkpoints.load(stopped)[0]
     assert a["finished"] and b["finished"] and a["step"] == b["step"] == 16
-    assert same(a["model"], b["model"]) and same(a["optimizer"], b["optimizer"])
+    assert tree_equal(a["model"], b["model"]) and tree_equal(a["optimizer"], b["optimizer"])
     clockless = [[{k: v for k, v in r.items() if "seconds" not in k} for r in s["rows"]] for s in (a, b)]
-    assert clockless[0] == clockless[1] and same(a["random"], b["random"])
+    assert clockless[0] == clockless[1] and tree_equal(a["random"], b["random"])
 
 
 def test_the_cifar10_study_resumes_a_stopped_run_and_checks_its_timing_over_all_iterations(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ import random
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +43,24 @@ def interval(every: str | None) -> tuple[int | None, float | None]:
     if not value:
         return None, None
     return (None, float(value)) if text.endswith("m") else (int(value), None)
+
+
+class Schedule:
+    """When the next periodic checkpoint is due: every so many iterations, or minutes (:func:`interval`)."""
+
+    def __init__(self, every: tuple[int | None, float | None], iteration: int) -> None:
+        self.iterations, self.minutes = every
+        self.saved(iteration)
+
+    def due(self, iteration: int) -> bool:
+        """Whether a checkpoint is due after ``iteration``."""
+        if self.iterations and iteration - self.last >= self.iterations:
+            return True
+        return bool(self.minutes) and time.perf_counter() - self.last_at >= 60 * (self.minutes or 0)
+
+    def saved(self, iteration: int) -> None:
+        """A checkpoint was written after ``iteration``: the next is counted from here."""
+        self.last, self.last_at = iteration, time.perf_counter()
 
 
 def path_for(log: Path) -> Path:

@@ -272,7 +272,7 @@ def _run(
         wall_started -= state["wall_seconds"]
         first_epoch, first_start, permutation = state["epoch"], state["start"], state["permutation"]
     saved_at = checkpoints.path_for(files.log)
-    last_saved, last_saved_at = iteration, time.perf_counter()
+    saving = checkpoints.Schedule(every, iteration)
 
     def checkpoint(epoch: int, start: int, permutation: Any, finished: bool) -> None:
         checkpoints.save(saved_at, {
@@ -366,13 +366,9 @@ def _run(
                 if spent > budget:
                     done = True
                     break
-                due_iterations, due_minutes = every
-                due = (due_iterations and iteration - last_saved >= due_iterations) or (
-                    due_minutes and time.perf_counter() - last_saved_at >= 60 * due_minutes
-                )
-                if due or stop.requested:
+                if saving.due(iteration) or stop.requested:
                     checkpoint(epoch, start + config.batch, permutation, finished=False)
-                    last_saved, last_saved_at = iteration, time.perf_counter()
+                    saving.saved(iteration)
                 if stop.requested:
                     interrupted = done = True
                     break

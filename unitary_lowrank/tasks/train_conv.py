@@ -228,7 +228,7 @@ def _run(
         cpu_started -= state["cpu_seconds"]
         order, first_start = state["order"], state["start"]
     saved_at = checkpoints.path_for(files.log)
-    last_saved, last_saved_at = step, time.perf_counter()
+    saving = checkpoints.Schedule(every, step)
 
     def checkpoint(order: Any, start: int, finished: bool) -> None:
         checkpoints.save(saved_at, {
@@ -238,6 +238,13 @@ def _run(
             "grad_init": grad_init, "seconds": time.perf_counter() - started,
             "cpu_seconds": time.process_time() - cpu_started,
         })  # fmt: skip
+
+    def evaluation_row(cpu: float) -> float:
+        """Evaluate, append the log's row for this iteration; the test accuracy."""
+        test_loss, accuracy = evaluate(model, x_test, y_test)
+        rows.append({"step": step, "train_loss": running, "test_loss": test_loss, "test_accuracy": accuracy,
+                     "cpu_seconds": cpu, "seconds": time.perf_counter() - started})  # fmt: skip
+        return accuracy
 
     limit = config.steps if config.steps is not None else math.inf
     log = CsvLog(files.log)  # written as the run goes (a resumed run's: the checkpoint's rows first)
@@ -259,27 +266,13 @@ def _run(
             cpu = time.process_time() - cpu_started
             done = cpu >= budget or step >= limit
             if step % config.eval_every == 0 or done:
-                test_loss, accuracy = evaluate(model, x_test, y_test)
-                rows.append(
-                    {
-                        "step": step,
-                        "train_loss": running,
-                        "test_loss": test_loss,
-                        "test_accuracy": accuracy,
-                        "cpu_seconds": cpu,
-                        "seconds": time.perf_counter() - started,
-                    }
-                )
+                accuracy = evaluation_row(cpu)
                 log.write(rows[-1])
                 bar.set_postfix(loss=f"{running:.3f}", test_acc=f"{accuracy:.3f}")
             bar.update(1)
-            due_iterations, due_minutes = every
-            due = (due_iterations and step - last_saved >= due_iterations) or (
-                due_minutes and time.perf_counter() - last_saved_at >= 60 * due_minutes
-            )
-            if (due or stop.requested) and not done:
+            if (saving.due(step) or stop.requested) and not done:
                 checkpoint(order, start + config.batch, finished=False)
-                last_saved, last_saved_at = step, time.perf_counter()
+                saving.saved(step)
                 interrupted = stop.requested
             if done or interrupted:
                 break
@@ -293,17 +286,7 @@ def _run(
     unitarity = layer_unitarity(model)
 
     if interrupted and (not rows or rows[-1]["step"] != step):  # where it stopped: in the log, not the checkpoint
-        test_loss, accuracy = evaluate(model, x_test, y_test)
-        rows.append(
-            {
-                "step": step,
-                "train_loss": running,
-                "test_loss": test_loss,
-                "test_accuracy": accuracy,
-                "cpu_seconds": time.process_time() - cpu_started,
-                "seconds": time.perf_counter() - started,
-            }
-        )
+        evaluation_row(time.process_time() - cpu_started)
         with CsvLog(files.log, append=True) as log:
             log.write(rows[-1])
     _plot(rows, name, files.plot)

@@ -348,7 +348,7 @@ def _train(
         for _ in range(state["step"]):  # the data order: drawn again up to where the run stopped
             next(batches)
     started, cpu_started = time.perf_counter() - spent, time.process_time() - cpu_spent
-    last_saved, last_saved_at = first - 1, time.perf_counter()
+    saving = checkpoints.Schedule(every, first - 1)
 
     def checkpoint(step: int, finished: bool) -> None:
         checkpoints.save(saved_at, {
@@ -400,13 +400,9 @@ def _train(
             )
         if out_of_time or diverged or stop.requested:
             break
-        due_iterations, due_minutes = every
-        due = (due_iterations and step - last_saved >= due_iterations) or (
-            due_minutes and time.perf_counter() - last_saved_at >= 60 * due_minutes
-        )
-        if due and step < steps:  # the last iteration's checkpoint is written below, marked finished
+        if saving.due(step) and step < steps:  # the last iteration's checkpoint is written below, finished
             checkpoint(step, finished=False)
-            last_saved, last_saved_at = step, time.perf_counter()
+            saving.saved(step)
     interrupted = stop.requested and step < steps and not (out_of_time or diverged)
     if step >= first:
         checkpoint(step, finished=not interrupted)
