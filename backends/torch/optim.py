@@ -53,7 +53,7 @@ class ProjUNN(torch.optim.Optimizer):
         The base optimizer (SGD, Adam, AdamW, RMSprop, Adagrad, ...). Mark the
         unitary parameters by putting them in a param group with
         ``"unitary": True`` (:func:`unitary_groups` builds the groups from a
-        module); such a group may also set its own ``rank``, ``method``,
+        module); such a group may also set its own ``rank``, ``method``, ``retraction``,
         ``sketch``, ``error_feedback``, ``reorthonormalize_every`` and ``seed``. Parameters are
         (..., n, p) matrices: square ones stay unitary (orthogonal), tall
         ones (p < n) keep orthonormal columns, wide ones (p > n) orthonormal
@@ -680,7 +680,7 @@ def unitary_groups(
         rectangular ones), e.g. ``[model.rnn.weight_hh]``, ``["rnn.weight_hh"]``
         or ``lambda name, p: name.endswith("weight_hh")``.
     **options
-        Per-group settings of the unitary group: ``rank``, ``method``,
+        Per-group settings of the unitary group: ``rank``, ``method``, ``retraction``,
         ``sketch``, ``error_feedback``, ``reorthonormalize_every``, ``seed`` (see :class:`ProjUNN`),
         or the base optimizer's own (``lr``, ...).
 
