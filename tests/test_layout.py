@@ -4,8 +4,7 @@ The import graph is built from the sources with ``ast``, imports inside
 functions included; an import names the deepest module it reaches (``from
 .torch._backend import BACKEND`` is an edge to ``backends.torch._backend``, not
 to the ``backends.torch`` package), and a module's own ancestors, which Python
-initializes before it anyway, are not edges; nor are type-only imports (under
-``if TYPE_CHECKING:``), which never run.
+initializes before it anyway, are not edges.
 """
 
 from __future__ import annotations
@@ -45,17 +44,7 @@ def _imports(name: str, path: pathlib.Path) -> set[str]:
     """The library modules that ``name`` imports, anywhere in its source."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     targets = set()
-    tree = ast.parse(path.read_text())
-    type_only = {
-        id(inner)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-        for statement in node.body
-        for inner in ast.walk(statement)
-    }
-    for node in ast.walk(tree):
-        if id(node) in type_only:
-            continue
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             candidates = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -103,8 +92,6 @@ def test_the_graph_sees_every_layer_and_function_level_imports():
     assert {_layer(name) for name in SOURCES} == {0, 1, 2, 3, 4}
     assert "unitary_lowrank.backends.torch._backend" in GRAPH["unitary_lowrank.backends"]  # inside backend_for
     assert "unitary_lowrank.tasks.models.lipconvnet" in GRAPH["unitary_lowrank.backends.torch"]  # in __getattr__
-    assert "unitary_lowrank._linalg" in GRAPH["unitary_lowrank._split"]
-    assert "unitary_lowrank._context" not in GRAPH["unitary_lowrank._split"]  # for its annotations only
 
 
 def test_no_import_cycle():

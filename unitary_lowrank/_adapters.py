@@ -40,7 +40,7 @@ from ._arrays import Array, adjoint
 from ._context import Context, context_of
 from ._counter import is_key
 from ._linalg import orthonormal_basis
-from ._split import ONE, Split
+from ._split import ONE, Split, key_draws
 from .project import project_step
 from .sketch import sketch_step
 from .transport import transport_step
@@ -199,7 +199,7 @@ def initial_basis(W: Array, rank: int, key: Any, split: Split = ONE) -> Array:
     ctx = context_of(W)
     n, p = split.shape(W)
     whole = split.whole_batch(W) + (min(n, p), rank)
-    basis = orthonormal_basis(ctx, ONE.normal(ctx, key, whole, W.dtype, "p"))
+    basis = orthonormal_basis(ctx, key_draws(ctx, key, whole, W.dtype))
     return split.tall(n, p).cut(basis, "p")
 
 
@@ -305,11 +305,11 @@ def _subspace_sketch(ctx: Context, delta: Array, Q: Array) -> tuple[Array, Array
     skipped update carries no direction to follow), matrix by matrix.
     """
     split, xp = ctx.split, ctx.xp
-    P = split.basis(ctx, split.sum(ctx.stream(delta, Q), "p"), "n")
+    P = orthonormal_basis(ctx, split.sum(ctx.stream(delta, Q), "p"), "n")
     R = split.sum(ctx.adjoint(ctx.stream(ctx.adjoint(P), delta)), "n")  # Δᴴ P as (Pᴴ Δ)ᴴ: Δ in its memory order
     largest = split.largest(ctx, R, "p")
     informative = xp.isfinite(largest) & (largest > 0)
-    return P, R, xp.where(informative, split.basis(ctx, R, "p"), Q)
+    return P, R, xp.where(informative, orthonormal_basis(ctx, R, "p"), Q)
 
 
 def newton_schulz_correction(W: Array) -> Array:

@@ -10,7 +10,7 @@ Jacobi sweeps on the device when the call is resident
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._arrays import (
     Array,
@@ -19,11 +19,10 @@ from ._arrays import (
     scale_exponent,
     times_power_of_two,
 )
+from ._context import Context
 from ._jacobi import jacobi_eigh, jacobi_svd
+from ._split import Axis
 from .backends._base import add_to_top_rows
-
-if TYPE_CHECKING:
-    from ._context import Context
 
 #: Batches of tall matrices up to this many elements are factored on the host when they live on a GPU.
 HOST_QR_ELEMENTS = 1 << 22
@@ -112,15 +111,78 @@ def _hash_matrix(ctx: Context, top: int, l: int, like: Array) -> Any:
     return E
 
 
-def orthonormal_basis(ctx: Context, X: Array) -> Any:
+def orthonormal_basis(ctx: Context, X: Array, rows: Axis | None = None) -> Any:
     """Orthonormal columns spanning ``X``: the ``Q`` of the backend's reduced Householder QR.
 
     ``X`` is first scaled by a power of two to entries of order 1: ``Q`` does
     not change, and subnormal or huge columns (whose squared norms would
-    underflow or overflow inside the QR) cannot turn into NaN.
+    underflow or overflow inside the QR) cannot turn into NaN. ``rows``: the
+    axis of ``U`` that ``X``'s rows follow; where the call's split divides it
+    over processes, this process's rows of the basis of the whole ``X``
+    (scaled by the largest entry of all blocks, then a TSQR).
     """
     xp = ctx.xp
-    return qr(ctx, times_power_of_two(xp, X, -scale_exponent(xp, X)))[0]
+    if rows is None or rows != ctx.split.axis:
+        return qr(ctx, times_power_of_two(xp, X, -scale_exponent(xp, X)))[0]
+    return qr_along(ctx, times_power_of_two(xp, X, -ctx.split.exponent(ctx, X, rows)), rows)[0]
+
+
+def qr_along(ctx: Context, X: Array, rows: Axis) -> tuple[Array, Array]:
+    """Reduced QR of ``X``, whose rows follow ``U``'s axis ``rows``: a TSQR where the call's split divides it.
+
+    Returns this process's rows of ``Q`` and the (replicated) ``R``; on one process, :func:`qr`.
+    """
+    split = ctx.split
+    return tsqr(ctx, X, split.comm, list(split.sizes)) if rows == split.axis else qr(ctx, X)
+
+
+def tsqr(ctx: Context, X: Array, comm: Any, sizes: list[int]) -> tuple[Array, Array]:
+    """Orthonormal ``Q_r`` (n_r×m) spanning the row-split tall ``X`` (n×l), and the replicated ``R = Qᴴ X`` (m×l).
+
+    Each process factors its block with the library's QR (its generic shift
+    keeps rank-deficient blocks finite), the processes all-gather their R
+    factors (padded to l×l, so that all have one shape), and every process
+    factors the stack of the real rows; ``Q_r`` is the local Q times its rows
+    of the stack's Q. As stable as Householder QR. ``sizes``: the row counts
+    of all processes (m = min(n, l)). Communication: one all-gather of
+    ``comm.size`` blocks of l×l.
+    """
+    xp = ctx.xp
+    l = X.shape[-1]
+    Q_local, R_local = qr(ctx, X)  # (n_r, m_r), (m_r, l) with m_r = min(n_r, l)
+    m_local = Q_local.shape[-1]
+    padded = xp.concat([R_local, xp.zeros((l - m_local, l), dtype=X.dtype, device=ctx.device)], axis=0)
+    blocks = comm.all_gather(padded)
+    heights = [min(n, l) for n in sizes]
+    stacked = xp.concat([blocks[r, : heights[r], :] for r in range(comm.size) if heights[r]], axis=0)
+    Q_stack, R = qr(ctx, stacked)
+    start = sum(heights[: comm.index])
+    return xp.matmul(Q_local, Q_stack[start : start + m_local, :]), R
+
+
+def leading(ctx: Context, Y: Array, rank: int) -> tuple[Array, Array]:
+    """``(W_k Σ_k, V_kᴴ)`` of the thin SVD ``Y = W Σ Vᴴ`` of the tall ``Y`` (rows following ``U``'s ``n``).
+
+    Split rows: a TSQR of ``Y`` (scaled by a power of two) and the SVD of its
+    replicated l×l ``R``. Otherwise the thin SVD of ``Y`` itself; on a GPU as
+    ``Y = Q R`` there and the l×l SVD of ``R`` on the host (LAPACK's SVD of a
+    tall matrix takes the same QR first; cuSOLVER's waits for the device and
+    runs latency-bound at small l).
+    """
+    xp = ctx.xp
+    if ctx.split.axis == "n":
+        e = ctx.split.exponent(ctx, Y, "n")
+        Q, R = qr_along(ctx, times_power_of_two(xp, Y, -e), "n")
+        W, sigma, Vh = safe_svd(ctx, R)
+        sigma = times_power_of_two(xp, sigma[..., :rank], e[..., 0])
+        return xp.matmul(Q, W[..., :rank] * xp.astype(sigma[..., None, :], Y.dtype)), Vh[..., :rank, :]
+    if ctx.transfer is None:
+        W, sigma, Vh = safe_svd(ctx, Y)
+    else:
+        Q, R = qr(ctx, Y)
+        W, sigma, Vh = ctx.small(safe_svd, R)
+        W = xp.matmul(Q, W)
+    return W[..., :rank] * xp.astype(sigma[..., None, :rank], Y.dtype), Vh[..., :rank, :]
 
 
 def safe_svd(ctx: Context, X: Array) -> tuple[Array, Array, Array]:

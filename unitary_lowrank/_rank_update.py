@@ -29,6 +29,7 @@ from typing import Any
 
 from ._arrays import Array, eps, times_power_of_two
 from ._context import Context, context
+from ._linalg import qr_along
 from ._split import Axis
 from ._validate import check_factors, check_finite, namespace
 from .unitarity import probe_unitarity
@@ -101,7 +102,7 @@ def span(ctx: Context, left: Array, right: Array, rows: Axis) -> tuple[Array, Ar
     parts = [times_power_of_two(xp, x, -e) for x, e in ((left, e_left), (right, e_right))]
     stacked = xp.concat([x if tuple(x.shape) == shape else xp.broadcast_to(x, shape) for x in parts], axis=-1)
     del parts
-    Q, R = split.qr(ctx, stacked, rows)
+    Q, R = qr_along(ctx, stacked, rows)
     k = shape[-1]
     return Q, R[..., :, :k], R[..., :, k:], e_left, e_right
 

@@ -12,7 +12,8 @@ four things from the layout, and only these (:class:`Split`):
 
 - a product that contracts the split axis (``Aᴴ U`` over ``n`` when the rows
   are split) is a partial sum on each process: :meth:`Split.sum` all-reduces it;
-- a QR of a matrix whose rows are split is a TSQR (:func:`tsqr`);
+- a QR of a matrix whose rows are split is a TSQR
+  (:func:`~unitary_lowrank._linalg.qr_along`, with the factorizations);
 - the power-of-two scale of such a matrix, and its largest entry, are maxima
   over all processes (one scalar all-reduce);
 - a Gaussian draw that follows the split axis is drawn whole and cut, so that
@@ -27,17 +28,21 @@ max(n, p)·(k + 10) numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from ._arrays import Array, real_dtype, scale_exponent, times_power_of_two
+from ._arrays import Array, real_dtype, scale_exponent
 from ._counter import is_key, key_normal
-from ._linalg import orthonormal_basis, qr, safe_svd
-
-if TYPE_CHECKING:
-    from ._context import Context
 
 #: One of ``U``'s axes (``U`` is n×p, n ≥ p): the one an operand's rows follow, or the one split over processes
 Axis = Literal["n", "p"]
+
+
+class Context(Protocol):
+    """What these operations read of a call's :class:`~unitary_lowrank._context.Context` (which holds the split)."""
+
+    xp: Any
+    backend: Any
+    device: Any
 
 
 class Collectives(Protocol):
@@ -156,16 +161,6 @@ class Split:
         positive = largest > 0
         return xp.where(positive, xp.floor(xp.log2(xp.where(positive, largest, xp.ones_like(largest)))), 0.0 * largest)
 
-    def qr(self, ctx: Context, X: Array, rows: Axis) -> tuple[Array, Array]:
-        """Reduced QR of the whole ``X``: this process's rows of ``Q``, and ``R`` (replicated)."""
-        return tsqr(ctx, X, self.comm, list(self.sizes)) if rows == self.axis else qr(ctx, X)
-
-    def basis(self, ctx: Context, X: Array, rows: Axis) -> Array:
-        """Orthonormal columns spanning the whole ``X``, scaled by a power of two first (this process's rows)."""
-        if rows != self.axis:
-            return orthonormal_basis(ctx, X)
-        return self.qr(ctx, times_power_of_two(ctx.xp, X, -self.exponent(ctx, X, rows)), rows)[0]
-
     def normal(self, ctx: Context, key: Any, shape: tuple[int, ...], dtype: Any, rows: Axis) -> Array:
         """Gaussian draws of the whole ``shape`` keyed by ``key``: this process's rows of them.
 
@@ -173,69 +168,16 @@ class Split:
         drawn whole and cut.
         """
         if rows != self.axis:
-            return _draws(ctx, key, shape, dtype)
-        return self.cut(_draws(ctx, key, (*shape[:-2], sum(self.sizes), shape[-1]), dtype), rows)
-
-    def leading(self, ctx: Context, Y: Array, rank: int) -> tuple[Array, Array]:
-        """``(W_k Σ_k, V_kᴴ)`` of the thin SVD ``Y = W Σ Vᴴ`` of the whole tall ``Y`` (rows following ``n``).
-
-        Split rows: a TSQR of ``Y`` (scaled by a power of two) and the SVD of
-        its replicated l×l ``R``; otherwise the thin SVD of ``Y`` itself (on a
-        GPU: the QR there and the l×l SVD on the host).
-        """
-        xp = ctx.xp
-        if self.axis == "n":
-            e = self.exponent(ctx, Y, "n")
-            Q, R = self.qr(ctx, times_power_of_two(xp, Y, -e), "n")
-            W, sigma, Vh = safe_svd(ctx, R)
-            sigma = times_power_of_two(xp, sigma[..., :rank], e[..., 0])
-            return xp.matmul(Q, W[..., :rank] * xp.astype(sigma[..., None, :], Y.dtype)), Vh[..., :rank, :]
-        W, sigma, Vh = _tall_svd(ctx, Y)
-        return W[..., :rank] * xp.astype(sigma[..., None, :rank], Y.dtype), Vh[..., :rank, :]
+            return key_draws(ctx, key, shape, dtype)
+        return self.cut(key_draws(ctx, key, (*shape[:-2], sum(self.sizes), shape[-1]), dtype), rows)
 
 
 #: Whole matrices on one process: every operation of :class:`Split` is the plain one
 ONE = Split()
 
 
-def _draws(ctx: Context, key: Any, shape: tuple[int, ...], dtype: Any) -> Array:
+def key_draws(ctx: Context, key: Any, shape: tuple[int, ...], dtype: Any) -> Array:
+    """Gaussian draws of ``shape`` keyed by ``key``: a counter key of the array library, or a key of its own."""
     if is_key(key):
         return key_normal(ctx.xp, key, shape, dtype)
     return ctx.backend.normal(ctx.xp, shape, dtype, seed=key, device=ctx.device)
-
-
-def tsqr(ctx: Context, X: Array, comm: Any, sizes: list[int]) -> tuple[Array, Array]:
-    """Orthonormal ``Q_r`` (n_r×m) spanning the row-split tall ``X`` (n×l), and the replicated ``R = Qᴴ X`` (m×l).
-
-    Each process factors its block with the library's QR (its generic shift
-    keeps rank-deficient blocks finite), the processes all-gather their R
-    factors (padded to l×l, so that all have one shape), and every process
-    factors the stack of the real rows; ``Q_r`` is the local Q times its rows
-    of the stack's Q. As stable as Householder QR. ``sizes``: the row counts
-    of all processes (m = min(n, l)). Communication: one all-gather of
-    ``comm.size`` blocks of l×l.
-    """
-    xp = ctx.xp
-    l = X.shape[-1]
-    Q_local, R_local = qr(ctx, X)  # (n_r, m_r), (m_r, l) with m_r = min(n_r, l)
-    m_local = Q_local.shape[-1]
-    padded = xp.concat([R_local, xp.zeros((l - m_local, l), dtype=X.dtype, device=ctx.device)], axis=0)
-    blocks = comm.all_gather(padded)
-    heights = [min(n, l) for n in sizes]
-    stacked = xp.concat([blocks[r, : heights[r], :] for r in range(comm.size) if heights[r]], axis=0)
-    Q_stack, R = qr(ctx, stacked)
-    start = sum(heights[: comm.index])
-    return xp.matmul(Q_local, Q_stack[start : start + m_local, :]), R
-
-
-def _tall_svd(ctx: Context, Y: Array) -> tuple[Array, Array, Array]:
-    """Thin SVD of a tall (..., m, l) ``Y``; on a GPU as ``Y = Q R`` there and the l×l SVD of ``R`` on the host.
-
-    LAPACK's SVD of a tall matrix takes the same QR first; cuSOLVER's waits for
-    the device and runs latency-bound at small l.
-    """
-    if ctx.transfer is None:
-        return safe_svd(ctx, Y)
-    Q, R = qr(ctx, Y)
-    W, sigma, Vh = ctx.small(safe_svd, R)
-    return ctx.xp.matmul(Q, W), sigma, Vh

@@ -7,7 +7,7 @@ from typing import Any
 
 from ._arrays import Array, power_of_two, times_power_of_two
 from ._context import Context
-from ._linalg import safe_svd
+from ._linalg import qr_along, safe_svd
 from ._rank_update import add_update, copy_of_U, is_trivial, prepare, scaled_identity_plus, span, update_exponent
 from .errors import SingularUpdateWarning
 
@@ -133,7 +133,7 @@ def project_step(ctx: Context, U: Array, A: Array, B: Array, out: Array, *, warn
         outside_part = split.sum(ctx.adjoint(ctx.stream(ctx.adjoint(A_perp), U)), "n")  # Uᴴ A⊥
         A_perp = A_perp - split.sum(ctx.stream(U, outside_part), "p")
         e_P = split.exponent(ctx, A_perp, "n")
-        P, R_P = split.qr(ctx, times_power_of_two(xp, A_perp, -e_P), "n")
+        P, R_P = qr_along(ctx, times_power_of_two(xp, A_perp, -e_P), "n")
         del A_perp
         outside = (R_P, e_a + e_P)
     closed_form = p == n and R_A.shape[-2] == 2 and not ctx.complex  # real, k = 1: stays on the device

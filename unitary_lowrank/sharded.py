@@ -45,7 +45,8 @@ from . import _adapters
 from ._adapters import SPLIT_SKETCHES, Options, StepResult
 from ._arrays import Array
 from ._context import context_of
-from ._split import Collectives, Local, Split, tsqr
+from ._linalg import tsqr
+from ._split import Collectives, Local, Split
 
 __all__ = [
     "Collectives",

@@ -8,7 +8,7 @@ from typing import Any
 from ._arrays import Array, real_dtype, scale_exponent, times_power_of_two
 from ._context import Context, context
 from ._counter import is_key, key_uniform
-from ._linalg import orthonormal_basis, safe_svd
+from ._linalg import leading, orthonormal_basis, safe_svd
 from ._validate import check_dtype, check_matrix, namespace
 from ._validate import check_finite as _check_finite
 
@@ -191,11 +191,11 @@ def _range_finder(
     if power_iters == 0:
         return _lift(ctx, orthonormal_basis(ctx, Y), G, rank)
     for _ in range(power_iters):
-        P = split.basis(ctx, Y, "n")
+        P = orthonormal_basis(ctx, Y, "n")
         # Gᴴ P as (Pᴴ G)ᴴ: streams G in its own memory order, no conj(G) copy.
-        Z = split.basis(ctx, split.sum(ctx.adjoint(ctx.stream(ctx.adjoint(P), G)), "n"), "p")
+        Z = orthonormal_basis(ctx, split.sum(ctx.adjoint(ctx.stream(ctx.adjoint(P), G)), "n"), "p")
         Y = split.sum(ctx.stream(G, Z), "p")
-    A, Vh = split.leading(ctx, Y, rank)
+    A, Vh = leading(ctx, Y, rank)
     return A, ctx.xp.matmul(Z, ctx.adjoint(Vh))
 
 
