@@ -165,6 +165,7 @@ class ProjUNN(torch.optim.Optimizer):
             reorthonormalize_every=reorthonormalize_every, seed=seed,
         )  # fmt: skip
         self.check_unitary, self.check_every = check_unitary, check_every
+        self._checked: dict[tuple[tuple[str, Any], ...], Options] = {(): self.options}  # a group's own → its options
         self._calls = 0
         self._warned_no_gradient = False
         # Share, not copy, the base optimizer's groups and state, so that LR
@@ -203,9 +204,16 @@ class ProjUNN(torch.optim.Optimizer):
 
     # -- validation ---------------------------------------------------------
     def _options(self, group: dict[str, Any], where: str = "ProjUNN") -> Options:
-        """The group's effective options: its own over the wrapper's."""
-        own = {key: group[key] for key in GROUP_OPTIONS if key in group}
-        return self.options if not own else Options.checked(where, **{**self.projunn_defaults, **own})
+        """The group's effective options: its own over the wrapper's.
+
+        Checked once per distinct setting (when the group is added, or when the user changes it), then looked
+        up: a step, eager or traced by ``torch.compile``, only reads the group's values.
+        """
+        own = tuple((key, group[key]) for key in GROUP_OPTIONS if key in group)
+        options = self._checked.get(own)
+        if options is None:
+            options = self._checked[own] = Options.checked(where, **{**self.projunn_defaults, **dict(own)})
+        return options
 
     def _name(self, group_index: int, param_index: int) -> str:
         group = self.param_groups[group_index]
@@ -512,6 +520,7 @@ class ProjUNN(torch.optim.Optimizer):
         self.param_groups = self.optimizer.param_groups
         self.state = self.optimizer.state
         self.options = options  # options added since the save: this wrapper's
+        self._checked = {(): options}
         self.projunn_state = {"steps": {int(k): int(v) for k, v in saved["steps"].items()}}
         self._keys = {}  # rebuilt from the restored step counts
         self._bases = self._own_entries(saved.get("bases", {}))
