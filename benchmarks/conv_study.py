@@ -27,13 +27,8 @@ METHODS = ("transport", "project", "dense", "plain")
 
 def one(config: ConvConfig) -> dict:
     """One run: a finished one's summary is read back, one stopped before its end continues from its checkpoint."""
-    path = Path(config.out) / f"{run_name(config)}.json"
-    if path.exists() and not json.loads(path.read_text()).get("interrupted"):
-        return json.loads(path.read_text())
-    checkpoint = path.with_suffix(".ckpt")
-    if checkpoint.exists() and not checkpoints.load(checkpoint)[0]["finished"]:
-        return run(config, progress=False, resume=str(checkpoint))
-    return run(config, progress=False)
+    summary, resume = checkpoints.progress_of(config.out, run_name(config))
+    return summary if summary is not None else run(config, progress=False, resume=resume)
 
 
 def plot(summaries: list[dict], path: Path) -> None:

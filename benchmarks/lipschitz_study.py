@@ -95,10 +95,9 @@ def one(
     of a resumed run are over all its iterations, before and after the stop.
     """
     path = Path(config.out) / f"{run_name(config)}.json"
-    if path.exists() and not json.loads(path.read_text()).get("interrupted"):
+    done, resume = checkpoints.progress_of(config.out, run_name(config))
+    if done is not None:
         return None
-    checkpoint = path.with_suffix(".ckpt")
-    resume = str(checkpoint) if checkpoint.exists() and not checkpoints.load(checkpoint)[0]["finished"] else None
     for attempt in (1, 2):
         try:
             summary = run(config, progress=False, resume=resume if attempt == 1 else None)

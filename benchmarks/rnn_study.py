@@ -41,16 +41,12 @@ LABELS = {
 
 def one(config: Config) -> dict:
     """One run; one stopped before its end (a checkpoint not marked finished) continues where it stopped."""
-    checkpoint = Path(config.out) / f"{run_name(config)}.ckpt"
-    if checkpoint.exists() and not checkpoints.load(checkpoint)[0]["finished"]:
-        return run(config, progress=False, resume=str(checkpoint))
-    return run(config, progress=False)
+    return run(config, progress=False, resume=checkpoints.progress_of(config.out, run_name(config))[1])
 
 
 def finished(config: Config) -> bool:
     """The run's summary is there, and it did not stop early by Ctrl-C or a kill."""
-    path = Path(config.out) / f"{run_name(config)}.json"
-    return path.exists() and not json.loads(path.read_text()).get("interrupted")
+    return checkpoints.progress_of(config.out, run_name(config))[0] is not None
 
 
 def summaries_in(folder: Path) -> list[dict]:

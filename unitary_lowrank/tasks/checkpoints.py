@@ -63,6 +63,25 @@ class Schedule:
         self.last, self.last_at = iteration, time.perf_counter()
 
 
+def progress_of(out: str | os.PathLike, name: str) -> tuple[dict[str, Any] | None, str | None]:
+    """Where run ``name`` in folder ``out`` stands, as a study script needs it: ``(summary, resume)``.
+
+    ``summary``: its JSON summary if it finished (a run stopped by Ctrl-C or a kill has not), else
+    ``None``; ``resume``: the checkpoint to continue from if one was left unfinished, else ``None``.
+    """
+    import json
+
+    folder = Path(out)
+    summary_path, checkpoint = folder / f"{name}.json", folder / f"{name}.ckpt"
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        if not summary.get("interrupted"):
+            return summary, None
+    if checkpoint.exists() and not load(checkpoint)[0]["finished"]:
+        return None, str(checkpoint)
+    return None, None
+
+
 def path_for(log: Path) -> Path:
     """The checkpoint of the run whose log is ``log``: ``NAME.ckpt`` beside ``NAME.csv``."""
     return log.with_suffix(".ckpt")
