@@ -167,7 +167,7 @@ def sketch_step(
         return _truncated_svd(ctx, G, rank)
     if kind == "column":
         return _column_sample(ctx, G, rank, oversample, seed, keyed)
-    return _range_finder(ctx, G, rank, oversample, power_iters, seed, keyed, init)
+    return _range_finder(ctx, G, rank, oversample, power_iters, seed, init)
 
 
 def _truncated_svd(ctx: Context, G: Array, rank: int) -> tuple[Array, Array]:
@@ -178,7 +178,7 @@ def _truncated_svd(ctx: Context, G: Array, rank: int) -> tuple[Array, Array]:
 
 
 def _range_finder(
-    ctx: Context, G: Array, rank: int, oversample: int, power_iters: int, seed: Any, keyed: bool, init: Array
+    ctx: Context, G: Array, rank: int, oversample: int, power_iters: int, seed: Any, init: Array
 ) -> tuple[Array, Array]:
     # G is n×p in the orientation of the step's U (rows following "n"), split over processes as U is
     split = ctx.split
