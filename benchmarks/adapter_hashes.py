@@ -84,7 +84,7 @@ def torch_lines():
         name = f"torch-{dtype}-{'x'.join(map(str, shape))}-{method}-{sketch}-ef{int(feedback)}"
         try:
             opt = ProjUNN(
-                base, rank=1 if method == "dense" else 2, **_rule(method), sketch=sketch, error_feedback=feedback,
+                base, rank="auto" if method == "dense" else 2, **_rule(method), sketch=sketch, error_feedback=feedback,
                 reorthonormalize_every=2,
                 seed=3, check_every=None,
             )  # fmt: skip

@@ -200,11 +200,12 @@ def ranks(summaries: dict[str, dict]) -> list[str]:
     lines = [
         "## Which rank, per task (measured)",
         "",
-        "The projUNN setting with the lowest final test metric on seed 0, and what "
-        "the default (rank 1, randomized sketch) reached in the same time.",
+        "The projUNN setting with the lowest final test metric on seed 0, and what the default "
+        '(`rank="auto"`: k = min(32, max(1, min(n, p) // 16)), randomized sketch) and the default before it '
+        "(rank 1, randomized sketch) reached in the same time.",
         "",
-        "| task | best setting | its final | default's final |",
-        "|---|---|---|---|",
+        "| task | best setting | its final | default's k | default's final | rank 1's final |",
+        "|---|---|---|---|---|---|",
     ]
     for task, summary in summaries.items():
         candidates = {m: s for m, s in summary.items() if _low_rank(m) and not math.isnan(s["final"])}
@@ -212,7 +213,46 @@ def ranks(summaries: dict[str, dict]) -> list[str]:
             continue
         best = min(candidates, key=lambda m: candidates[m]["final"])
         default = summary.get("projunn-default", {}).get("final", math.nan)
-        lines.append(f"| {task} | {METHODS[best].label} | {_fmt(candidates[best]['final'])} | {_fmt(default)} |")
+        one = summary.get("projunn-k1", {}).get("final", math.nan)
+        lines.append(f"| {task} | {METHODS[best].label} | {_fmt(candidates[best]['final'])} | {_auto_rank(task)} | "
+                     f"{_fmt(default)} | {_fmt(one)} |")  # fmt: skip
+    return lines + [""]
+
+
+def _auto_rank(task: str) -> int:
+    """The rank ``rank="auto"`` gives the task's constrained weight."""
+    from unitary_lowrank._adapters import rank_of
+
+    sizes = [int(x) for x in task.split("-")[1].split("x")]
+    return rank_of("auto", (sizes[0], sizes[-1]))
+
+
+def default_check() -> list[str]:
+    """The default step beside the study's best projUNN setting (``peer_study.py default``), if it was run."""
+    path = OUT / "beside" / "summary.json"
+    if not path.exists():
+        return []
+    lines = [
+        "## The default step beside the best setting (the default-step rule)",
+        "",
+        "The rule, written before these runs: on every task the default (`ProjUNN(Adam)` with no option but the "
+        "learning rate, chosen by the same sweep as every method's) reaches the tightest target that the study's "
+        "best projUNN setting reaches, in at most 1.25× its time. Both were run again, one right after the other, "
+        "each at its chosen rate (`python benchmarks/peer_study.py default`; runs in `docs/runs/peers/beside`).",
+        "",
+        "| task | best setting | target | default's seconds | best's seconds | ratio | default's final | best's final "
+        "| passes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in json.loads(path.read_text()):
+        task, best = row["task"], row["best"]
+        runs = {
+            m: json.loads((OUT / "beside" / task / f"{m}-seed0.json").read_text()) for m in ("projunn-default", best)
+        }
+        ours, theirs = (time_to(runs[m], row["target"]) for m in ("projunn-default", best))
+        lines.append(f"| {task} | {METHODS[best].label} | {row['target']:g} | {_seconds(ours)} | {_seconds(theirs)} | "
+                     f"{_fmt(row['ratio'], 2)} | {_fmt(final(runs['projunn-default']))} | {_fmt(final(runs[best]))} | "
+                     f"{'yes' if row['passes'] else '**no**'} |")  # fmt: skip
     return lines + [""]
 
 
@@ -261,7 +301,7 @@ def report() -> None:
         "",
     ]
     page += [findings.read_text().strip(), ""] if findings.exists() else []
-    page += comparison(summaries) + ranks(summaries) + sections + conditions()
+    page += comparison(summaries) + default_check() + ranks(summaries) + sections + conditions()
     PAGE.write_text("\n".join(page).rstrip() + "\n")
     print(f"wrote {PAGE} ({len(summaries)} tasks)")
 

@@ -5,6 +5,7 @@
     python benchmarks/peer_study.py sweep        # learning rates on the validation split (never the test metric)
     python benchmarks/peer_study.py study        # every method at its learning rate; seed 0, then seed 1
     python benchmarks/peer_study.py report       # docs/peers.md and its plots from the results present
+    python benchmarks/peer_study.py default      # the default step beside the study's best projUNN setting, run again
 
 Every run is ``benchmarks/peers.py run`` in a process of its own, one thread,
 **one at a time**, with a budget of timed wall seconds per task
@@ -75,16 +76,15 @@ GRIDS = {
 SWEEP_FROM = {"rotation-4096": "rotation-1024"}
 #: Methods that take another method's chosen learning rate instead of a sweep of their own.
 SHARES_LR = {
-    "projunn-k1": "projunn-default",
-    "projunn-k1-subspace": "projunn-default",
+    "projunn-k1-subspace": "projunn-k1",
     "projunn-k4-subspace": "projunn-k4",
     "projunn-k16-subspace": "projunn-k16",
     "projunn-k64-subspace": "projunn-k64",
 }
-#: The methods of the study. ``projunn-k1`` is left out while it is the default step (rank 1, randomized sketch).
-STUDY = [m for m in METHODS if m != "projunn-k1"]
+#: The methods of the study (``projunn-default`` is ``rank="auto"``; ``projunn-k1`` was the default before it).
+STUDY = list(METHODS)
 #: The methods run again on seed 1, to show what a second seed changes (a subset, for the study's time).
-REPRODUCE = ["projunn-default", "projunn-k16", "projunn-k64", "torch-cayley", "geoopt-adam", "adam"]
+REPRODUCE = ["projunn-default", "projunn-k1", "projunn-k16", "projunn-k64", "torch-cayley", "geoopt-adam", "adam"]
 #: The tasks run again on seed 1 (the study's time allowed one; add others with --tasks).
 REPRODUCE_TASKS = ["rotation-1024"]
 #: A run whose median step time is this far off its calibration is flagged and run again (once).
@@ -275,6 +275,56 @@ def study(args: argparse.Namespace) -> None:
                 _say(f"study {task} {method} seed {seed} lr {lr:g}", result)
 
 
+#: The default-step rule, written before its runs: on every task the default (no option but the learning rate)
+#: reaches the tightest target that the study's best projUNN setting reaches, in at most this many times its time.
+DEFAULT_RULE = 1.25
+
+
+def best_setting(task: str) -> str | None:
+    """The projUNN setting other than the default (and the dense step) with the lowest final test metric of the
+    study's seed-0 runs."""
+    from peer_report import final
+
+    scores = {}
+    for path in (OUT / "study" / task).glob("projunn-k*-seed0.json"):
+        scores[path.name.removesuffix("-seed0.json")] = final(json.loads(path.read_text()))
+    scores = {m: v for m, v in scores.items() if math.isfinite(v)}
+    return min(scores, key=lambda m: scores[m]) if scores else None
+
+
+def default_check(args: argparse.Namespace) -> None:
+    """The default's calibration, sweep and study run as every method's; then, per task, the default and the
+    study's best projUNN setting again, one right after the other (same seed, each at its chosen rate), and the
+    ratio of their times to the tightest target the best one reached (:data:`DEFAULT_RULE`)."""
+    from peer_report import time_to
+
+    own = argparse.Namespace(**{**vars(args), "methods": ["projunn-default"], "seeds": [0]})
+    tasks = args.tasks or [t for t in BUDGETS if t != "rotation-4096"]
+    own.tasks = tasks
+    calibrate(own)
+    sweep(own)
+    study(own)
+    rows = []
+    for task in tasks:
+        best = best_setting(task)
+        if best is None:
+            continue
+        runs = {}
+        for method in ("projunn-default", best):
+            lr, _ = chosen_rate(task, method)
+            path = OUT / "beside" / task / f"{method}-seed0.json"
+            runs[method] = checked(task, method, lr, 0, BUDGETS[task], path)
+            _say(f"beside {task} {method} lr {lr:g}", runs[method])
+        reached = [t for t in json.loads((OUT / "beside" / task / f"{best}-seed0.json").read_text())["targets"]
+                   if math.isfinite(time_to(runs[best], t))]  # fmt: skip
+        target = min(reached) if reached else math.nan
+        ratio = time_to(runs["projunn-default"], target) / time_to(runs[best], target) if reached else math.nan
+        rows.append({"task": task, "best": best, "target": target, "ratio": ratio,
+                     "passes": bool(ratio <= DEFAULT_RULE)})  # fmt: skip
+        print(f"default on {task}: {ratio:.2f}× the time of {best} to {target:g}", flush=True)
+    (OUT / "beside" / "summary.json").write_text(json.dumps(rows, indent=1))
+
+
 def run_all(args: argparse.Namespace) -> None:
     calibrate(args)
     sweep(args)
@@ -287,7 +337,7 @@ def run_all(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="peer_study.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("all", "calibrate", "sweep", "study", "report"):
+    for name in ("all", "calibrate", "sweep", "study", "report", "default"):
         sub = commands.add_parser(name)
         sub.add_argument("--tasks", nargs="+", choices=sorted(TASKS), help="only these tasks (default: all)")
         sub.add_argument("--methods", nargs="+", choices=sorted(METHODS), help="only these methods (default: all)")
@@ -300,7 +350,9 @@ def main(argv: list[str] | None = None) -> None:
 
         report()
     else:
-        {"all": run_all, "calibrate": calibrate, "sweep": sweep, "study": study}[args.command](args)
+        {"all": run_all, "calibrate": calibrate, "sweep": sweep, "study": study, "default": default_check}[
+            args.command
+        ](args)
 
 
 if __name__ == "__main__":

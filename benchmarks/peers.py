@@ -99,8 +99,16 @@ class Linear(nn.Module):
         return self.weight @ x
 
 
-def rotation(n: int, seed: int, *, complex: bool = False, batch: int = 64, noise: float = 0.05) -> Task:
+def rotation(
+    n: int, seed: int, *, complex: bool = False, batch: int = 64, noise: float = 0.05, same_component: bool = False
+) -> Task:
     """Fit a Haar teacher rotation ``W*`` from minibatches ``y = W* x + noise``, ``x ~ N(0, I)``.
+
+    O(n) has two components (det ±1) and no orthogonal path joins them: from a start in the other component
+    than ``W*``, no orthogonal method gets below a relative error of 4/n (the nearest reachable point is ``W*``
+    times a reflection, at squared distance 4) — the case of the real fits at seeds 0 (and 1 at N = 1024),
+    whose plateaus at 0.016 (N = 256) and 0.004 (N = 1024) are that floor. ``same_component``: negate the
+    start's first column where needed, so that the fit can reach 0 (the ``-so`` tasks).
 
     Metric: the relative error ``‖W X − W* X‖² / ‖W* X‖²`` on fixed samples (validation: 256 columns;
     test: 512 columns, another draw; a quarter of each at N ≥ 4096, where each evaluation would otherwise
@@ -108,7 +116,14 @@ def rotation(n: int, seed: int, *, complex: bool = False, batch: int = 64, noise
     """
     dtype = torch.complex64 if complex else torch.float32
     teacher = _haar((n, n), dtype, _seeded(seed, 1))
-    model = Linear(_haar((n, n), dtype, _seeded(seed, 2)))
+    start = _haar((n, n), dtype, _seeded(seed, 2))
+    if (
+        same_component
+        and not complex
+        and float(torch.linalg.det(start.double()) * torch.linalg.det(teacher.double())) < 0
+    ):
+        start[:, 0] = -start[:, 0]
+    model = Linear(start)
     data = _seeded(seed, 3)
 
     def draw(columns: int, generator: torch.Generator) -> torch.Tensor:
@@ -134,8 +149,9 @@ def rotation(n: int, seed: int, *, complex: bool = False, batch: int = 64, noise
 
     kind = "unitary" if complex else "rotation"
     return Task(
-        f"{kind}-{n}",
-        f"{'complex unitary' if complex else 'orthogonal'} teacher fit, N = {n}, minibatch {batch}, noise {noise}",
+        f"{kind}-{n}" + ("-so" if same_component else ""),
+        f"{'complex unitary' if complex else 'orthogonal'} teacher fit, N = {n}, minibatch {batch}, noise {noise}"
+        + (", start in the teacher's component" if same_component else ""),
         model,
         "weight",
         0.0,
@@ -266,6 +282,7 @@ TASKS: dict[str, Callable[[int], Task]] = {
     "rotation-256": lambda seed: rotation(256, seed),
     "rotation-1024": lambda seed: rotation(1024, seed),
     "rotation-4096": lambda seed: rotation(4096, seed),
+    "rotation-1024-so": lambda seed: rotation(1024, seed, same_component=True),
     "adding-512": lambda seed: adding(512, seed),
     "subspace-4096x256": lambda seed: subspace(4096, 256, seed),
     "unitary-1024": lambda seed: rotation(1024, seed, complex=True),
@@ -306,15 +323,15 @@ def _stepper(*optimizers: Any) -> Callable[[Callable[[], torch.Tensor]], torch.T
     return step
 
 
-def projunn(rank: int = 1, sketch: str = "randomized", method: str = "transport", default: bool = False):
-    """``ProjUNN(torch.optim.Adam(...))``; ``default``: no option given but the learning rate."""
+def projunn(rank: int | str = 1, sketch: str = "randomized", method: str = "transport", default: bool = False):
+    """``ProjUNN(torch.optim.Adam(...))``; ``default``: no option given but the learning rate (``rank="auto"``)."""
 
     def install(task: Task, lr: float, seed: int) -> Trainer:
         from unitary_lowrank.backends.torch import ProjUNN
 
         weight, others = _split(task)
         base = torch.optim.Adam(_groups([weight], lr, others, task, unitary=True))
-        options = {} if default else {"rank": rank, "sketch": sketch, "method": method}
+        options = {} if default else {"method": method} if method == "dense" else {"rank": rank, "sketch": sketch}
         optimizer = ProjUNN(base, seed=seed, **options)
         return Trainer(_stepper(optimizer), lambda: weight)
 
@@ -402,6 +419,7 @@ METHODS: dict[str, Method] = {
         for k in (1, 4, 16, 64)
         for sketch in ("randomized", "subspace")
     },
+    "projunn-auto-subspace": Method("projUNN, rank auto, subspace", projunn("auto", "subspace"), "projunn"),
     "projunn-dense": Method("dense Riemannian (this library)", projunn(method="dense"), "projunn"),
     "torch-matrix_exp": Method("torch orthogonal, matrix_exp", torch_orthogonal("matrix_exp"), "peer"),
     "torch-cayley": Method("torch orthogonal, cayley", torch_orthogonal("cayley"), "peer"),

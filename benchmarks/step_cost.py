@@ -6,9 +6,11 @@ One thread (``torch.set_num_threads(1)``). For each case the contenders run
 interleaved, round by round, and the median over rounds is reported, so that
 a burst of load hits all of them alike:
 
-- ``LipConvNet(3, 10, 32, 16, 5)``, batch 128: ``ProjUNN(Adam, rank=1)`` step / forward + backward;
+- ``LipConvNet(3, 10, 32, 16, 5)``, batch 128: ``ProjUNN(Adam, rank=R)`` step / forward + backward;
 - ``UnitaryConv2d(c, c, s)``, batch 64, c = 16, s = 32 and c = 64, s = 8: step / forward + backward;
-- ``Linear(1024)``, batch 64: a whole training step with ``ProjUNN(Adam, rank=4)`` / with plain Adam.
+- ``Linear(1024)``, batch 64: a whole training step with ``ProjUNN(Adam, rank=R)`` / with plain Adam.
+
+``R`` is ``--rank``: ``auto`` (the default step's rule, per weight) or an integer.
 
 Each ``ProjUNN`` case runs with every sketch given (``--sketches``, default the
 randomized range finder and the subspace iteration), so the table shows what
@@ -50,7 +52,9 @@ def interleaved(contenders: dict[str, Callable[[], object]], calls: int, repeats
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def model_case(model: torch.nn.Module, x: torch.Tensor, sketches: list[str], rank: int, calls: int, repeats: int):
+def model_case(
+    model: torch.nn.Module, x: torch.Tensor, sketches: list[str], rank: int | str, calls: int, repeats: int
+):
     """Forward + backward of ``model`` on ``x``, and one ``ProjUNN(Adam)`` step per sketch, on stored gradients."""
     params = model.unitary_parameters() if hasattr(model, "unitary_parameters") else list(model.parameters())
     others = [p for p in model.parameters() if all(p is not q for q in params)]
@@ -75,8 +79,8 @@ def model_case(model: torch.nn.Module, x: torch.Tensor, sketches: list[str], ran
     return interleaved(contenders, calls, repeats)
 
 
-def linear_case(sketches: list[str], calls: int, repeats: int) -> dict[str, float]:
-    """A whole training step of ``Linear(1024)`` (batch 64): ``ProjUNN(Adam, rank=4)`` against plain Adam."""
+def linear_case(sketches: list[str], rank: int | str, calls: int, repeats: int) -> dict[str, float]:
+    """A whole training step of ``Linear(1024)`` (batch 64): ``ProjUNN(Adam, rank=rank)`` against plain Adam."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(64, 1024, generator=generator)
     contenders: dict[str, Callable[[], object]] = {}
@@ -84,7 +88,7 @@ def linear_case(sketches: list[str], calls: int, repeats: int) -> dict[str, floa
         layer = torch.nn.Linear(1024, 1024, bias=False)
         haar_(layer.weight.data, generator=torch.Generator().manual_seed(1))
         base = torch.optim.Adam([{"params": [layer.weight], "unitary": name != "adam"}], lr=1e-4)
-        opt = base if name == "adam" else ProjUNN(base, rank=4, sketch=name)
+        opt = base if name == "adam" else ProjUNN(base, rank=rank, sketch=name)
 
         def training_step(layer=layer, opt=opt) -> None:
             opt.zero_grad()
@@ -95,10 +99,19 @@ def linear_case(sketches: list[str], calls: int, repeats: int) -> dict[str, floa
     return interleaved(contenders, calls, repeats)
 
 
+def _rank(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or an integer ≥ 1; got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="rounds of the interleaved measurement")
     parser.add_argument("--sketches", nargs="+", default=["randomized", "subspace"])
+    parser.add_argument("--rank", type=_rank, default="auto", help="the sketch's rank: auto (default) or an integer")
     parser.add_argument("--json", help="also write the medians here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -111,15 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     say("lipconvnet")
     model = LipConvNet(3, 10, 32, 16, 5, generator=generator)
     results["lipconvnet"] = model_case(
-        model, torch.randn(128, 3, 32, 32, generator=generator), args.sketches, 1, 1, args.repeats
+        model, torch.randn(128, 3, 32, 32, generator=generator), args.sketches, args.rank, 1, args.repeats
     )
     for channels, size in ((16, 32), (64, 8)):
         say(f"conv c={channels} s={size}")
         layer = UnitaryConv2d(channels, size, generator=generator)
         x = torch.randn(64, channels, size, size, generator=generator)
-        results[f"conv c={channels} s={size}"] = model_case(layer, x, args.sketches, 1, 3, args.repeats)
+        results[f"conv c={channels} s={size}"] = model_case(layer, x, args.sketches, args.rank, 3, args.repeats)
     say("linear 1024")
-    results["linear 1024"] = linear_case(args.sketches, 5, args.repeats)
+    results["linear 1024"] = linear_case(args.sketches, args.rank, 5, args.repeats)
 
     print(f"{'case':18} {'contender':28} {'ms':>8} {'ratio':>7}  target")
     for case, times in results.items():

@@ -70,19 +70,27 @@ DEFAULT_REORTHONORMALIZE_EVERY = 100
 #: The sketch's defaults (:func:`unitary_lowrank.sketch`)
 _OVERSAMPLE, _POWER_ITERS = 10, 1
 
+#: ``rank="auto"`` (the default): k = ⌊min(n, p) / AUTO_RANK_DIVISOR⌋, at least 1, at most AUTO_RANK_CAP.
+#: The rule is set from the step's cost curve alone, not from learning curves (docs/choosing.md, *Rank*):
+#: the largest power of two k at which one optimizer step costs at most twice the rank-1 step was 16 at
+#: N = 256 and 32 at N = 1024 (benchmarks/rank_cost.py, one thread, float32, randomized sketch: 1.5× and
+#: 1.5–1.7×; k = 32 and 64 cost 2.1–2.3× and 2.2–2.7×): the passes over the weight stay memory-bound up to
+#: there, so the rank is nearly free.
+AUTO_RANK_DIVISOR, AUTO_RANK_CAP = 16, 32
+
 
 @dataclass(frozen=True)
 class Options:
     """The settings of a projUNN step, one vocabulary for every adapter (build with :meth:`checked`).
 
-    ``rank`` (k), ``method`` (the update rule), ``retraction`` (of a transport
+    ``rank`` (k, or ``"auto"``: :func:`rank_of`), ``method`` (the update rule), ``retraction`` (of a transport
     step), ``sketch`` (how Δ is reduced to rank k), ``error_feedback``,
     ``reorthonormalize_every`` (one Newton–Schulz step every this many steps;
     ``None`` or 0: never) and ``seed`` (of the sketches' keyed draws): see
     :class:`~unitary_lowrank.backends.torch.ProjUNN`.
     """
 
-    rank: int = 1
+    rank: int | Literal["auto"] = "auto"
     method: Method = "transport"
     retraction: Retraction = "exp"
     sketch: Sketch = "randomized"
@@ -111,8 +119,8 @@ class Options:
             )
             values = {**values, "method": "transport", "retraction": "cayley"}
         options = cls(**values)
-        if not _is_int(options.rank) or options.rank < 1:
-            raise ValueError(f"{where}: rank must be an int ≥ 1; got {options.rank!r}")
+        if options.rank != "auto" and (not _is_int(options.rank) or options.rank < 1):
+            raise ValueError(f"{where}: rank must be an int ≥ 1 or 'auto'; got {options.rank!r}")
         for name, allowed in (("method", methods), ("retraction", RETRACTIONS), ("sketch", SKETCHES)):
             if getattr(options, name) not in allowed:
                 raise ValueError(f"{where}: {name} must be one of {allowed}; got {getattr(options, name)!r}")
@@ -123,7 +131,7 @@ class Options:
             raise ValueError(f"{where}: error_feedback must be True or False; got {options.error_feedback!r}")
         ignored: dict[str, Any] = {"retraction": "exp"} if options.method != "transport" else {}
         if options.method == "dense":
-            ignored |= {"rank": 1, "sketch": "randomized", "error_feedback": False}
+            ignored |= {"rank": "auto", "sketch": "randomized", "error_feedback": False}
         set_anyway = [f"{name}={getattr(options, name)!r}" for name, default in ignored.items()
                       if getattr(options, name) != default]  # fmt: skip
         if set_anyway:
@@ -139,9 +147,22 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_rank(where: str, what: str, shape: tuple[int, ...], rank: int) -> None:
+def rank_of(rank: int | str, shape: tuple[int, ...]) -> int:
+    """The rank k of a weight of ``shape`` (..., n, p): ``rank`` itself, or for ``"auto"`` the shape's rule.
+
+    ``"auto"``: ``min(AUTO_RANK_CAP, max(1, min(n, p) // AUTO_RANK_DIVISOR))``, and 0 for an empty matrix
+    (1 for 16×16 and smaller, 16 for 256×256, 32 from 512×512 on). A static function of the shape: the
+    step's shapes do not depend on the update's values, so it compiles as one graph.
+    """
+    if rank != "auto":
+        return int(rank)
+    smaller = min(shape[-2:])
+    return min(smaller, AUTO_RANK_CAP, max(1, smaller // AUTO_RANK_DIVISOR))
+
+
+def check_rank(where: str, what: str, shape: tuple[int, ...], rank: int | str) -> None:
     """Raise ``ValueError`` if a rank-``rank`` sketch does not fit a weight of ``shape`` (..., n, p)."""
-    if rank > min(shape[-2:]):
+    if rank != "auto" and int(rank) > min(shape[-2:]):
         raise ValueError(f"{where}: rank {rank} exceeds min(n, p) = {min(shape[-2:])} of {what} with shape {shape}")
 
 
@@ -183,12 +204,12 @@ class StepResult(NamedTuple):
     error: Array | None  #: the error-feedback buffer after this step, else ``None``
 
 
-def basis_shape(shape: tuple[int, ...], rank: int) -> tuple[int, ...]:
+def basis_shape(shape: tuple[int, ...], rank: int | str) -> tuple[int, ...]:
     """Shape of the subspace basis of a weight of ``shape`` (..., n, p): (..., min(n, p), k)."""
-    return (*shape[:-2], min(shape[-2:]), rank)
+    return (*shape[:-2], min(shape[-2:]), rank_of(rank, shape))
 
 
-def initial_basis(W: Array, rank: int, key: Any, split: Split = ONE) -> Array:
+def initial_basis(W: Array, rank: int | str, key: Any, split: Split = ONE) -> Array:
     """The first subspace basis of weight ``W``: a Gaussian draw keyed by ``key``, orthonormalized.
 
     ``key`` is a counter key (an integer array of ``W``'s library) or the
@@ -198,7 +219,7 @@ def initial_basis(W: Array, rank: int, key: Any, split: Split = ONE) -> Array:
     """
     ctx = context_of(W)
     n, p = split.shape(W)
-    whole = split.whole_batch(W) + (min(n, p), rank)
+    whole = split.whole_batch(W) + (min(n, p), rank_of(rank, (n, p)))
     basis = orthonormal_basis(ctx, key_draws(ctx, key, whole, W.dtype))
     return split.tall(n, p).cut(basis, "p")
 
@@ -270,7 +291,8 @@ def _tall_step(
     if options.sketch == "subspace":
         A, B, next_basis = _subspace_sketch(ctx, delta, basis)
     else:
-        A, B = sketch_step(ctx, delta, options.rank, options.sketch, _OVERSAMPLE, _POWER_ITERS, key, is_key(key))
+        rank = rank_of(options.rank, ctx.split.shape(U))
+        A, B = sketch_step(ctx, delta, rank, options.sketch, _OVERSAMPLE, _POWER_ITERS, key, is_key(key))
         next_basis = None
     # a non-finite Δ gives non-finite factors (the sketch propagates NaN): check them, O(n k), not Δ
     finite = ctx.split.finite(ctx, A, B)

@@ -87,7 +87,7 @@ def step(
     comm: Collectives,
     *,
     layout: Layout,
-    rank: int,
+    rank: int | str,
     method: str = "transport",
     retraction: str = "exp",
     sketch: str = "randomized",
@@ -145,7 +145,9 @@ def check(where: str, **values: Any) -> Options:
     return options
 
 
-def initial_basis(like: Array, shape: tuple[int, ...], rank: int, key: Any, comm: Collectives, layout: str, sizes):
+def initial_basis(
+    like: Array, shape: tuple[int, ...], rank: int | str, key: Any, comm: Collectives, layout: str, sizes: Any
+) -> Array:
     """The first subspace basis of a sharded weight of (global) ``shape``: the one-process draw, this process's part.
 
     ``like``: this process's block of the weight (as laid out: rows of the

@@ -15,6 +15,7 @@ import optax  # noqa: E402
 from unitary_lowrank._adapters import (  # noqa: E402
     DEFAULT_REORTHONORMALIZE_EVERY,
     Options,
+    basis_shape,
     check_rank,
     initial_basis,
     newton_schulz_correction,
@@ -43,7 +44,7 @@ class ProjUNNState(NamedTuple):
 
 def projunn(
     *,
-    rank: int = 1,
+    rank: int | str = "auto",
     method: str = "transport",
     retraction: str = "exp",
     sketch: str = "randomized",
@@ -67,8 +68,11 @@ def projunn(
 
     Parameters
     ----------
-    rank : int, default 1
-        k, the rank of each sketch.
+    rank : int or "auto", default "auto"
+        k, the rank of the sketch of each update. ``"auto"``: chosen from the
+        weight's shape, ``min(32, max(1, min(n, p) // 16))`` (1 up to 31×31,
+        16 at 256×256, 32 from 512×512 on): the largest rank at which a step
+        still costs about what a rank-1 step does (docs: *Which step, which rank?*).
     method : {"transport", "project", "dense"}, default "transport"
         projUNN-T (along the tangent), projUNN-D (closest unitary), or the
         exact dense Riemannian step (``jax.scipy.linalg.expm``, O(N³): the
@@ -202,7 +206,7 @@ def _check_state(state: Any, leaves: list[Any], options: Options) -> None:
     if not isinstance(state, ProjUNNState):
         raise ValueError(f"projunn: the state is a {type(state).__name__}, not the ProjUNNState of projunn's init")
     expected = {
-        "basis": [(*W.shape[:-2], min(W.shape[-2:]), options.rank) for W in leaves]
+        "basis": [basis_shape(tuple(W.shape), options.rank) for W in leaves]
         if options.sketch == "subspace" and options.method != "dense"
         else None,
         "error": [tuple(W.shape) for W in leaves] if options.error_feedback else None,
@@ -217,7 +221,7 @@ def _check_state(state: Any, leaves: list[Any], options: Options) -> None:
             )
 
 
-def _check_leaf(path: Any, leaf: Any, rank: int) -> None:
+def _check_leaf(path: Any, leaf: Any, rank: int | str) -> None:
     name = jax.tree_util.keystr(path) or "params"
     shape = getattr(leaf, "shape", None)
     if shape is None or len(shape) < 2:

@@ -25,6 +25,7 @@ from unitary_lowrank._adapters import (
     initial_basis,
     know_weight,
     newton_schulz_correction,
+    rank_of,
     step,
     unitarity_problem,
     unitarity_tolerance,
@@ -58,8 +59,11 @@ class ProjUNN(torch.optim.Optimizer):
         (..., n, p) matrices: square ones stay unitary (orthogonal), tall
         ones (p < n) keep orthonormal columns, wide ones (p > n) orthonormal
         rows — such a weight is stepped through its adjoint.
-    rank : int, default 1
-        k, the rank of the sketch of each update.
+    rank : int or "auto", default "auto"
+        k, the rank of the sketch of each update. ``"auto"``: chosen from the
+        weight's shape, ``min(32, max(1, min(n, p) // 16))`` (1 up to 31×31,
+        16 at 256×256, 32 from 512×512 on): the largest rank at which a step
+        still costs about what a rank-1 step does (docs: *Which step, which rank?*).
     method : {"transport", "project", "dense"}, default "transport"
         projUNN-T (``W exp(skew(Wᴴ A Bᴴ))``), projUNN-D (closest unitary to
         ``W + A Bᴴ``), or ``"dense"``: the exact full-rank Riemannian step
@@ -143,7 +147,7 @@ class ProjUNN(torch.optim.Optimizer):
         self,
         optimizer: torch.optim.Optimizer,
         *,
-        rank: int = 1,
+        rank: int | str = "auto",
         method: str = "transport",
         retraction: str = "exp",
         sketch: str = "randomized",
@@ -621,12 +625,12 @@ def _keep(state: torch.Tensor | None, new: Any) -> None:
         state.copy_(new)
 
 
-def _basis_shape(p: Any, rank: int, split: Split) -> tuple[int, ...]:
+def _basis_shape(p: Any, rank: int | str, split: Split) -> tuple[int, ...]:
     """The shape of this process's subspace basis of ``p``: (..., min(n, p), k), or its rows of it where split."""
     local = _local(p)
     n, q = split.shape(local)
     rows = split.sizes[split.comm.index] if split.axis == "n" and q > n else min(n, q)  # a wide W's split rows
-    return (*local.shape[:-2], rows, rank)
+    return (*local.shape[:-2], rows, rank_of(rank, (n, q)))
 
 
 def _basis_is_whole(p: Any, split: Split) -> bool:

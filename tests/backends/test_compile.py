@@ -278,3 +278,34 @@ def test_group_options_and_a_rank_deficient_gradient_compile_as_eager(sketch, dt
     W2.grad = gradient()
     explanation = torch._dynamo.explain(compiled.step)()
     assert explanation.graph_break_count == 0, explanation.break_reasons
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64], ids=str)
+def test_the_default_step_compiles_as_eager(dtype):
+    """``ProjUNN(Adam)`` with no option (``rank="auto"``: k = 4 at 64×64), a rank-2 gradient: compiled equals eager,
+    one graph, no break; the weight stays unitary."""
+    from unitary_lowrank.backends.torch import ProjUNN, haar_
+
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(4)
+    factors = torch.randn(64, 2, dtype=dtype, generator=g), torch.randn(2, 64, dtype=dtype, generator=g)
+
+    def setup():
+        W = torch.nn.Parameter(haar_(torch.empty(64, 64, dtype=dtype), generator=torch.Generator().manual_seed(1)))
+        return W, ProjUNN(torch.optim.SGD([{"params": [W], "unitary": True}], lr=1e-2, momentum=0.9), check_every=None)
+
+    (W1, eager), (W2, compiled) = setup(), setup()
+    step = torch.compile(compiled.step, backend="aot_eager")
+    for i in range(4):
+        W1.grad = W2.grad = (factors[0] @ factors[1]) * (i + 1)
+        eager.step()
+        step()
+    assert float((W1 - W2).detach().abs().max()) <= 1e-5
+    assert (
+        float((W1 - haar_(torch.empty(64, 64, dtype=dtype), generator=torch.Generator().manual_seed(1))).abs().max())
+        > 1e-3
+    )
+    assert float(ul.unitarity_error(W2.detach())) <= 1e-5
+    W2.grad = factors[0] @ factors[1]
+    explanation = torch._dynamo.explain(compiled.step)()
+    assert explanation.graph_break_count == 0, explanation.break_reasons

@@ -420,3 +420,17 @@ def test_a_state_of_other_options_is_refused_before_any_update(saved, used, mess
     other = jnp.asarray(haar(6, "float64", rng))
     with pytest.raises(ValueError, match="the state's basis holds shapes"):
         projunn(sketch="subspace").update(other, projunn(sketch="subspace").init(W), other)
+
+
+def test_the_default_rank_is_auto(rng):
+    """``projunn()`` steps a 64×64 leaf at rank 4 and a 20×20 one at rank 1 (``rank="auto"``): the bases' shapes."""
+    W = {
+        "a": ul.random_unitary(64, dtype="float32", like=jnp, seed=0),
+        "b": ul.random_unitary(20, dtype="float32", like=jnp, seed=1),
+    }
+    tx = projunn(sketch="subspace")
+    state = tx.init(W)
+    assert [tuple(q.shape) for q in state.basis] == [(64, 4), (20, 1)]
+    updates, state = tx.update(jax.tree_util.tree_map(lambda w: 0.01 * jnp.ones_like(w), W), state, W)
+    W = optax.apply_updates(W, updates)
+    assert all(float(ul.unitarity_error(w)) < 1e-5 for w in jax.tree_util.tree_leaves(W))

@@ -670,7 +670,7 @@ def test_rectangular_parameters_descend_and_stay_orthonormal(method, shape):
     g = torch.Generator().manual_seed(1)
     W = torch.nn.Parameter(haar_(torch.empty(shape, dtype=torch.float64), generator=g))
     target = haar_(torch.empty(shape, dtype=torch.float64), generator=g)
-    rank = 1 if method == "dense" else 2  # dense takes no rank
+    rank = "auto" if method == "dense" else 2  # dense takes no rank (the default is "auto")
     opt = ProjUNN(torch.optim.SGD([{"params": [W], "unitary": True}], lr=0.1), rank=rank, **_rule(method))
     losses = []
     for _ in range(30):
@@ -741,7 +741,9 @@ def test_non_finite_update_is_skipped_and_reported(method):
     W = torch.nn.Parameter(haar_(torch.empty(8, 8, dtype=torch.float64)))
     V = torch.nn.Parameter(haar_(torch.empty(4, 6, dtype=torch.complex128)))  # wide: stepped through its adjoint
     groups = [{"params": [W, V], "unitary": True, "param_names": ["w", "v"]}]
-    opt = ProjUNN(torch.optim.SGD(groups, lr=0.1), **_rule(method), rank=1 if method == "dense" else 2, check_every=2)
+    opt = ProjUNN(
+        torch.optim.SGD(groups, lr=0.1), **_rule(method), rank="auto" if method == "dense" else 2, check_every=2
+    )
     W0, V0 = W.detach().clone(), V.detach().clone()
     W.grad = torch.full_like(W, float("nan"))
     V.grad = torch.randn_like(V)
