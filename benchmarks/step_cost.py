@@ -52,9 +52,7 @@ def interleaved(contenders: dict[str, Callable[[], object]], calls: int, repeats
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def model_case(
-    model: torch.nn.Module, x: torch.Tensor, sketches: list[str], rank: int | str, calls: int, repeats: int
-):
+def model_case(model: torch.nn.Module, x: torch.Tensor, sketches: list[str], rank: int | str, calls: int, repeats: int):
     """Forward + backward of ``model`` on ``x``, and one ``ProjUNN(Adam)`` step per sketch, on stored gradients."""
     params = model.unitary_parameters() if hasattr(model, "unitary_parameters") else list(model.parameters())
     others = [p for p in model.parameters() if all(p is not q for q in params)]
