@@ -3,6 +3,7 @@
     python benchmarks/sketch_study.py fit                 # (c) fitting an orthogonal map: seconds per run
     python benchmarks/sketch_study.py rnn                 # (a) adding and copy, --preset cpu: ~15 CPU-minutes a run
     python benchmarks/sketch_study.py cifar --data PATH   # (b) LipConvNet on CIFAR-10: 300 iterations a run
+    python benchmarks/sketch_study.py cifar --data PATH --rank auto --variants randomized   # the default step
     python benchmarks/sketch_study.py report              # docs/runs/sketch/study.md from the runs present
 
 Every run is one thread; ``rnn`` and ``cifar`` run two at a time (``--workers``)
@@ -26,6 +27,8 @@ import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+from unitary_lowrank.cli._options import rank_or_auto
 
 VARIANTS = {  # name → (sketch, error feedback)
     "randomized": ("randomized", False),
@@ -122,7 +125,7 @@ def run_rnn(args: argparse.Namespace) -> None:
 # -- (b) LipConvNet on CIFAR-10 -----------------------------------------------------------------------------------
 
 
-def _cifar_one(data: str, name: str, seed: int, iterations: int) -> str:
+def _cifar_one(data: str, name: str, seed: int, iterations: int, rank: int | str = 1) -> str:
     from unitary_lowrank.tasks.train_cifar10 import CifarConfig, run
 
     sketch, error_feedback = VARIANTS[name]
@@ -131,6 +134,7 @@ def _cifar_one(data: str, name: str, seed: int, iterations: int) -> str:
         data=data,
         sketch=sketch,
         error_feedback=error_feedback,
+        rank=rank,
         seed=seed,
         minutes=None,
         epochs=1,
@@ -150,7 +154,7 @@ def run_cifar(args: argparse.Namespace) -> None:
     from unitary_lowrank.tasks.cifar10 import load_cifar10
 
     load_cifar10(args.data)  # decode (and cache) once, before the workers start
-    jobs = [(args.data, name, seed, args.iterations) for seed in args.seeds for name in VARIANTS]
+    jobs = [(args.data, name, seed, args.iterations, args.rank) for seed in args.seeds for name in args.variants]
     with ProcessPoolExecutor(args.workers) as pool:
         for line in pool.map(_cifar_one, *zip(*jobs, strict=True)):
             print(line, flush=True)
@@ -231,6 +235,8 @@ def main(argv: list[str] | None = None) -> None:
     cifar.add_argument("--seeds", type=int, nargs="+", default=[0])
     cifar.add_argument("--iterations", type=int, default=300)
     cifar.add_argument("--workers", type=int, default=2)
+    cifar.add_argument("--rank", type=rank_or_auto, default=1, help="the sketch's rank: 1 (the study's) or 'auto'")
+    cifar.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     cifar.set_defaults(run=run_cifar)
     commands.add_parser("report").set_defaults(run=report)
     args = parser.parse_args(argv)

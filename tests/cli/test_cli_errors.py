@@ -41,6 +41,10 @@ BAD = [
     # train, the recurrent tasks
     (["train", "copy", "--preset", "quick", "--rank", "-1"], "unitary-lowrank train copy: error: argument --rank"),
     (["train", "copy", "--preset", "quick", "--rank", "0"], "argument --rank: must be ≥ 1; got 0"),
+    (
+        ["train", "copy", "--preset", "quick", "--rank", "Auto"],
+        "argument --rank: expected an integer; got 'Auto' (or 'auto')",
+    ),
     (["train", "copy", "--preset", "quick", "--rank", "500"], "--rank must be ≤ --hidden (64)"),
     (["train", "copy", "--hidden", "0"], "argument --hidden: must be ≥ 1"),
     (["train", "copy", "--batch", "-8"], "argument --batch: must be ≥ 1"),

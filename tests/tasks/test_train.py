@@ -214,3 +214,10 @@ def test_summary_records_a_relative_output_folder(tmp_path, monkeypatch):
     assert recorded_out(str(tmp_path / "runs")) == "runs"
     summary = run(quick("copy", tmp_path, steps=2, eval_every=1, out="runs/sub"), progress=False)
     assert summary["config"]["out"] == "runs/sub" and (tmp_path / "runs/sub" / summary["log"]).exists()
+
+
+def test_rank_auto_reaches_the_optimizer(tmp_path):
+    """``--rank auto`` (the optimizer's default rule) runs and names the run; 64 hidden units: k = 4."""
+    summary = run(quick("adding", tmp_path, rank="auto", steps=20, eval_every=10), progress=False)
+    assert summary["unitarity"] <= 1e-5
+    assert summary["log"] == "adding-transport-kauto.csv", summary["log"]

@@ -50,6 +50,16 @@ def at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def rank_or_auto(text: str) -> int | str:
+    """An argparse type: ``auto`` (the optimizer's rule from each weight's shape) or an integer ≥ 1."""
+    if text == "auto":
+        return text
+    try:
+        return at_least(1)(text)
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"{error} (or 'auto')") from None
+
+
 def _real(text: str) -> float:
     try:
         value = float(text)

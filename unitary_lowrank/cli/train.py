@@ -24,6 +24,7 @@ from ._options import (
     at_least,
     positive,
     print_config,
+    rank_or_auto,
     report_files,
     settings,
     show_defaults,
@@ -91,7 +92,11 @@ def _add_rnn_task(tasks: Any, name: str, about: str) -> None:
         "--lr-unitary", type=positive, dest="lr_unitary", help="RMSprop's learning rate of the recurrent weight"
     )
     task.add_argument("--clip", type=positive, help="clip the gradient norm of all parameters to this")
-    task.add_argument("--rank", type=at_least(1), help="rank k of the projUNN sketch")
+    task.add_argument(
+        "--rank",
+        type=rank_or_auto,
+        help="rank k of the projUNN sketch, or 'auto' (the optimizer's rule, from the shape)",
+    )
     add_sketch_options(task)
     task.add_argument("--init", choices=["henaff", "haar", "cayley", "identity"], help="recurrent weight at start")
     task.add_argument("--nonlinearity", choices=["relu", "modrelu", "tanh"], help="the recurrent activation")

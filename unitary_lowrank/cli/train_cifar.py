@@ -35,6 +35,7 @@ from ._options import (
     nonnegative,
     positive,
     print_config,
+    rank_or_auto,
     report_files,
     settings,
     show_defaults,
@@ -85,7 +86,9 @@ def add_parser(tasks: Any) -> argparse.ArgumentParser:
         help="the network's convolutions (torchlip: deel-torchlip, the [torchlip] extra)",
     )
     cifar.add_argument("--method", choices=METHODS, help="projUNN-T or -D, or the exact dense Riemannian step")
-    cifar.add_argument("--rank", type=at_least(1), help="rank k of the projUNN sketch (capped at each layer's size)")
+    cifar.add_argument(
+        "--rank", type=rank_or_auto, help="rank k of the projUNN sketch (capped at each layer's size), or 'auto'"
+    )
     add_sketch_options(cifar)
     cifar.add_argument(
         "--width", type=at_least(1), help="channels of the first block (LipConvNet) or of the stem (ResNet9)"

@@ -16,6 +16,7 @@ from ._options import (
     at_least,
     positive,
     print_config,
+    rank_or_auto,
     report_files,
     settings,
     show_defaults,
@@ -45,7 +46,11 @@ def add_parser(tasks: Any) -> argparse.ArgumentParser:
     conv.add_argument("--batch", type=at_least(1), help="batch size")
     conv.add_argument("--lr", type=positive, help="Adam's learning rate")
     conv.add_argument("--lr-unitary", type=positive, dest="lr_unitary", help="Adam's learning rate of the convolutions")
-    conv.add_argument("--rank", type=at_least(1), help="rank k of the projUNN sketch")
+    conv.add_argument(
+        "--rank",
+        type=rank_or_auto,
+        help="rank k of the projUNN sketch, or 'auto' (the optimizer's rule, from the shape)",
+    )
     conv.add_argument("--minutes", type=positive, help="CPU-time budget of the run, in minutes")
     conv.add_argument("--steps", type=at_least(1), help="stop after this many iterations too (the budget still holds)")
     conv.add_argument("--eval-every", type=at_least(1), dest="eval_every", help="iterations between test evaluations")

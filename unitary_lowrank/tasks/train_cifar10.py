@@ -74,7 +74,7 @@ class CifarConfig:
     model: str = "lipconvnet"
     conv: str = "projunn"
     method: str = "transport"
-    rank: int = 1
+    rank: int | str = 1
     sketch: str = "randomized"
     error_feedback: bool = False
     width: int = 16
@@ -122,11 +122,12 @@ def build(config: CifarConfig) -> tuple[Any, Any]:
     model = model.to(config.device)
     # weight decay on the other parameters only: it would pull a unitary weight off the manifold
     groups: list[dict[str, Any]] = [{"params": model.other_parameters(), "weight_decay": config.weight_decay}]
-    # rank k, or min(n, p) for the matrices smaller than that (the stem's c × 3 frequency matrices)
-    ranks: dict[int, list[Any]] = {}
+    # rank k, or min(n, p) for the matrices smaller than that (the stem's c × 3 frequency matrices); "auto": the
+    # optimizer's rule, per weight
+    ranks: dict[int | str, list[Any]] = {}
     for p in model.unitary_parameters():
-        ranks.setdefault(min(config.rank, *p.shape[-2:]), []).append(p)
-    for rank, params in sorted(ranks.items()):
+        ranks.setdefault(config.rank if config.rank == "auto" else min(int(config.rank), *p.shape[-2:]), []).append(p)
+    for rank, params in sorted(ranks.items(), key=lambda item: str(item[0])):
         group = {"params": params, "unitary": True, "lr": config.lr_unitary or config.lr}
         groups.append(group if config.method == "dense" else {**group, "rank": rank})
     base: torch.optim.Optimizer

@@ -46,7 +46,7 @@ class ConvConfig:
     batch: int = 64
     lr: float = 1e-3
     lr_unitary: float | None = None
-    rank: int = 1
+    rank: int | str = 1
     minutes: float = 2.0  # CPU time of this process (all its threads), not wall time: fair on a shared machine
     steps: int | None = None  # stop after this many iterations too (a run that ends at the same place everywhere)
     eval_every: int = 50
@@ -200,7 +200,7 @@ def _run(
 
     if config.method not in METHODS:
         raise SettingsError(f"conv: method must be one of {METHODS}; got {config.method!r}")
-    if config.method in ("transport", "project") and config.rank > config.channels:
+    if config.method in ("transport", "project") and config.rank != "auto" and config.rank > config.channels:
         raise SettingsError(f"conv: --rank must be ≤ --channels ({config.channels}); got {config.rank}")
     if config.threads:
         torch.set_num_threads(config.threads)

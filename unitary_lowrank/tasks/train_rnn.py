@@ -149,7 +149,7 @@ class Config:
     batch: int = 128
     lr: float = 1e-3
     lr_unitary: float | None = None
-    rank: int = 1
+    rank: int | str = 1
     sketch: str = "randomized"
     error_feedback: bool = False
     init: str = "henaff"
@@ -293,7 +293,7 @@ def run(
         print(f"resuming {source} at iteration {state['step']}", file=sys.stderr)
     if config.method not in METHODS:
         raise SettingsError(f"method must be one of {METHODS}; got {config.method!r}")
-    if config.method in ("transport", "project") and config.rank > config.hidden:
+    if config.method in ("transport", "project") and config.rank != "auto" and config.rank > config.hidden:
         raise SettingsError(f"--rank must be ≤ --hidden ({config.hidden}); got {config.rank}")
     if config.threads:
         torch.set_num_threads(config.threads)
