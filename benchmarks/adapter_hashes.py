@@ -18,8 +18,9 @@ and a fourth whose gradient holds a NaN, for
 - ``sharded``: :func:`unitary_lowrank.sharded.step` on 1 and 3 simulated
   processes (threads), rows and columns layouts, NumPy.
 
-Takes about 4 minutes on 2 cores, most of it JAX dispatching small operations one by one (torch and
-sharded: 15 s); ``--only torch`` (or ``jax``, ``sharded``) runs those parts.
+Takes about 6½ minutes on a quiet 2-core machine (two runs back to back: 13 minutes, 2026-12-07), most of it JAX
+dispatching small operations one by one (torch and sharded: 15 s); ``--only torch`` (or ``jax``, ``sharded``) runs
+those parts.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What one optimizer step costs against the rank k: the curve that ``rank="auto"`` is read from.
 
-    python benchmarks/rank_cost.py            # the table of docs/choosing.md (*Rank*), about a minute
+    python benchmarks/rank_cost.py            # the table of docs/choosing.md (*Rank*)
     python benchmarks/rank_cost.py --json     # the same, one JSON line per shape
 
 One thread, float32, ``ProjUNN(Adam)`` with no Newton–Schulz step; the
