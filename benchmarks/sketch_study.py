@@ -4,6 +4,7 @@
     python benchmarks/sketch_study.py rnn                 # (a) adding and copy, --preset cpu: ~15 CPU-minutes a run
     python benchmarks/sketch_study.py cifar --data PATH   # (b) LipConvNet on CIFAR-10: 300 iterations a run
     python benchmarks/sketch_study.py cifar --data PATH --rank auto --variants randomized   # the default step
+    python benchmarks/sketch_study.py rnn --rank auto --variants randomized                 # the same, adding and copy
     python benchmarks/sketch_study.py report              # docs/runs/sketch/study.md from the runs present
 
 Every run is one thread; ``rnn`` and ``cifar`` run two at a time (``--workers``)
@@ -90,12 +91,12 @@ def run_fit(args: argparse.Namespace) -> None:
 # -- (a) adding and copy, --preset cpu ------------------------------------------------------------------------
 
 
-def _rnn_one(task: str, name: str, seed: int) -> str:
+def _rnn_one(task: str, name: str, seed: int, rank: int | str = 1) -> str:
     from unitary_lowrank.tasks.train_rnn import PRESETS, Config, run
 
     sketch, error_feedback = VARIANTS[name]
     load = _load()
-    settings = {**PRESETS["cpu"][task], "sketch": sketch, "error_feedback": error_feedback, "seed": seed}
+    settings = {**PRESETS["cpu"][task], "sketch": sketch, "error_feedback": error_feedback, "seed": seed, "rank": rank}
     config = Config(task=task, **settings, threads=1, out=str(OUT / "rnn"))
     summary = run(config, progress=False)
     path = OUT / "rnn" / f"{summary['name']}.json"
@@ -103,19 +104,19 @@ def _rnn_one(task: str, name: str, seed: int) -> str:
     return f"{summary['name']}: {summary['metric_name']} {summary['final_metric']:.4g}"
 
 
-def _rnn_name(task: str, name: str, seed: int) -> str:
+def _rnn_name(task: str, name: str, seed: int, rank: int | str = 1) -> str:
     sketch, error_feedback = VARIANTS[name]
     suffix = ("" if sketch == "randomized" else f"-{sketch}") + ("-ef" if error_feedback else "")
-    return f"{task}-transport-k1{suffix}" + (f"-seed{seed}" if seed else "")
+    return f"{task}-transport-k{rank}{suffix}" + (f"-seed{seed}" if seed else "")
 
 
 def run_rnn(args: argparse.Namespace) -> None:
     jobs = [
-        (task, name, seed)
+        (task, name, seed, args.rank)
         for seed in args.seeds
         for task in ("adding", "copy")
-        for name in VARIANTS
-        if not (OUT / "rnn" / f"{_rnn_name(task, name, seed)}.json").exists()
+        for name in args.variants
+        if not (OUT / "rnn" / f"{_rnn_name(task, name, seed, args.rank)}.json").exists()
     ]
     with ProcessPoolExecutor(args.workers) as pool:
         for line in pool.map(_rnn_one, *zip(*jobs, strict=True)) if jobs else []:
@@ -229,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     rnn = commands.add_parser("rnn")
     rnn.add_argument("--seeds", type=int, nargs="+", default=[0])
     rnn.add_argument("--workers", type=int, default=2)
+    rnn.add_argument("--rank", type=rank_or_auto, default=1, help="the sketch's rank: 1 (the study's) or 'auto'")
+    rnn.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     rnn.set_defaults(run=run_rnn)
     cifar = commands.add_parser("cifar")
     cifar.add_argument("--data", required=True)
