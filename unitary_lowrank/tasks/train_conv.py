@@ -200,7 +200,7 @@ def _run(
 
     if config.method not in METHODS:
         raise SettingsError(f"conv: method must be one of {METHODS}; got {config.method!r}")
-    if config.method in ("transport", "project") and config.rank != "auto" and config.rank > config.channels:
+    if config.method in ("transport", "project") and isinstance(config.rank, int) and config.rank > config.channels:
         raise SettingsError(f"conv: --rank must be ≤ --channels ({config.channels}); got {config.rank}")
     if config.threads:
         torch.set_num_threads(config.threads)

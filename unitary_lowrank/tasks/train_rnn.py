@@ -293,7 +293,7 @@ def run(
         print(f"resuming {source} at iteration {state['step']}", file=sys.stderr)
     if config.method not in METHODS:
         raise SettingsError(f"method must be one of {METHODS}; got {config.method!r}")
-    if config.method in ("transport", "project") and config.rank != "auto" and config.rank > config.hidden:
+    if config.method in ("transport", "project") and isinstance(config.rank, int) and config.rank > config.hidden:
         raise SettingsError(f"--rank must be ≤ --hidden ({config.hidden}); got {config.rank}")
     if config.threads:
         torch.set_num_threads(config.threads)
