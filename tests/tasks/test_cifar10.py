@@ -329,3 +329,15 @@ def test_paper_preset_builds_and_steps_with_weight_decay_off_the_unitary_weights
     torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 3])).backward()
     optimizer.step()
     assert max(float(unitarity_error(p.detach()).max()) for p in model.unitary_parameters()) < 1e-5
+
+
+@pytest.mark.parametrize(("rank", "expected"), [(16, [3, 10, 16]), (2, [2]), ("auto", ["auto"])])
+def test_unitary_groups_by_rank_in_ascending_order(rank, expected):
+    """An integer rank is capped per weight (the stem's c × 3 matrices at 3, the 10-class head at 10), and the
+    groups follow the ranks as numbers (3, 10, 16; as strings 16 would come before 3), so that a run's parameter
+    indices, and its sketch keys, stay what they were; "auto" leaves the rank to the optimizer, in one group."""
+    pytest.importorskip("torch")
+    from unitary_lowrank.tasks.train_cifar10 import CifarConfig, build
+
+    _, optimizer = build(CifarConfig(model="lipconvnet", width=16, depth=5, rank=rank))
+    assert [group["rank"] for group in optimizer.param_groups if group.get("unitary")] == expected

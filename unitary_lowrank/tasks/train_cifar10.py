@@ -124,10 +124,10 @@ def build(config: CifarConfig) -> tuple[Any, Any]:
     groups: list[dict[str, Any]] = [{"params": model.other_parameters(), "weight_decay": config.weight_decay}]
     # rank k, or min(n, p) for the matrices smaller than that (the stem's c × 3 frequency matrices); "auto": the
     # optimizer's rule, per weight
-    ranks: dict[int | str, list[Any]] = {}
+    ranks: dict[Any, list[Any]] = {}  # keys all ints (by rank), or the one "auto"
     for p in model.unitary_parameters():
         ranks.setdefault(config.rank if config.rank == "auto" else min(int(config.rank), *p.shape[-2:]), []).append(p)
-    for rank, params in sorted(ranks.items(), key=lambda item: str(item[0])):
+    for rank, params in sorted(ranks.items()):
         group = {"params": params, "unitary": True, "lr": config.lr_unitary or config.lr}
         groups.append(group if config.method == "dense" else {**group, "rank": rank})
     base: torch.optim.Optimizer
