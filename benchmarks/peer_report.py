@@ -227,7 +227,7 @@ def _auto_rank(task: str) -> int:
     return rank_of("auto", (sizes[0], sizes[-1]))
 
 
-def default_check() -> list[str]:
+def default_section() -> list[str]:
     """The default step beside the study's best projUNN setting (``peer_study.py default``), if it was run."""
     path = OUT / "beside" / "summary.json"
     if not path.exists():
@@ -301,7 +301,7 @@ def report() -> None:
         "",
     ]
     page += [findings.read_text().strip(), ""] if findings.exists() else []
-    page += comparison(summaries) + default_check() + ranks(summaries) + sections + conditions()
+    page += comparison(summaries) + default_section() + ranks(summaries) + sections + conditions()
     PAGE.write_text("\n".join(page).rstrip() + "\n")
     print(f"wrote {PAGE} ({len(summaries)} tasks)")
 

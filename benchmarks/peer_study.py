@@ -315,8 +315,7 @@ def default_check(args: argparse.Namespace) -> None:
             path = OUT / "beside" / task / f"{method}-seed0.json"
             runs[method] = checked(task, method, lr, 0, BUDGETS[task], path)
             _say(f"beside {task} {method} lr {lr:g}", runs[method])
-        reached = [t for t in json.loads((OUT / "beside" / task / f"{best}-seed0.json").read_text())["targets"]
-                   if math.isfinite(time_to(runs[best], t))]  # fmt: skip
+        reached = [t for t in runs[best].get("targets", ()) if math.isfinite(time_to(runs[best], t))]
         target = min(reached) if reached else math.nan
         ratio = time_to(runs["projunn-default"], target) / time_to(runs[best], target) if reached else math.nan
         rows.append({"task": task, "best": best, "target": target, "ratio": ratio,

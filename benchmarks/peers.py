@@ -331,7 +331,8 @@ def projunn(rank: int | str = 1, sketch: str = "randomized", method: str = "tran
 
         weight, others = _split(task)
         base = torch.optim.Adam(_groups([weight], lr, others, task, unitary=True))
-        options = {} if default else {"method": method} if method == "dense" else {"rank": rank, "sketch": sketch}
+        low_rank = {} if method == "dense" else {"rank": rank, "sketch": sketch}  # dense takes no rank or sketch
+        options = {} if default else {"method": method, **low_rank}
         optimizer = ProjUNN(base, seed=seed, **options)
         return Trainer(_stepper(optimizer), lambda: weight)
 

@@ -29,6 +29,7 @@ from collections.abc import Callable
 import torch
 from unitary_lowrank.backends.torch import ProjUNN, UnitaryConv2d, haar_
 
+from unitary_lowrank.cli._options import rank_or_auto
 from unitary_lowrank.tasks.models.lipconvnet import LipConvNet
 
 TARGETS = {"lipconvnet": 0.1, "conv c=16 s=32": 0.5, "conv c=64 s=8": 0.5, "linear 1024": 1.3}
@@ -97,19 +98,13 @@ def linear_case(sketches: list[str], rank: int | str, calls: int, repeats: int) 
     return interleaved(contenders, calls, repeats)
 
 
-def _rank(text: str) -> int | str:
-    if text == "auto":
-        return text
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be 'auto' or an integer ≥ 1; got {text!r}")
-    return int(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="rounds of the interleaved measurement")
     parser.add_argument("--sketches", nargs="+", default=["randomized", "subspace"])
-    parser.add_argument("--rank", type=_rank, default="auto", help="the sketch's rank: auto (default) or an integer")
+    parser.add_argument(
+        "--rank", type=rank_or_auto, default="auto", help="the sketch's rank: auto (default) or an integer"
+    )
     parser.add_argument("--json", help="also write the medians here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

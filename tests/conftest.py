@@ -111,6 +111,11 @@ def _left_skew(U, A, B):
     return (X - X.conj().T) / 2
 
 
+def tall(x: np.ndarray) -> np.ndarray:
+    """The tall view of ``x`` (..., n, p): ``x`` itself when n ≥ p, else its adjoint (how a wide weight is stepped)."""
+    return x if x.shape[-1] <= x.shape[-2] else np.swapaxes(x, -1, -2).conj()
+
+
 def dense_transport_left(U, A, B):
     """``expm(skew(A (U B)ᴴ)) U``: the step's definition for any n×p ``U`` (for square ``U``, ``dense_transport``)."""
 

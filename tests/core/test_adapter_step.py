@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import DTYPES, EPS, dense_transport_left, gaussian, haar
+from conftest import DTYPES, EPS, dense_transport_left, gaussian, haar, tall
 
 from unitary_lowrank._adapters import Options, basis_shape, initial_basis, step
 
 #: (n, p, k, batch) — square, tall, wide and batched weights
 SHAPES = [(24, 24, 2, ()), (30, 8, 3, ()), (8, 30, 3, ()), (10, 10, 1, (3,))]
-
-
-def _tall(x: np.ndarray) -> np.ndarray:
-    return x if x.shape[-1] <= x.shape[-2] else np.swapaxes(x, -1, -2).conj()
 
 
 def _projection(delta: np.ndarray, Q: np.ndarray) -> np.ndarray:
@@ -38,14 +34,14 @@ def test_subspace_step_is_the_transport_of_the_projected_update(n, p, k, batch, 
     Q = initial_basis(W, k, 7)
     assert Q.shape == basis_shape(W.shape, k)
     result = step(W, delta, Options(rank=k, method="transport", sketch="subspace"), key=None, basis=Q)
-    tall_W, tall_delta = _tall(W), _tall(delta)
+    tall_W, tall_delta = tall(W), tall(delta)
     update = _projection(tall_delta, Q)  # A Bᴴ, rank k
     if np.dtype(dtype).kind == "f":
         update = update.real
     U, S, Vh = np.linalg.svd(update)
     A, B = U[..., :k] * S[..., None, :k], np.swapaxes(Vh[..., :k, :], -1, -2).conj()
     expected = dense_transport_left(tall_W, A, B)
-    error = np.abs(_tall(result.weight) - expected).max()
+    error = np.abs(tall(result.weight) - expected).max()
     assert error <= 200 * EPS[dtype]
     # the next basis spans Δᴴ P, orthonormal
     Q_next = result.basis
@@ -107,14 +103,14 @@ def test_error_feedback_keeps_what_the_step_left_out(sketch, n, p, rng):
     delta, E = gaussian((n, p), "complex128", rng, 0.1), gaussian((n, p), "complex128", rng, 0.01)
     Q = initial_basis(W, k, 2) if sketch == "subspace" else None
     result = step(W, delta, Options(rank=k, method="transport", sketch=sketch), key=3, basis=Q, error=E)
-    sketched = _tall(delta + E)
-    kept = sketched - _tall(result.error)  # = A Bᴴ, of rank k
+    sketched = tall(delta + E)
+    kept = sketched - tall(result.error)  # = A Bᴴ, of rank k
     assert np.linalg.matrix_rank(kept, tol=1e-10) == k
     if sketch == "subspace":
         assert np.abs(kept - _projection(sketched, Q)).max() <= 1e-13
     # the weight moved along exactly that rank-k part: the step without feedback on Δ' = A Bᴴ gives the same W
     again = step(
-        W, _tall(kept) if n >= p else _tall(kept).conj().T, Options(rank=k, method="transport", sketch="svd"), key=0
+        W, tall(kept) if n >= p else tall(kept).conj().T, Options(rank=k, method="transport", sketch="svd"), key=0
     )
     assert np.abs(again.weight - result.weight).max() <= 1e-13
 

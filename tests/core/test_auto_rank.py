@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import DTYPES, EPS, dense_transport_left, gaussian, haar
+from conftest import DTYPES, EPS, dense_transport_left, gaussian, haar, tall
 
 from unitary_lowrank._adapters import Options, basis_shape, check_rank, initial_basis, rank_of, step
 
@@ -56,10 +56,6 @@ def test_the_default_options_are_auto_and_refuse_other_words():
 CASES = [(64, 64, (), 3), (100, 40, (), 2), (40, 100, (), 1), (48, 48, (2,), 3)]
 
 
-def _tall(x: np.ndarray) -> np.ndarray:
-    return x if x.shape[-1] <= x.shape[-2] else np.swapaxes(x, -1, -2).conj()
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("n", "p", "batch", "r"), CASES)
 @pytest.mark.parametrize("sketch", ["randomized", "svd"])
@@ -69,11 +65,11 @@ def test_default_step_of_a_rank_deficient_update_is_the_dense_transport(n, p, ba
     delta = (gaussian(batch + (n, r), dtype, rng) @ gaussian(batch + (r, p), dtype, rng) * 0.05).astype(dtype)
     assert r <= rank_of("auto", W.shape)
     result = step(W, delta, Options.checked("here", sketch=sketch), key=5)
-    tall_W, tall_delta = _tall(W).astype(np.complex128), _tall(delta).astype(np.complex128)
+    tall_W, tall_delta = tall(W).astype(np.complex128), tall(delta).astype(np.complex128)
     # transport of the whole update: A Bᴴ = Δ, as A = Δ, B = I's columns (dense reference, double precision)
     identity = np.broadcast_to(np.eye(tall_W.shape[-1]), tall_delta.shape[:-2] + (tall_W.shape[-1],) * 2)
     expected = dense_transport_left(tall_W, tall_delta, identity)
-    assert np.abs(_tall(result.weight) - expected).max() <= 300 * EPS[dtype]
+    assert np.abs(tall(result.weight) - expected).max() <= 300 * EPS[dtype]
     assert bool(np.all(result.finite))
 
 

@@ -217,7 +217,7 @@ def test_summary_records_a_relative_output_folder(tmp_path, monkeypatch):
 
 
 def test_rank_auto_reaches_the_optimizer(tmp_path):
-    """``--rank auto`` (the optimizer's default rule) runs and names the run; 64 hidden units: k = 4."""
+    """``--rank auto`` (the optimizer's default rule) runs and names the run; the quick preset's 48 units: k = 3."""
     summary = run(quick("adding", tmp_path, rank="auto", steps=20, eval_every=10), progress=False)
     assert summary["unitarity"] <= 1e-5
     assert summary["log"] == "adding-transport-kauto.csv", summary["log"]
