@@ -18,7 +18,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("geotorch")
 pytest.importorskip("geoopt")
 
-sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
+# appended, not first: benchmarks/ has a conftest.py of its own, which must not shadow the tests' (a spawned child
+# of another test imports `conftest` by name)
+sys.path.append(str(Path(__file__).parents[2] / "benchmarks"))
 import peers  # noqa: E402
 
 #: Small instances of each task kind (rank 64 needs min(n, p) ≥ 64).
