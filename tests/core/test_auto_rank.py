@@ -80,3 +80,20 @@ def test_default_subspace_basis_has_the_auto_rank(dtype, rng):
     assert Q.shape == basis_shape(W.shape, "auto") == (2, 40, 2)
     result = step(W, gaussian(W.shape, dtype, rng, 0.1), Options.checked("here", sketch="subspace"), key=None, basis=Q)
     assert result.basis.shape == Q.shape
+
+
+@pytest.mark.parametrize("dtype", ["float32", "complex64"])
+def test_default_step_leaves_a_zero_update_inside_a_batch_exactly(dtype, rng):
+    """A batch of three 48×48 weights (k = 3): rank-1 and repeated-column updates around a zero one. The zero one's
+    weight comes back bit for bit; the others are the dense transport of their update."""
+    W = haar(48, dtype, rng, batch=(3,))
+    u, v = gaussian((3, 48, 1), dtype, rng), gaussian((3, 1, 48), dtype, rng)
+    delta = (0.05 * u @ v).astype(dtype)  # rank 1
+    delta[1] = 0
+    delta[2] = np.repeat(delta[2][:, :1], 48, axis=1)  # 48 equal columns
+    result = step(W, delta, Options.checked("here"), key=9)
+    assert np.array_equal(result.weight[1], W[1])
+    identity = np.broadcast_to(np.eye(48), (3, 48, 48))
+    expected = dense_transport_left(W.astype(np.complex128), delta.astype(np.complex128), identity)
+    assert np.abs(result.weight - expected)[[0, 2]].max() <= 300 * EPS[dtype]
+    assert bool(np.all(result.finite))
