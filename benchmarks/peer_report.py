@@ -81,7 +81,7 @@ def plot(task: str, runs: dict[str, dict[int, dict]], metric_name: str) -> Path 
             continue
         curve = result["curve"]
         family = METHODS[method].family
-        style = {"projunn": "-", "peer": "--", "reference": ":"}[family]
+        style = {"projunn": "-", "peer": "--", "reference": ":", "prototype": "-."}[family]
         label = METHODS[method].label
         for axis, key in ((by_time, "seconds"), (by_step, "step")):
             xs = [max(p[key], 1e-3 if key == "seconds" else 0.5) for p in curve]

@@ -6,6 +6,7 @@
     python benchmarks/peer_study.py study        # every method at its learning rate; seed 0, then seed 1
     python benchmarks/peer_study.py report       # docs/peers.md and its plots from the results present
     python benchmarks/peer_study.py default      # the default step beside the study's best projUNN setting, run again
+    python benchmarks/peer_study.py prototype    # a prototype (projected-auto) swept, studied, beside the default
 
 Every run is ``benchmarks/peers.py run`` in a process of its own, one thread,
 **one at a time**, with a budget of timed wall seconds per task
@@ -324,6 +325,40 @@ def default_check(args: argparse.Namespace) -> None:
     (OUT / "beside" / "summary.json").write_text(json.dumps(rows, indent=1))
 
 
+def prototype_check(args: argparse.Namespace) -> None:
+    """A prototype (``--methods``, default ``projected-auto``) calibrated, swept and studied as every method;
+    then, per task, the default and the prototype again, one right after the other (seed 0, each at its chosen
+    rate), and the ratio of the prototype's time to the default's, to the tightest target the default reached
+    (below 1: the prototype is faster). Written to ``runs/peers/prototype/summary.json``."""
+    from peer_report import final, time_to
+
+    methods = args.methods or ["projected-auto"]
+    tasks = args.tasks or [t for t in BUDGETS if t != "rotation-4096"]
+    own = argparse.Namespace(**{**vars(args), "methods": methods, "seeds": [0], "tasks": tasks})
+    calibrate(own)
+    sweep(own)
+    study(own)
+    rows = []
+    for task in tasks:
+        for method in methods:
+            runs = {}
+            for name in ("projunn-default", method):
+                lr, _ = chosen_rate(task, name)
+                runs[name] = checked(task, name, lr, 0, BUDGETS[task], OUT / "prototype" / task / f"{name}-seed0.json")
+                _say(f"prototype {task} {name} lr {lr:g}", runs[name])
+            default = runs["projunn-default"]
+            reached = [t for t in default.get("targets", ()) if math.isfinite(time_to(default, t))]
+            target = min(reached) if reached else math.nan
+            ratio = time_to(runs[method], target) / time_to(default, target) if reached else math.nan
+            rows.append({"task": task, "method": method, "target": target, "ratio": ratio,
+                         "final": final(runs[method]), "default_final": final(default),
+                         "ms_per_step": 1e3 * median_step(runs[method]),
+                         "default_ms_per_step": 1e3 * median_step(default)})  # fmt: skip
+            print(f"{method} on {task}: {ratio:.2f}× the default's time to {target:g}", flush=True)
+    (OUT / "prototype").mkdir(parents=True, exist_ok=True)
+    (OUT / "prototype" / "summary.json").write_text(json.dumps(rows, indent=1))
+
+
 def run_all(args: argparse.Namespace) -> None:
     calibrate(args)
     sweep(args)
@@ -336,7 +371,7 @@ def run_all(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="peer_study.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("all", "calibrate", "sweep", "study", "report", "default"):
+    for name in ("all", "calibrate", "sweep", "study", "report", "default", "prototype"):
         sub = commands.add_parser(name)
         sub.add_argument("--tasks", nargs="+", choices=sorted(TASKS), help="only these tasks (default: all)")
         sub.add_argument("--methods", nargs="+", choices=sorted(METHODS), help="only these methods (default: all)")
@@ -349,9 +384,14 @@ def main(argv: list[str] | None = None) -> None:
 
         report()
     else:
-        {"all": run_all, "calibrate": calibrate, "sweep": sweep, "study": study, "default": default_check}[
-            args.command
-        ](args)
+        {
+            "all": run_all,
+            "calibrate": calibrate,
+            "sweep": sweep,
+            "study": study,
+            "default": default_check,
+            "prototype": prototype_check,
+        }[args.command](args)
 
 
 if __name__ == "__main__":

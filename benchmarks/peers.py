@@ -339,6 +339,16 @@ def projunn(rank: int | str = 1, sketch: str = "randomized", method: str = "tran
     return install
 
 
+def projected(task: Task, lr: float, seed: int) -> Trainer:
+    """The projected-state prototype (``projected_state.ProjectedAdam``, not the library's step), Adam on the rest."""
+    from projected_state import ProjectedAdam
+
+    weight, others = _split(task)
+    optimizers = [ProjectedAdam([weight], lr, seed=seed)] + ([torch.optim.Adam(others, lr=task.other_lr)] if others
+                                                               else [])  # fmt: skip
+    return Trainer(_stepper(*optimizers), lambda: weight)
+
+
 def torch_orthogonal(orthogonal_map: str):
     """``torch.nn.utils.parametrizations.orthogonal`` with ``orthogonal_map``, started at the task's weight, Adam."""
 
@@ -405,7 +415,7 @@ def unconstrained_adam(task: Task, lr: float, seed: int) -> Trainer:
 class Method:
     label: str
     install: Callable[[Task, float, int], Trainer]
-    family: str  # "projunn", "peer" or "reference"
+    family: str  # "projunn", "peer", "reference" or "prototype" (a design measured in benchmarks/, not the library)
     complex: bool = True  # runs complex unitary weights
     rectangular: bool = True  # runs n × p weights
     optimizer: str = "adam"  # which learning-rate grid applies
@@ -422,6 +432,7 @@ METHODS: dict[str, Method] = {
     },
     "projunn-auto-subspace": Method("projUNN, rank auto, subspace", projunn("auto", "subspace"), "projunn"),
     "projunn-dense": Method("dense Riemannian (this library)", projunn(method="dense"), "projunn"),
+    "projected-auto": Method("projected state, rank auto (prototype)", projected, "prototype"),
     "torch-matrix_exp": Method("torch orthogonal, matrix_exp", torch_orthogonal("matrix_exp"), "peer"),
     "torch-cayley": Method("torch orthogonal, cayley", torch_orthogonal("cayley"), "peer"),
     "torch-householder": Method(

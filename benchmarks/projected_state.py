@@ -11,13 +11,31 @@ test error is printed as one JSON line per configuration.
 
 - ``full-randomized`` / ``full-subspace``: ``ProjUNN(Adam, rank=k, sketch=...)``,
   Adam's moments N×N, the update Δ sketched to rank k.
+- ``adam``: plain Adam, nothing keeping W orthogonal (the cost baseline).
+- ``moment-k``: Adam in W's coordinates, but its first moment kept at rank k
+  (the basis of ``proj-momentum`` and m = Pᵀ M) and its second moment exact
+  (``second="exact"``) or factored as Adafactor's (``"factored"``, the
+  default); the update is formed densely and sketched as the full-state
+  step's: what keeping only a rank-k first moment costs.
 - ``proj-*``: Adam's moments live on ``R = Pᵀ G`` (k×N) for an orthonormal
-  basis P (N×k); the step is ``transport(W, P, ΔRᵀ)``; P then advances:
-  ``proj-power``: ``P ← orth(G Rᵀ)`` (one subspace iteration on the minibatch
-  gradient); ``proj-ema``: the same on an exponentially averaged Gram matrix kept
-  as a k×k factor (``beta``); ``proj-svd``: the top-k left singular vectors of G
+  basis P (N×k); the step is ``transport(W, P, ΔRᵀ)``. How P follows:
+  ``proj-momentum``: before the step, one subspace iteration on Adam's first
+  moment ``M = β₁ P m + (1 − β₁) G`` (never formed: ``Z = Mᵀ P = (β₁ m + (1 − β₁) R)ᵀ``,
+  ``P ← orth(β₁ P (m Z) + (1 − β₁) G Z)``), so the basis follows the averaged
+  gradient, three passes over G per step; after the step: ``proj-power``:
+  ``P ← orth(G Rᵀ)`` (one subspace iteration on the minibatch gradient);
+  ``proj-ema``: the same on an exponentially averaged Gram matrix kept as a k×k
+  factor (``beta``); ``proj-svd``: the top-k left singular vectors of G
   (``every`` steps). When P turns, the moments are rotated by ``C = P_newᵀ P_old``
-  (``rot``: ``both``: m ← C m, v ← (C∘C) v; ``m``; ``none``; ``reset``).
+  (``rot``: ``both``: m ← C m, v ← (C∘C) v; ``m``: m alone, v kept as it is;
+  ``none``; ``reset``). ``second="column"``: one second moment per column of R
+  (the mean over its k rows), which a turn of P within its span leaves unchanged.
+
+Found with it (docs/performance.md, *The default step*): rotating v by C∘C is
+what made the projected state plateau. When P turns out of its span, C is a
+contraction, the rotated v shrinks and the steps it normalizes grow; with m
+rotated and v kept (``rot="m"``) and the basis following the first moment
+(``proj-momentum``), the plateau is gone.
 """
 
 from __future__ import annotations
@@ -30,6 +48,56 @@ import torch
 from unitary_lowrank.backends.torch import ProjUNN
 
 import unitary_lowrank as ul
+
+
+class ProjectedAdam:
+    """The projected state as an optimizer of the peer harness (``peers.py``, method ``projected-auto``): a prototype.
+
+    Adam's moments on ``R = Pᴴ G`` (k×p) for each tall or square weight (..., n, p),
+    the basis P (n×k) following the first moment (``proj-momentum`` above,
+    ``rot="m"``), the step ``transport(W, P, ΔRᴴ)`` and one Newton–Schulz step
+    every 100. Real and complex weights; k from ``rank="auto"``. State per weight:
+    P, m, v: k n + 2 k p numbers (against Adam's 2 n p and the full-state step's
+    Δ besides). Not the library's optimizer: no state_dict, no checks.
+    """
+
+    def __init__(self, weights: list[torch.nn.Parameter], lr: float, *, rank: int | str = "auto",
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, seed: int = 0) -> None:  # fmt: skip
+        from unitary_lowrank._adapters import rank_of
+
+        self.weights, self.lr, self.betas, self.eps, self.t = list(weights), lr, betas, eps, 0
+        self.state = []
+        generator = torch.Generator().manual_seed(seed)
+        for W in self.weights:
+            *batch, n, p = W.shape
+            if p > n:
+                raise ValueError("ProjectedAdam: a tall or square weight (n ≥ p)")
+            k = rank_of(rank, (n, p))
+            draw = torch.randn(*batch, n, k, generator=generator, dtype=W.dtype)
+            self.state.append({"P": _orth(draw), "m": torch.zeros(*batch, k, p, dtype=W.dtype),
+                               "v": torch.zeros(*batch, k, p, dtype=W.real.dtype)})  # fmt: skip
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for W in self.weights:
+            W.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        (b1, b2), self.t = self.betas, self.t + 1
+        for W, state in zip(self.weights, self.state, strict=True):
+            if W.grad is None:
+                continue
+            G, P, m = W.grad, state["P"], state["m"]
+            Z = (b1 * m + (1 - b1) * (P.mH @ G)).mH  # Mᴴ P for the first moment M = b1 P m + (1 − b1) G
+            P_new = _orth(b1 * (P @ (m @ Z)) + (1 - b1) * (G @ Z))
+            R = P_new.mH @ G
+            m = state["m"] = b1 * ((P_new.mH @ P) @ m) + (1 - b1) * R  # m turned with P; v is not
+            v = state["v"].mul_(b2).add_((1 - b2) * R.abs().square())
+            state["P"] = P_new
+            dR = -self.lr * (m / (1 - b1**self.t)) / ((v / (1 - b2**self.t)).sqrt() + self.eps)
+            W.copy_(ul.transport(W, P_new, dR.mH, check_finite=False))
+            if self.t % 100 == 0:
+                W.sub_(W @ (W.mH @ W - torch.eye(W.shape[-1], dtype=W.dtype)) / 2)
 
 
 def _haar(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -51,12 +119,15 @@ def run(n: int, method: str, k: int, lr: float, seconds: float, seed: int = 0, *
     teacher, start = _haar(n, g), _haar(n, g)
     test = torch.randn(n, 512, generator=g)
     W = torch.nn.Parameter(start.clone())
-    if method.startswith("full"):
+    if method == "adam":  # plain Adam, nothing keeping W orthogonal: the cost baseline
+        opt = torch.optim.Adam([W], lr=lr)
+    elif method.startswith("full"):
         base = torch.optim.Adam([{"params": [W], "unitary": True, "lr": lr}])
         opt = ProjUNN(base, rank=k, sketch=method.split("-")[1], seed=0)
     else:
         P = _orth(torch.randn(n, k, generator=torch.Generator().manual_seed(99)))
         m, v, D, t = torch.zeros(k, n), torch.zeros(k, n), torch.zeros(k, k), 0
+        rows, columns, v_full = torch.zeros(n, 1), torch.zeros(1, n), None
     b1, b2, eps = 0.9, 0.999, 1e-8
     curve, spent, step, next_evaluation = [], 0.0, 0, 0.0
     while spent < seconds:
@@ -70,15 +141,49 @@ def run(n: int, method: str, k: int, lr: float, seconds: float, seed: int = 0, *
         W.grad = None
         loss.backward()
         with torch.no_grad():
-            if method.startswith("full"):
+            if method == "adam" or method.startswith("full"):
                 opt.step()
+            elif method == "moment-k":
+                # Adam in W's coordinates with a first moment of rank k (tracked as proj-momentum's), the
+                # second moment exact (second="exact", N×N) or factored (second="factored": Adafactor's row
+                # and column means, O(N)); the update formed densely and sketched to rank k, as today's step.
+                G = W.grad
+                t += 1
+                Z = (b1 * m + (1 - b1) * (P.T @ G)).T
+                P_new = _orth(b1 * (P @ (m @ Z)) + (1 - b1) * (G @ Z))
+                m, P = b1 * ((P_new.T @ P) @ m) + (1 - b1) * (P_new.T @ G), P_new
+                if kw.get("second", "factored") == "factored":
+                    rows.mul_(b2).add_(G.square().mean(dim=1, keepdim=True), alpha=1 - b2)
+                    columns.mul_(b2).add_(G.square().mean(dim=0, keepdim=True), alpha=1 - b2)
+                    v_hat = rows @ columns / rows.mean() / (1 - b2**t)
+                else:
+                    v_full = torch.zeros(n, n) if v_full is None else v_full
+                    v_hat = v_full.mul_(b2).addcmul_(G, G, value=1 - b2) / (1 - b2**t)
+                update = -lr * (P @ m / (1 - b1**t)) / (v_hat.sqrt() + eps)
+                A, B = ul.sketch(update, k, seed=torch.tensor([0, t]), check_finite=False)
+                W.copy_(ul.transport(W, A, B, check_finite=False))
             else:
                 G = W.grad
                 R = P.T @ G
                 t += 1
+                if method == "proj-momentum":
+                    # P first follows the leading subspace of Adam's first moment
+                    # M = b1 P m + (1 - b1) G (one subspace iteration, M never formed);
+                    # m becomes M's projection on the new basis, v is rotated as m.
+                    Z = (b1 * m + (1 - b1) * R).T
+                    P_new = _orth(b1 * (P @ (m @ Z)) + (1 - b1) * (G @ Z))
+                    C = P_new.T @ P
+                    R = P_new.T @ G
+                    m, P = C @ m, P_new
+                    if kw.get("rot", "both") == "both":
+                        v = (C * C) @ v
                 m.mul_(b1).add_(R, alpha=1 - b1)
                 v.mul_(b2).addcmul_(R, R, value=1 - b2)
-                dR = -lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps)
+                if kw.get("second") == "column":  # a second moment per column of R: unchanged by P's turns
+                    v_used = v.mean(dim=0, keepdim=True)
+                else:
+                    v_used = v
+                dR = -lr * (m / (1 - b1**t)) / ((v_used / (1 - b2**t)).sqrt() + eps)
                 W.copy_(ul.transport(W, P, dR.T, check_finite=False))
                 every = kw.get("every", 1)
                 P_new = P
