@@ -22,7 +22,7 @@ from peer_study import BUDGETS, IMAGES, OUT, PAGE, chosen_rate, median_step, too
 from peers import METHODS
 
 #: Tasks whose projUNN-against-peer comparison is tabulated (the sizes the method is for).
-LARGE = ("rotation-1024", "rotation-4096", "adding-512", "subspace-4096x256", "unitary-1024")
+LARGE = ("rotation-1024", "rotation-1024-so", "rotation-4096", "adding-512", "subspace-4096x256", "unitary-1024")
 
 
 def _results(task: str, kind: str) -> dict[str, dict[int, dict]]:

@@ -170,3 +170,18 @@ def test_same_component_puts_the_start_where_the_teacher_is():
         assert torch.equal(same.model.weight.detach()[:, 1:], plain.model.weight.detach()[:, 1:])
         signs.append(different)
     assert any(signs) and not all(signs)  # both cases occur among these seeds: the test sees a flip
+
+
+def test_a_check_run_again_on_some_tasks_keeps_the_others_rows(tmp_path):
+    import peer_study
+
+    summary = tmp_path / "summary.json"
+    assert peer_study.merged(summary, [{"task": "a", "ratio": 1.0}]) == [{"task": "a", "ratio": 1.0}]  # no file yet
+    summary.write_text(json.dumps([{"task": "a", "ratio": 1.0}, {"task": "b", "ratio": 2.0}]))
+    rows = peer_study.merged(summary, [{"task": "b", "ratio": 0.5}, {"task": "c", "ratio": 0.7}])
+    assert rows == [{"task": "a", "ratio": 1.0}, {"task": "b", "ratio": 0.5}, {"task": "c", "ratio": 0.7}]
+    summary.write_text(
+        json.dumps([{"task": "a", "method": "x", "ratio": 1.0}, {"task": "a", "method": "y", "ratio": 2.0}])
+    )
+    rows = peer_study.merged(summary, [{"task": "a", "method": "y", "ratio": 3.0}])
+    assert rows == [{"task": "a", "method": "x", "ratio": 1.0}, {"task": "a", "method": "y", "ratio": 3.0}]
