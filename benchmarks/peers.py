@@ -12,8 +12,10 @@ subspace sketches; its dense Riemannian step), torch's
 ``parametrizations.orthogonal`` (matrix_exp, cayley, householder), geotorch's
 ``orthogonal``, geoopt's ``RiemannianAdam`` / ``RiemannianSGD`` on its
 ``Stiefel`` manifold, and plain Adam without any constraint (a reference that
-is not orthogonal). Each peer runs as its authors document it: the default
-trivialization or manifold, with Adam (the optimizer their examples use).
+is not orthogonal); ``projected-auto`` is a prototype measured here, not the
+library's step (optimizer state of O(k N), ``projected_state.py``). Each peer
+runs as its authors document it: the default trivialization or manifold, with
+Adam (the optimizer their examples use).
 
 A run trains for a budget of wall seconds (one thread), evaluates the
 validation and test metrics on a schedule with its clock stopped, and writes

@@ -169,7 +169,7 @@ def run(n: int, method: str, k: int, lr: float, seconds: float, seed: int = 0, *
                 if method == "proj-momentum":
                     # P first follows the leading subspace of Adam's first moment
                     # M = b1 P m + (1 - b1) G (one subspace iteration, M never formed);
-                    # m becomes M's projection on the new basis, v is rotated as m.
+                    # m becomes M's projection on the new basis; v is turned too only with rot="both".
                     Z = (b1 * m + (1 - b1) * R).T
                     P_new = _orth(b1 * (P @ (m @ Z)) + (1 - b1) * (G @ Z))
                     C = P_new.T @ P
