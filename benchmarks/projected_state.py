@@ -87,11 +87,9 @@ class ProjectedAdam:
         for W, state in zip(self.weights, self.state, strict=True):
             if W.grad is None:
                 continue
-            G, P, m = W.grad, state["P"], state["m"]
-            Z = (b1 * m + (1 - b1) * (P.mH @ G)).mH  # Mᴴ P for the first moment M = b1 P m + (1 − b1) G
-            P_new = _orth(b1 * (P @ (m @ Z)) + (1 - b1) * (G @ Z))
-            R = P_new.mH @ G
-            m = state["m"] = b1 * ((P_new.mH @ P) @ m) + (1 - b1) * R  # m turned with P; v is not
+            G, P = W.grad, state["P"]
+            P_new, C, R = follow_first_moment(P, state["m"], G, P.mH @ G, b1)
+            m = state["m"] = b1 * (C @ state["m"]) + (1 - b1) * R  # m turned with P; v is not
             v = state["v"].mul_(b2).add_((1 - b2) * R.abs().square())
             state["P"] = P_new
             dR = -self.lr * (m / (1 - b1**self.t)) / ((v / (1 - b2**self.t)).sqrt() + self.eps)
@@ -112,6 +110,20 @@ def _error(W: torch.Tensor, teacher: torch.Tensor, x: torch.Tensor) -> float:
 
 def _orth(X: torch.Tensor) -> torch.Tensor:
     return torch.linalg.qr(X)[0]
+
+
+def follow_first_moment(
+    P: torch.Tensor, m: torch.Tensor, G: torch.Tensor, R: torch.Tensor, beta1: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One subspace iteration on Adam's first moment ``M = β₁ P m + (1 − β₁) G``, never formed.
+
+    ``R = Pᴴ G`` (already computed by the caller). With ``Z = Mᴴ P = (β₁ m + (1 − β₁) R)ᴴ``, the new basis is
+    ``orth(M Z) = orth(β₁ P (m Z) + (1 − β₁) G Z)``. Returns it, ``C = P_newᴴ P`` (m turns as ``C m``) and
+    ``P_newᴴ G``: two more passes over G.
+    """
+    Z = (beta1 * m + (1 - beta1) * R).mH
+    P_new = _orth(beta1 * (P @ (m @ Z)) + (1 - beta1) * (G @ Z))
+    return P_new, P_new.mH @ P, P_new.mH @ G
 
 
 def run(n: int, method: str, k: int, lr: float, seconds: float, seed: int = 0, **kw) -> dict:
@@ -149,9 +161,8 @@ def run(n: int, method: str, k: int, lr: float, seconds: float, seed: int = 0, *
                 # and column means, O(N)); the update formed densely and sketched to rank k, as today's step.
                 G = W.grad
                 t += 1
-                Z = (b1 * m + (1 - b1) * (P.T @ G)).T
-                P_new = _orth(b1 * (P @ (m @ Z)) + (1 - b1) * (G @ Z))
-                m, P = b1 * ((P_new.T @ P) @ m) + (1 - b1) * (P_new.T @ G), P_new
+                P, C, R = follow_first_moment(P, m, G, P.T @ G, b1)
+                m = b1 * (C @ m) + (1 - b1) * R
                 if kw.get("second", "factored") == "factored":
                     rows.mul_(b2).add_(G.square().mean(dim=1, keepdim=True), alpha=1 - b2)
                     columns.mul_(b2).add_(G.square().mean(dim=0, keepdim=True), alpha=1 - b2)
@@ -167,14 +178,10 @@ def run(n: int, method: str, k: int, lr: float, seconds: float, seed: int = 0, *
                 R = P.T @ G
                 t += 1
                 if method == "proj-momentum":
-                    # P first follows the leading subspace of Adam's first moment
-                    # M = b1 P m + (1 - b1) G (one subspace iteration, M never formed);
-                    # m becomes M's projection on the new basis; v is turned too only with rot="both".
-                    Z = (b1 * m + (1 - b1) * R).T
-                    P_new = _orth(b1 * (P @ (m @ Z)) + (1 - b1) * (G @ Z))
-                    C = P_new.T @ P
-                    R = P_new.T @ G
-                    m, P = C @ m, P_new
+                    # P first follows Adam's first moment; m becomes its projection on the new basis
+                    # (after the update below); v is turned too only with rot="both"
+                    P, C, R = follow_first_moment(P, m, G, R, b1)
+                    m = C @ m
                     if kw.get("rot", "both") == "both":
                         v = (C * C) @ v
                 m.mul_(b1).add_(R, alpha=1 - b1)
