@@ -294,83 +294,84 @@ def best_setting(task: str) -> str | None:
     return min(scores, key=lambda m: scores[m]) if scores else None
 
 
+def _own_runs(args: argparse.Namespace, methods: list[str]) -> list[str]:
+    """Calibrate, sweep and study ``methods`` (seed 0) on the chosen tasks (default: all but the 4096 fit); the
+    tasks."""
+    tasks = args.tasks or [t for t in BUDGETS if t != "rotation-4096"]
+    own = argparse.Namespace(**{**vars(args), "methods": methods, "seeds": [0], "tasks": tasks})
+    calibrate(own)
+    sweep(own)
+    study(own)
+    return tasks
+
+
+def _beside(task: str, candidate: str, reference: str, folder: str) -> tuple[dict, dict, float, float]:
+    """``candidate`` and ``reference`` run again on ``task``, one right after the other, the default first (seed 0,
+    each at its chosen rate, kept in ``runs/peers/FOLDER``); then the tightest target the reference reached and
+    the ratio of the candidate's time to it over the reference's (NaN, NaN where the reference reached none)."""
+    from peer_report import time_to
+
+    runs = {}
+    for method in sorted((candidate, reference), key=lambda name: name != "projunn-default"):
+        lr, _ = chosen_rate(task, method)
+        runs[method] = checked(task, method, lr, 0, BUDGETS[task], OUT / folder / task / f"{method}-seed0.json")
+        _say(f"{folder} {task} {method} lr {lr:g}", runs[method])
+    ours, theirs = runs[candidate], runs[reference]
+    reached = [t for t in theirs.get("targets", ()) if math.isfinite(time_to(theirs, t))]
+    if not reached:
+        return ours, theirs, math.nan, math.nan
+    target = min(reached)
+    return ours, theirs, target, time_to(ours, target) / time_to(theirs, target)
+
+
 def default_check(args: argparse.Namespace) -> None:
     """The default's calibration, sweep and study run as every method's; then, per task, the default and the
     study's best projUNN setting again, one right after the other (same seed, each at its chosen rate), and the
     ratio of their times to the tightest target the best one reached (:data:`DEFAULT_RULE`)."""
-    from peer_report import time_to
-
-    own = argparse.Namespace(**{**vars(args), "methods": ["projunn-default"], "seeds": [0]})
-    tasks = args.tasks or [t for t in BUDGETS if t != "rotation-4096"]
-    own.tasks = tasks
-    calibrate(own)
-    sweep(own)
-    study(own)
     rows = []
-    for task in tasks:
+    for task in _own_runs(args, ["projunn-default"]):
         best = best_setting(task)
         if best is None:
             continue
-        runs = {}
-        for method in ("projunn-default", best):
-            lr, _ = chosen_rate(task, method)
-            path = OUT / "beside" / task / f"{method}-seed0.json"
-            runs[method] = checked(task, method, lr, 0, BUDGETS[task], path)
-            _say(f"beside {task} {method} lr {lr:g}", runs[method])
-        reached = [t for t in runs[best].get("targets", ()) if math.isfinite(time_to(runs[best], t))]
-        target = min(reached) if reached else math.nan
-        ratio = time_to(runs["projunn-default"], target) / time_to(runs[best], target) if reached else math.nan
+        _, _, target, ratio = _beside(task, "projunn-default", best, "beside")
         # no target reached by the best setting: the rule has nothing to compare (None, not a failure)
-        rows.append({"task": task, "best": best, "target": target, "ratio": ratio,
-                     "passes": bool(ratio <= DEFAULT_RULE) if reached else None})  # fmt: skip
+        passes = None if math.isnan(target) else bool(ratio <= DEFAULT_RULE)
+        rows.append({"task": task, "best": best, "target": target, "ratio": ratio, "passes": passes})
         print(f"default on {task}: {ratio:.2f}× the time of {best} to {target:g}", flush=True)
     summary = OUT / "beside" / "summary.json"
     summary.write_text(json.dumps(merged(summary, rows), indent=1))
 
 
 def merged(summary: Path, rows: list[dict]) -> list[dict]:
-    """The rows of the file ``summary`` (if any) whose task (and method, where rows name one) is not among
-    ``rows``, then ``rows``: a check run again on some tasks keeps the others' results."""
+    """The rows of the file ``summary`` (if any), each replaced where it stands by the one of ``rows`` with its task
+    (and method, where rows name one); then the rest of ``rows``: a check run again on some tasks keeps the
+    others' results, in their order."""
 
     def key(row: dict) -> tuple:
         return row["task"], row.get("method")
 
-    new = {key(row) for row in rows}
-    kept = [row for row in json.loads(summary.read_text()) if key(row) not in new] if summary.exists() else []
-    return kept + rows
+    fresh = {key(row): row for row in rows}
+    stored = json.loads(summary.read_text()) if summary.exists() else []
+    return [fresh.pop(key(row), row) for row in stored] + list(fresh.values())
 
 
 def prototype_check(args: argparse.Namespace) -> None:
     """A prototype (``--methods``, default ``projected-auto``) calibrated, swept and studied as every method;
-    then, per task, the default and the prototype again, one right after the other (seed 0, each at its chosen
+    then, per task, the prototype and the default again, one right after the other (seed 0, each at its chosen
     rate), and the ratio of the prototype's time to the default's, to the tightest target the default reached
     (below 1: the prototype is faster). Written to ``runs/peers/prototype/summary.json``."""
-    from peer_report import final, time_to
+    from peer_report import final
 
     methods = args.methods or ["projected-auto"]
-    tasks = args.tasks or [t for t in BUDGETS if t != "rotation-4096"]
-    own = argparse.Namespace(**{**vars(args), "methods": methods, "seeds": [0], "tasks": tasks})
-    calibrate(own)
-    sweep(own)
-    study(own)
     rows = []
-    for task in tasks:
+    for task in _own_runs(args, methods):
         for method in methods:
-            runs = {}
-            for name in ("projunn-default", method):
-                lr, _ = chosen_rate(task, name)
-                runs[name] = checked(task, name, lr, 0, BUDGETS[task], OUT / "prototype" / task / f"{name}-seed0.json")
-                _say(f"prototype {task} {name} lr {lr:g}", runs[name])
-            default = runs["projunn-default"]
-            reached = [t for t in default.get("targets", ()) if math.isfinite(time_to(default, t))]
-            target = min(reached) if reached else math.nan
-            ratio = time_to(runs[method], target) / time_to(default, target) if reached else math.nan
+            ours, default, target, ratio = _beside(task, method, "projunn-default", "prototype")
             rows.append({"task": task, "method": method, "target": target, "ratio": ratio,
-                         "final": final(runs[method]), "default_final": final(default),
-                         "ms_per_step": 1e3 * median_step(runs[method]),
+                         "final": final(ours), "default_final": final(default),
+                         "ms_per_step": 1e3 * median_step(ours),
                          "default_ms_per_step": 1e3 * median_step(default)})  # fmt: skip
             print(f"{method} on {task}: {ratio:.2f}× the default's time to {target:g}", flush=True)
-    (OUT / "prototype").mkdir(parents=True, exist_ok=True)
     summary = OUT / "prototype" / "summary.json"
     summary.write_text(json.dumps(merged(summary, rows), indent=1))
 
