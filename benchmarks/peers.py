@@ -346,8 +346,9 @@ def projected(task: Task, lr: float, seed: int) -> Trainer:
     from projected_state import ProjectedAdam
 
     weight, others = _split(task)
-    optimizers = [ProjectedAdam([weight], lr, seed=seed)] + ([torch.optim.Adam(others, lr=task.other_lr)] if others
-                                                               else [])  # fmt: skip
+    optimizers = [ProjectedAdam([weight], lr, seed=seed)]
+    if others:
+        optimizers.append(torch.optim.Adam(others, lr=task.other_lr))
     return Trainer(_stepper(*optimizers), lambda: weight)
 
 
